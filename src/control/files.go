@@ -1,0 +1,75 @@
+package control
+
+import "sort"
+
+// FileInfo describes a control file the project reads.
+type FileInfo struct {
+	Name    string
+	Default string // what applies when the file is missing, in words
+	UsedBy  string // the programs that read it
+	Meaning string
+}
+
+// Files lists every control file the project reads. A program that reads a new file adds
+// it here (Dir panics on an unlisted name), and qmail-showctl reports from this table.
+var Files = []FileInfo{
+	{"me", "none (required)", "all", "fully qualified name of this host"},
+	{"badmailfrom", "none", "qmail-smtpd", "envelope senders (or @domains) refused"},
+	{"bouncefrom", "MAILER-DAEMON", "qmail-send", "user part of the bounce sender"},
+	{"bouncehost", "me", "qmail-send", "host part of the bounce sender"},
+	{"concurrencylocal", "10", "qmail-send", "simultaneous local deliveries (0 holds local mail)"},
+	{"concurrencyremote", "20", "qmail-send", "simultaneous remote deliveries (0 holds remote mail)"},
+	{"databytes", "0 (no limit)", "qmail-smtpd, qmail-qmtpd", "largest message accepted, in bytes"},
+	{"defaultdelivery", "./Maildir/ (packages) or qmail-start's argument", "qmail-start", "delivery for users without a .qmail file"},
+	{"defaultdomain", "me", "qmail-inject", "domain appended to host names without a dot"},
+	{"defaulthost", "me", "qmail-inject", "host appended to addresses without one"},
+	{"doublebouncehost", "me", "qmail-send", "host of the double-bounce recipient"},
+	{"doublebounceto", "postmaster", "qmail-send", "user who receives double bounces"},
+	{"envnoathost", "me", "qmail-send", "host appended to envelope recipients without @"},
+	{"helohost", "me", "qmail-remote", "name sent in HELO/EHLO"},
+	{"idhost", "me", "qmail-inject", "host part of generated Message-IDs"},
+	{"localiphost", "me", "qmail-smtpd", "name that replaces local IP address literals"},
+	{"locals", "me", "qmail-send", "domains delivered locally"},
+	{"morercpthosts", "none", "qmail-newmrh", "more rcpthosts, compiled into morercpthosts.cdb"},
+	{"morercpthosts.cdb", "none", "qmail-smtpd", "compiled morercpthosts"},
+	{"percenthack", "none", "qmail-send", "domains where user%host@domain becomes user@host"},
+	{"plusdomain", "me", "qmail-inject", "domain appended to host names ending in +"},
+	{"qmqpservers", "none", "qmail-qmqpc", "QMQP servers to hand mail to"},
+	{"queuelifetime", "604800", "qmail-send", "seconds a message may stay in the queue"},
+	{"rcpthosts", "none (accepts no recipients unless RELAYCLIENT is set)", "qmail-smtpd", "domains accepted as recipients"},
+	{"smtpgreeting", "me", "qmail-smtpd", "220 greeting; the first word should be the host name"},
+	{"smtproutes", "none", "qmail-remote", "domain:relay[:port] routes; an empty relay means MX"},
+	{"timeoutconnect", "60", "qmail-remote", "seconds to wait for a connection"},
+	{"timeoutremote", "1200", "qmail-remote", "seconds to wait for a remote server"},
+	{"timeoutsmtpd", "1200", "qmail-smtpd", "seconds to wait for an SMTP client"},
+	{"virtualdomains", "none", "qmail-send", "user@domain:prepend or domain:prepend rewrites"},
+}
+
+var byName = func() map[string]FileInfo {
+	m := make(map[string]FileInfo, len(Files))
+	for _, f := range Files {
+		m[f.Name] = f
+	}
+	return m
+}()
+
+func lookup(name string) (FileInfo, bool) {
+	f, ok := byName[name]
+	return f, ok
+}
+
+// Known reports whether name is a control file the project reads.
+func Known(name string) bool {
+	_, ok := byName[name]
+	return ok
+}
+
+// Names returns the known control file names in order.
+func Names() []string {
+	n := make([]string, 0, len(Files))
+	for _, f := range Files {
+		n = append(n, f.Name)
+	}
+	sort.Strings(n)
+	return n
+}
