@@ -22,6 +22,8 @@ var Packages = map[string]string{
 	"python3":  "python3",
 	"swaks":    "swaks",
 	"strace":   "strace",
+	"groff":    "groff-base",
+	"tar":      "tar",
 }
 
 // RequireEnv is the variable that makes a missing peer a failure instead of a skip.
