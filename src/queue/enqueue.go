@@ -1,0 +1,333 @@
+package queue
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// qmail-queue's exit codes (qmail-queue(8)); every code not listed is temporary.
+const (
+	ExitOK          = 0
+	ExitAddrTooLong = 11 // permanent
+	ExitRefused     = 31 // permanent refusal, for QMAILQUEUE replacements
+	ExitNoMem       = 51
+	ExitTimeout     = 52
+	ExitWrite       = 53 // write error or disk full
+	ExitRead        = 54 // unable to read the message or envelope
+	ExitConfig      = 55
+	ExitNetwork     = 56
+	ExitHome        = 61
+	ExitQueueDir    = 62
+	ExitPid         = 63
+	ExitMess        = 64
+	ExitIntd        = 65
+	ExitTodo        = 66
+	ExitBug         = 81
+	ExitCustom      = 82 // replacement wrote a D/Z message on fd 6
+	ExitEnvelope    = 91
+)
+
+// MaxAddr is qmail-queue's ADDR: an envelope address, with its terminating NUL, must
+// be shorter than this, so the longest address accepted is MaxAddr-1 bytes.
+const MaxAddr = 1003
+
+// Death is qmail-queue's lifetime: it gives up (exit 52) after this long, which must
+// stay below qmail-send's 36 hours after which stale queue files are removed.
+const Death = 24 * time.Hour
+
+// ExitError is a queueing failure with the qmail-queue exit code it maps to.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return fmt.Sprintf("%v (exit %d)", e.Err, e.Code) }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func fail(code int, format string, a ...any) error {
+	return &ExitError{Code: code, Err: fmt.Errorf(format, a...)}
+}
+
+// Code returns the exit code for an error from Enqueue: 0 for nil, ExitBug for an
+// error that carries no code.
+func Code(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var e *ExitError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ExitBug
+}
+
+// Caller describes who queues the message, for the Received line and the envelope's
+// u and p records.
+type Caller struct {
+	UID     int       // the real uid of the caller
+	PID     int       // the queueing process (qmail-queue's own pid)
+	Invoked string    // "by alias", "from network", "for bounce" or "by uid N"
+	Time    time.Time // start time: names the pid file and dates the Received line
+}
+
+// Invoked returns the Received line's description of a caller uid: "by alias",
+// "from network" (qmaild), "for bounce" (qmails), else "by uid N". In sandbox mode
+// every qmail user shares one uid, so pass sandbox=true to always get "by uid N".
+func Invoked(uid, alias, qmaild, qmails int, sandbox bool) string {
+	switch {
+	case sandbox:
+	case uid == alias:
+		return "by alias"
+	case uid == qmaild:
+		return "from network"
+	case uid == qmails:
+		return "for bounce"
+	}
+	return "by uid " + strconv.Itoa(uid)
+}
+
+// ReceivedLine is qmail-queue's trace line, ending in a newline:
+// "Received: (qmail 1234 invoked by uid 0); 5 Jan 2026 01:02:03 -0000".
+func ReceivedLine(c Caller) string {
+	t := c.Time.UTC()
+	return fmt.Sprintf("Received: (qmail %d invoked %s); %d %s %d %02d:%02d:%02d -0000\n",
+		c.PID, c.Invoked, t.Day(), t.Month().String()[:3], t.Year(), t.Hour(), t.Minute(), t.Second())
+}
+
+// Enqueue queues one message the way qmail-queue does: the message from msg, the
+// envelope (F sender, T recipients, an extra NUL) from env. It returns nil once the
+// message is in todo/, and on any failure removes what it made, so a failed call leaves
+// no trace. A crash at any point leaves either nothing reachable from todo/ or a
+// complete message: the message is fsynced before intd/ is written, intd/ is fsynced
+// before it is linked into todo/.
+func Enqueue(q Queue, msg, env io.Reader, c Caller) error {
+	if fi, err := os.Stat(q.Dir); err != nil || !fi.IsDir() {
+		return fail(ExitQueueDir, "unable to use queue directory %s: %v", q.Dir, err)
+	}
+	if q.Split < 1 {
+		return fail(ExitBug, "queue split %d", q.Split)
+	}
+	e := &enqueue{q: q}
+	err := e.run(msg, env, c)
+	if err != nil {
+		e.cleanup()
+	}
+	return err
+}
+
+type enqueue struct {
+	q              Queue
+	pidfn          string
+	messfn, intdfn string
+	mess, intd     *os.File
+}
+
+func (e *enqueue) run(msg, env io.Reader, c Caller) error {
+	mess, err := e.openPid(c)
+	if err != nil {
+		return err
+	}
+	e.mess = mess
+	fi, err := mess.Stat()
+	if err != nil {
+		return fail(ExitPid, "unable to stat %s: %v", e.pidfn, err)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	messfn := e.q.Path("mess", ino)
+	if err := os.Link(e.pidfn, messfn); err != nil {
+		return fail(ExitMess, "unable to link %s to %s: %v", e.pidfn, messfn, err)
+	}
+	e.messfn = messfn
+	if err := os.Remove(e.pidfn); err != nil {
+		return fail(ExitPid, "unable to remove %s: %v", e.pidfn, err)
+	}
+	e.pidfn = ""
+
+	w := bufio.NewWriterSize(mess, 64*1024)
+	if _, err := w.WriteString(ReceivedLine(c)); err != nil {
+		return fail(ExitWrite, "writing %s: %v", messfn, err)
+	}
+	if err := copyMessage(w, msg); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return fail(ExitWrite, "writing %s: %v", messfn, err)
+	}
+	if err := mess.Sync(); err != nil {
+		return fail(ExitWrite, "syncing %s: %v", messfn, err)
+	}
+
+	intdfn := e.q.Path("intd", ino)
+	intd, err := os.OpenFile(intdfn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+	if err != nil {
+		return fail(ExitIntd, "unable to create %s: %v", intdfn, err)
+	}
+	e.intd, e.intdfn = intd, intdfn
+	w = bufio.NewWriterSize(intd, 4096)
+	fmt.Fprintf(w, "u%d\x00p%d\x00", c.UID, c.PID)
+	if err := CopyEnvelope(w, bufio.NewReaderSize(env, 4096)); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return fail(ExitWrite, "writing %s: %v", intdfn, err)
+	}
+	if err := intd.Sync(); err != nil {
+		return fail(ExitWrite, "syncing %s: %v", intdfn, err)
+	}
+	todofn := e.q.Path("todo", ino)
+	if err := os.Link(intdfn, todofn); err != nil {
+		return fail(ExitTodo, "unable to link %s to %s: %v", intdfn, todofn, err)
+	}
+	// Queued: from here on nothing may be undone.
+	e.mess.Close()
+	e.intd.Close()
+	e.mess, e.intd, e.messfn, e.intdfn = nil, nil, "", ""
+	PullTrigger(e.q)
+	return nil
+}
+
+// openPid creates pid/<pid>.<time>.<seq> exclusively, seq 1..9.
+func (e *enqueue) openPid(c Caller) (*os.File, error) {
+	var last error
+	for seq := 1; seq < 10; seq++ {
+		fn := filepath.Join(e.q.Dir, "pid", fmt.Sprintf("%d.%d.%d", c.PID, c.Time.Unix(), seq))
+		f, err := os.OpenFile(fn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+		if err == nil {
+			e.pidfn = fn
+			return f, nil
+		}
+		last = err
+	}
+	return nil, fail(ExitPid, "unable to create a pid file: %v", last)
+}
+
+// cleanup removes what a failed Enqueue made, truncating first so that a name that
+// cannot be removed holds no partial message.
+func (e *enqueue) cleanup() {
+	if e.intd != nil {
+		e.intd.Truncate(0)
+		e.intd.Close()
+	}
+	if e.intdfn != "" {
+		os.Remove(e.intdfn)
+	}
+	if e.mess != nil {
+		e.mess.Truncate(0)
+		e.mess.Close()
+	}
+	if e.messfn != "" {
+		os.Remove(e.messfn)
+	}
+	if e.pidfn != "" {
+		os.Remove(e.pidfn)
+	}
+}
+
+// copyMessage copies the message, telling read errors (54) from write errors (53).
+func copyMessage(w io.Writer, r io.Reader) error {
+	buf := make([]byte, 64*1024)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return fail(ExitWrite, "writing message: %v", err)
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return fail(ExitRead, "reading message: %v", rerr)
+		}
+	}
+}
+
+// CopyEnvelope copies a qmail-queue envelope from r to w, checking it as qmail-queue
+// does: F<sender>\0, then T<recipient>\0 records, then a lone \0 which is not copied.
+// A record type other than F first or T after gives exit 91, an address of MaxAddr
+// bytes or more exit 11, and end of input before the final \0 exit 54.
+func CopyEnvelope(w io.ByteWriter, r io.ByteReader) error {
+	get := func() (byte, error) {
+		b, err := r.ReadByte()
+		if err == io.EOF {
+			return 0, fail(ExitRead, "envelope ends before its terminating NUL")
+		}
+		if err != nil {
+			return 0, fail(ExitRead, "reading envelope: %v", err)
+		}
+		return b, nil
+	}
+	put := func(b byte) error {
+		if err := w.WriteByte(b); err != nil {
+			return fail(ExitWrite, "writing envelope: %v", err)
+		}
+		return nil
+	}
+	addr := func() error {
+		for n := 0; n < MaxAddr; n++ {
+			b, err := get()
+			if err != nil {
+				return err
+			}
+			if err := put(b); err != nil {
+				return err
+			}
+			if b == 0 {
+				return nil
+			}
+		}
+		return fail(ExitAddrTooLong, "envelope address too long")
+	}
+	b, err := get()
+	if err != nil {
+		return err
+	}
+	if b != 'F' {
+		return fail(ExitEnvelope, "envelope does not start with F")
+	}
+	if err := put(b); err != nil {
+		return err
+	}
+	if err := addr(); err != nil {
+		return err
+	}
+	for {
+		b, err := get()
+		if err != nil {
+			return err
+		}
+		if b == 0 {
+			return nil
+		}
+		if b != 'T' {
+			return fail(ExitEnvelope, "envelope record starts with %q, not T", b)
+		}
+		if err := put(b); err != nil {
+			return err
+		}
+		if err := addr(); err != nil {
+			return err
+		}
+	}
+}
+
+// PullTrigger wakes qmail-send: one byte written without blocking to lock/trigger.
+// Failure is harmless (nobody listening gives ENXIO; qmail-send rescans the queue
+// anyway), so it is ignored, as qmail does.
+func PullTrigger(q Queue) {
+	// Raw syscalls: an *os.File would wait in the poller on a full FIFO, and the
+	// write must never block.
+	fd, err := syscall.Open(q.Trigger(), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	syscall.Write(fd, []byte{0})
+	syscall.Close(fd)
+}

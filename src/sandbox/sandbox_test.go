@@ -1,0 +1,114 @@
+package sandbox
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func ownerOf(t *testing.T, p string) (int, int) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return int(st.Uid), int(st.Gid)
+}
+
+func TestNewMakesACompleteHome(t *testing.T) {
+	h := New(t, Options{})
+	if os.Geteuid() == 0 {
+		if h.UID == 0 {
+			t.Fatal("root sandbox owned by root")
+		}
+	} else if h.UID != os.Geteuid() {
+		t.Fatalf("owner %d, want caller %d", h.UID, os.Geteuid())
+	}
+	for _, p := range []string{"", "control/me", "queue", "queue/lock/trigger", "users/assign", "home/alice/Maildir/new", "alias"} {
+		if uid, gid := ownerOf(t, filepath.Join(h.Dir, p)); uid != h.UID || gid != h.GID {
+			t.Errorf("%s owned by %d:%d, want %d:%d", p, uid, gid, h.UID, h.GID)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(h.Dir, "control/me")); string(b) != "sandbox.example\n" {
+		t.Errorf("control/me = %q", b)
+	}
+	fi, err := os.Stat(filepath.Join(h.Dir, "alias"))
+	if err != nil || fi.Mode().Perm() != 0755 || fi.Mode()&fs.ModeSetgid == 0 {
+		t.Errorf("alias mode %v, %v; want 02755", fi.Mode(), err)
+	}
+	assign, _ := os.ReadFile(filepath.Join(h.Dir, "users/assign"))
+	want := "=alice:alice:" + strconv.Itoa(h.UID) + ":" + strconv.Itoa(h.GID) + ":" + h.UserHome("alice") + ":::\n"
+	if !strings.HasPrefix(string(assign), want) || !strings.HasSuffix(string(assign), "\n.\n") {
+		t.Errorf("users/assign = %q", assign)
+	}
+	if q := h.Queue(); q.Split != 23 {
+		t.Errorf("queue split %d", q.Split)
+	}
+	// Every program the multi-call binary serves has its link.
+	out, err := h.Command("notqmail", "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range strings.Fields(string(out)) {
+		if l, err := os.Readlink(filepath.Join(h.Bin, n)); err != nil || l != "notqmail" {
+			t.Errorf("bin/%s: %q, %v", n, l, err)
+		}
+	}
+	env := strings.Join(h.Env(), "\n")
+	if !strings.Contains(env, "QMAILHOME="+h.Dir+"\n") || !strings.Contains(env, "PATH="+h.Bin+":") {
+		t.Errorf("Env lacks QMAILHOME or PATH: %s", env)
+	}
+}
+
+// The sandbox's qmail-queue runs as the owner (dropping from root when the test is
+// root) and queues into the sandbox's queue.
+func TestQmailQueueRunsInSandbox(t *testing.T) {
+	h := New(t, Options{Split: 7})
+	cmd := h.Command("qmail-queue")
+	cmd.Stdin = strings.NewReader("Subject: hi\n\nbody\n")
+	envelope := "Fbob@example.org\x00Talice@sandbox.example\x00\x00"
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = r
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	w.WriteString(envelope)
+	w.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("qmail-queue: %v; %s", err, stderr.String())
+	}
+	q := h.Queue()
+	todo, _ := os.ReadDir(filepath.Join(q.Dir, "todo"))
+	if len(todo) != 1 {
+		t.Fatalf("todo holds %d entries", len(todo))
+	}
+	id, _ := strconv.ParseUint(todo[0].Name(), 10, 64)
+	mess, err := os.ReadFile(q.Path("mess", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "Received: (qmail " + strconv.Itoa(cmd.Process.Pid) + " invoked by uid " + strconv.Itoa(h.UID) + "); "
+	if !strings.HasPrefix(string(mess), prefix) || !strings.HasSuffix(string(mess), " -0000\nSubject: hi\n\nbody\n") {
+		t.Errorf("message = %q, want prefix %q", mess, prefix)
+	}
+	if uid, _ := ownerOf(t, q.Path("mess", id)); uid != h.UID {
+		t.Errorf("message owned by %d, want %d", uid, h.UID)
+	}
+	env, _ := os.ReadFile(q.Path("todo", id))
+	wantEnv := "u" + strconv.Itoa(h.UID) + "\x00p" + strconv.Itoa(cmd.Process.Pid) + "\x00Fbob@example.org\x00Talice@sandbox.example\x00"
+	if string(env) != wantEnv {
+		t.Errorf("todo = %q, want %q", env, wantEnv)
+	}
+}
