@@ -1,0 +1,137 @@
+// Package clean is qmail-clean: at qmail-send's request it removes files that
+// qmail-send (running as qmails) may not remove itself, because they belong to qmailq.
+//
+// Requests are "foop/<id>\0" (remove intd/<id> and mess/<split>/<id>: the message is
+// finished) and "todo/<id>\0" (remove intd/<id> and todo/<id>: preprocessing is done).
+// Each gets a one-byte answer: '+' done, '!' a file could not be removed, 'x' a bad
+// request. Every 30 requests (and at the start) it also removes pid/ files older than
+// 36 hours, left by a qmail-queue that died.
+package clean
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/notqmail/notqmail/src/queue"
+)
+
+// ossified is 36 hours: longer than qmail-queue's 24-hour limit on its own life.
+const ossified = 129600 * time.Second
+
+// maxRequest is the longest request qmail-clean accepts, as in qmail.
+const maxRequest = 100
+
+// Serve answers requests from r on w until r ends. It returns nil at end of input and an
+// error only when an answer cannot be written.
+func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
+	br := bufio.NewReaderSize(r, 256)
+	loop := 0
+	for {
+		if loop > 0 {
+			loop--
+		} else {
+			CleanPids(q, time.Now())
+			loop = 30
+		}
+		req, err := readRequest(br)
+		if err != nil {
+			return nil
+		}
+		ans := Handle(q, req)
+		if _, err := w.Write([]byte{ans}); err != nil {
+			return err
+		}
+	}
+}
+
+// readRequest reads one \0-terminated request; an overlong one is returned truncated
+// (past maxRequest), which Handle rejects, and the rest of it is skipped.
+func readRequest(br *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		if c == 0 {
+			return string(b), nil
+		}
+		if len(b) <= maxRequest {
+			b = append(b, c)
+		}
+	}
+}
+
+// Handle carries out one request (without its \0) and returns the answer byte.
+func Handle(q queue.Queue, req string) byte {
+	if len(req)+1 < 7 || len(req)+1 > maxRequest {
+		return 'x'
+	}
+	var prefix string
+	switch {
+	case len(req) > 5 && req[:5] == "foop/":
+		prefix = "foop"
+	case len(req) > 5 && req[:5] == "todo/":
+		prefix = "todo"
+	default:
+		return 'x'
+	}
+	digits := req[5:]
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 'x'
+		}
+	}
+	id, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil {
+		return 'x'
+	}
+	files := []string{q.Path("intd", id), q.Path("mess", id)}
+	if prefix == "todo" {
+		files[1] = q.Path("todo", id)
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return '!'
+		}
+	}
+	return '+'
+}
+
+// CleanPids removes pid/ files whose last access is more than 36 hours before now.
+func CleanPids(q queue.Queue, now time.Time) {
+	dir := filepath.Join(q.Dir, "pid")
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			p := filepath.Join(dir, n)
+			fi, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			at := fi.ModTime()
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				at = time.Unix(st.Atim.Sec, st.Atim.Nsec)
+			}
+			if now.Before(at.Add(ossified)) {
+				continue
+			}
+			os.Remove(p)
+		}
+		if err != nil || len(names) == 0 {
+			return
+		}
+	}
+}
