@@ -15,7 +15,7 @@ func TestTokenize(t *testing.T) {
 	want := []Token{
 		{Atom, "To"}, {Colon, ""}, {Quote, `A "B"`}, {Comment, "c d e"}, {Left, ""},
 		{Atom, "x"}, {Dot, ""}, {Atom, "y"}, {At, ""}, {Literal, "1.2.3.4"}, {Right, ""},
-		{Comma, ""}, {Atom, `a"b`},
+		{Comma, ""}, {Quote, `a"b`},
 	}
 	if len(toks) != len(want) {
 		t.Fatalf("got %v", toks)
