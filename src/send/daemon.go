@@ -1,0 +1,1181 @@
+package send
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/notqmail/notqmail/src/queue"
+)
+
+// Timing, in seconds, as in qmail-send.
+const (
+	sleepTodo    = 1500   // scan todo/ at least this often, trigger or not
+	sleepForever = 86400  // longest wait for anything
+	sleepCleanup = 76431  // between scans of mess/ for stale files
+	sleepSysfail = 123    // retry delay after a file system error
+	ossified     = 129600 // 36 h: a mess file this old with no info or todo is garbage
+	reportMax    = 10000  // longest report accepted from a spawner
+	recordMax    = 1 << 20
+)
+
+// Injector queues a message, as qmail-send does with qmail-queue for bounces. qp is
+// the queueing process's id, for the "bounce msg" log line.
+type Injector interface {
+	Inject(msg io.Reader, sender string, recips []string) (qp int, err error)
+}
+
+// Conn is a pipe pair to a helper: commands go to W, replies come from R.
+type Conn struct {
+	W io.Writer
+	R io.Reader
+}
+
+// Daemon is qmail-send: it preprocesses todo/, schedules deliveries through the local
+// and remote spawners, marks them done, bounces failures and asks qmail-clean to remove
+// finished messages.
+//
+// All queue state lives in one goroutine (Run); helper goroutines only move bytes from
+// pipes, the trigger and signals into one event channel. Memory is a few small heap
+// entries per queued message and a fixed number of jobs and delivery slots, so a queue
+// of hundreds of thousands of messages costs megabytes, not goroutines.
+type Daemon struct {
+	Queue   queue.Queue
+	Config  *Config
+	Log     Logger
+	Spawn   [nchan]Conn // to qmail-lspawn and qmail-rspawn
+	Clean   Conn        // to qmail-clean
+	Inject  Injector
+	Trigger <-chan struct{}  // pulled by qmail-queue; may be nil
+	Signals <-chan os.Signal // SIGTERM, SIGALRM, SIGHUP; may be nil
+
+	concurrency [nchan]int
+	used        [nchan]int
+	alive       [nchan]bool
+	dels        [nchan][]delivery
+	dline       [nchan][]byte
+	cmds        [nchan]chan []byte
+	events      chan event
+	masterDelID uint64
+
+	jobs  []job
+	pass  [nchan]passState
+	pqch  [nchan]prioq
+	pqdon prioq
+	pqerr prioq
+
+	recent                      int64
+	exitASAP, runASAP, readASAP bool
+	triggered                   bool
+
+	todoDir     *os.File
+	todoNames   []string
+	nextTodoRun int64
+
+	cleanupActive bool
+	cleanupTime   int64
+	cleanupSub    int
+	cleanupNames  []string
+}
+
+type job struct {
+	refs    int
+	id      uint64
+	channel int
+	retry   int64
+	sender  string
+	numTodo int
+	hitEOF  bool
+	dying   bool
+}
+
+type delivery struct {
+	used  bool
+	job   int
+	delID uint64
+	mpos  int64
+	recip string
+}
+
+type passState struct {
+	active bool
+	id     uint64
+	job    int
+	f      *os.File
+	r      *bufio.Reader
+	mpos   int64
+}
+
+type eventKind int
+
+const (
+	evReport eventKind = iota
+	evSpawnDied
+	evTrigger
+	evSignal
+)
+
+type event struct {
+	kind    eventKind
+	channel int
+	data    []byte
+	sig     os.Signal
+}
+
+func now() int64 { return time.Now().Unix() }
+
+// Run is qmail-send's main loop. It returns when told to exit (SIGTERM, or a lost
+// connection to a helper) and no delivery it can still hear about is in progress.
+func (d *Daemon) Run() error {
+	unlock, err := d.lockMutex()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	// Each spawner announces how many deliveries it can run at once.
+	for c := 0; c < nchan; c++ {
+		var b [1]byte
+		if _, err := io.ReadFull(d.Spawn[c].R, b[:]); err != nil {
+			d.Log.Alert("cannot start: hath the daemon spawn no fire?")
+			return errors.New("no spawner")
+		}
+		d.concurrency[c] = min(d.Config.Concurrency[c], int(b[0]))
+	}
+	numJobs := d.concurrency[Local] + d.concurrency[Remote]
+	d.jobs = make([]job, numJobs)
+	d.events = make(chan event, 64)
+	for c := 0; c < nchan; c++ {
+		d.alive[c] = true
+		d.dels[c] = make([]delivery, d.concurrency[c])
+		d.cmds[c] = make(chan []byte, d.concurrency[c]+1)
+		go d.writeCommands(c)
+		go d.readReports(c)
+	}
+	if d.Trigger != nil {
+		go func() {
+			for range d.Trigger {
+				d.events <- event{kind: evTrigger}
+			}
+		}()
+	}
+	if d.Signals != nil {
+		go func() {
+			for s := range d.Signals {
+				d.events <- event{kind: evSignal, sig: s}
+			}
+		}()
+	}
+
+	d.pqStart()
+	d.logStatus()
+	d.nextTodoRun = now()
+	d.cleanupTime = now()
+
+	for !d.exitASAP || !d.canExit() {
+		d.recent = now()
+		if d.runASAP {
+			d.runASAP = false
+			d.pqRun()
+		}
+		if d.readASAP {
+			d.readASAP = false
+			d.reread()
+		}
+		wakeup := d.recent + sleepForever
+		d.passSelprep(&wakeup)
+		d.todoSelprep(&wakeup)
+		d.cleanupSelprep(&wakeup)
+
+		var timeout time.Duration
+		if wakeup > d.recent {
+			timeout = time.Duration(wakeup-d.recent+1) * time.Second
+		}
+		d.wait(timeout)
+
+		d.recent = now()
+		d.todoDo()
+		d.passDo()
+		d.cleanupDo()
+	}
+	d.pqFinish()
+	for c := 0; c < nchan; c++ {
+		close(d.cmds[c])
+	}
+	d.Log.Exiting()
+	return nil
+}
+
+func (d *Daemon) lockMutex() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(d.Queue.LockDir(), "sendmutex"), os.O_WRONLY, 0)
+	if err != nil {
+		d.Log.Alert("cannot start: unable to open mutex")
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		d.Log.Alert("cannot start: qmail-send is already running")
+		return nil, errors.New("qmail-send is already running")
+	}
+	return func() { f.Close() }, nil
+}
+
+// wait handles at least one event, or none if timeout passes first; a zero timeout
+// only takes what is already there. It then takes every event already waiting.
+func (d *Daemon) wait(timeout time.Duration) {
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		select {
+		case ev := <-d.events:
+			d.handle(ev)
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	for {
+		select {
+		case ev := <-d.events:
+			d.handle(ev)
+		default:
+			return
+		}
+	}
+}
+
+func (d *Daemon) handle(ev event) {
+	switch ev.kind {
+	case evReport:
+		d.delReport(ev.channel, ev.data)
+	case evSpawnDied:
+		if d.alive[ev.channel] {
+			d.Log.Alert("oh no! lost spawn connection! dying...")
+			d.alive[ev.channel] = false
+			d.exitASAP = true
+		}
+	case evTrigger:
+		d.triggered = true
+	case evSignal:
+		switch ev.sig {
+		case syscall.SIGTERM:
+			d.exitASAP = true
+		case syscall.SIGALRM:
+			d.runASAP = true
+		case syscall.SIGHUP:
+			d.readASAP = true
+		}
+	}
+}
+
+// writeCommands feeds one spawner. Its buffer holds a command per free slot, so the
+// main loop never blocks on a slow spawner.
+func (d *Daemon) writeCommands(c int) {
+	dead := false
+	for cmd := range d.cmds[c] {
+		if dead {
+			continue
+		}
+		if _, err := d.Spawn[c].W.Write(cmd); err != nil {
+			dead = true
+			d.events <- event{kind: evSpawnDied, channel: c}
+		}
+	}
+}
+
+func (d *Daemon) readReports(c int) {
+	buf := make([]byte, 2048)
+	for {
+		n, err := d.Spawn[c].R.Read(buf)
+		if n > 0 {
+			d.events <- event{kind: evReport, channel: c, data: bytes.Clone(buf[:n])}
+		}
+		if err != nil {
+			d.events <- event{kind: evSpawnDied, channel: c}
+			return
+		}
+	}
+}
+
+func (d *Daemon) canExit() bool {
+	for c := 0; c < nchan; c++ {
+		if d.alive[c] && d.used[c] > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Daemon) logStatus() { d.Log.Status(d.used, d.concurrency, d.exitASAP) }
+
+func (d *Daemon) reread() {
+	if err := d.Config.Rewriter.Reload(d.Config.Control); err != nil {
+		d.Log.Alert("unable to reread controls: " + err.Error())
+	}
+}
+
+// ---- file names
+
+func (d *Daemon) fn(sub string, id uint64) string { return d.Queue.Path(sub, id) }
+
+func (d *Daemon) rel(sub string, id uint64) string { return d.Queue.Rel(sub, id) }
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return false, err
+}
+
+// getInfo returns a message's envelope sender and its birth (info/<id>'s mtime).
+func (d *Daemon) getInfo(id uint64) (sender string, birth int64, ok bool) {
+	f, err := os.Open(d.fn("info", id))
+	if err != nil {
+		return "", 0, false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", 0, false
+	}
+	rec, err := readRecord(bufio.NewReaderSize(f, 1024))
+	if err != nil || len(rec) == 0 || rec[0] != 'F' {
+		return "", 0, false
+	}
+	return string(rec[1 : len(rec)-1]), st.ModTime().Unix(), true
+}
+
+// readRecord returns the next \0-terminated record with its terminator. io.EOF means no
+// complete record is left (a partial one is ignored, as qmail does).
+func readRecord(r *bufio.Reader) ([]byte, error) {
+	var rec []byte
+	for {
+		part, err := r.ReadSlice(0)
+		rec = append(rec, part...)
+		if err == nil {
+			return rec, nil
+		}
+		if err == bufio.ErrBufferFull {
+			if len(rec) > recordMax {
+				return nil, errors.New("record too long")
+			}
+			continue
+		}
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		return nil, err
+	}
+}
+
+// ---- the clean connection
+
+func (d *Daemon) clean(cmd string) {
+	if _, err := io.WriteString(d.Clean.W, cmd+"\x00"); err != nil {
+		d.cleanDied()
+		return
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(d.Clean.R, b[:]); err != nil {
+		d.cleanDied()
+		return
+	}
+	if b[0] != '+' {
+		d.Log.Warning("qmail-clean unable to clean up " + cmd)
+	}
+}
+
+func (d *Daemon) cleanOK(cmd string) bool {
+	if _, err := io.WriteString(d.Clean.W, cmd+"\x00"); err != nil {
+		d.cleanDied()
+		return false
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(d.Clean.R, b[:]); err != nil {
+		d.cleanDied()
+		return false
+	}
+	if b[0] != '+' {
+		d.Log.Warning("qmail-clean unable to clean up " + cmd)
+		return false
+	}
+	return true
+}
+
+func (d *Daemon) cleanDied() {
+	if !d.exitASAP {
+		d.Log.Alert("oh no! lost qmail-clean connection! dying...")
+	}
+	d.exitASAP = true
+}
+
+// ---- cleanups: mess files left behind by a crash, older than 36 hours
+
+func (d *Daemon) cleanupSelprep(wakeup *int64) {
+	if d.cleanupActive {
+		*wakeup = 0
+	}
+	if *wakeup > d.cleanupTime {
+		*wakeup = d.cleanupTime
+	}
+}
+
+func (d *Daemon) cleanupDo() {
+	if !d.cleanupActive {
+		if d.recent < d.cleanupTime {
+			return
+		}
+		d.cleanupActive = true
+		d.cleanupSub = -1
+		d.cleanupNames = nil
+	}
+	for len(d.cleanupNames) == 0 {
+		d.cleanupSub++
+		if d.cleanupSub >= d.Queue.Split {
+			d.cleanupActive = false
+			d.cleanupTime = d.recent + sleepCleanup
+			return
+		}
+		names, err := readNames(filepath.Join(d.Queue.Dir, "mess", strconv.Itoa(d.cleanupSub)))
+		if err != nil {
+			d.Log.Alert("unable to opendir mess/" + strconv.Itoa(d.cleanupSub) + ", skipping")
+			continue
+		}
+		d.cleanupNames = names
+	}
+	name := d.cleanupNames[0]
+	d.cleanupNames = d.cleanupNames[1:]
+	id, ok := parseID(name)
+	if !ok || id%uint64(d.Queue.Split) != uint64(d.cleanupSub) {
+		return
+	}
+	st, err := os.Stat(d.fn("mess", id))
+	if err != nil {
+		return // probably qmail-queue deleted it
+	}
+	if d.recent <= atime(st)+ossified {
+		return
+	}
+	for _, sub := range []string{"info", "todo"} {
+		if ok, err := exists(d.fn(sub, id)); ok || err != nil {
+			return
+		}
+	}
+	d.clean("foop/" + num(id))
+}
+
+func atime(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Atim.Sec
+	}
+	return fi.ModTime().Unix()
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// parseID accepts a decimal message id as qmail writes it, and nothing else.
+func parseID(name string) (uint64, bool) {
+	if name == "" || name[0] == '0' && len(name) > 1 {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(name, 10, 64)
+	return id, err == nil
+}
+
+// ---- priority queues
+
+type pqElt struct {
+	id uint64
+	dt int64
+}
+
+type prioq []pqElt
+
+func (q prioq) Len() int           { return len(q) }
+func (q prioq) Less(i, j int) bool { return q[i].dt < q[j].dt }
+func (q prioq) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *prioq) Push(x any)        { *q = append(*q, x.(pqElt)) }
+func (q *prioq) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+func (q *prioq) insert(e pqElt) { heap.Push(q, e) }
+func (q *prioq) min() (pqElt, bool) {
+	if len(*q) == 0 {
+		return pqElt{}, false
+	}
+	return (*q)[0], true
+}
+func (q *prioq) delMin() { heap.Pop(q) }
+
+// pqAdd schedules a message found in info/ at start-up (or after a stat failure):
+// each channel file's mtime is the time of its next try.
+func (d *Daemon) pqAdd(id uint64) {
+	var fail string
+	if ok, err := exists(d.fn("info", id)); err != nil {
+		fail = d.fn("info", id)
+	} else if !ok {
+		return // someone yanking our chain
+	} else if ok, err := exists(d.fn("todo", id)); err != nil {
+		fail = d.fn("todo", id)
+	} else if ok {
+		return // preprocessing never finished; todo/ will redo it
+	}
+	var dt [nchan]int64
+	var has [nchan]bool
+	if fail == "" {
+		for c := 0; c < nchan; c++ {
+			st, err := os.Stat(d.fn(chanDir[c], id))
+			if err == nil {
+				has[c], dt[c] = true, st.ModTime().Unix()
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				fail = d.fn(chanDir[c], id)
+				break
+			}
+		}
+	}
+	if fail != "" {
+		d.Log.Warning("unable to stat " + fail + "; will try again later")
+		d.pqerr.insert(pqElt{id, now() + sleepSysfail})
+		return
+	}
+	for c := 0; c < nchan; c++ {
+		if has[c] {
+			d.pqch[c].insert(pqElt{id, dt[c]})
+		}
+	}
+	if !has[Local] && !has[Remote] {
+		d.pqdon.insert(pqElt{id, now()})
+	}
+}
+
+// pqStart schedules every message in info/: crash recovery is simply starting up.
+func (d *Daemon) pqStart() {
+	for i := 0; i < d.Queue.Split; i++ {
+		dir := filepath.Join(d.Queue.Dir, "info", strconv.Itoa(i))
+		names, err := readNames(dir)
+		if err != nil {
+			d.Log.Alert("unable to opendir " + dir + ", skipping")
+			continue
+		}
+		for _, n := range names {
+			if id, ok := parseID(n); ok && id%uint64(d.Queue.Split) == uint64(i) {
+				d.pqAdd(id)
+			}
+		}
+	}
+}
+
+// pqFinish records each message's next try in its channel file's mtime, so a restart
+// keeps the retry schedule.
+func (d *Daemon) pqFinish() {
+	for c := 0; c < nchan; c++ {
+		for _, e := range d.pqch[c] {
+			t := time.Unix(e.dt, 0)
+			if err := os.Chtimes(d.fn(chanDir[c], e.id), t, t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				d.Log.Warning("unable to utime " + d.fn(chanDir[c], e.id) + "; message will be retried too soon")
+			}
+		}
+	}
+}
+
+// pqRun makes every scheduled delivery due now (SIGALRM).
+func (d *Daemon) pqRun() {
+	for c := 0; c < nchan; c++ {
+		for i := range d.pqch[c] {
+			d.pqch[c][i].dt = d.recent
+		}
+	}
+}
+
+// ---- jobs: one message on one channel, while its recipients are being handed out
+
+func (d *Daemon) jobAvail() bool {
+	for i := range d.jobs {
+		if d.jobs[i].refs == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Daemon) jobOpen(id uint64, c int) int {
+	for i := range d.jobs {
+		if d.jobs[i].refs == 0 {
+			d.jobs[i] = job{refs: 1, id: id, channel: c}
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *Daemon) jobClose(j int) {
+	jo := &d.jobs[j]
+	jo.refs--
+	if jo.refs > 0 {
+		return
+	}
+	pe := pqElt{jo.id, jo.retry}
+	if jo.hitEOF && jo.numTodo == 0 {
+		fn := d.fn(chanDir[jo.channel], jo.id)
+		if err := os.Remove(fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.Log.Warning("unable to unlink " + fn + "; will try again later")
+			pe.dt = now() + sleepSysfail
+		} else {
+			for c := 0; c < nchan; c++ {
+				if c == jo.channel {
+					continue
+				}
+				ok, err := exists(d.fn(chanDir[c], jo.id))
+				if ok {
+					return // the other channel finishes the message
+				}
+				if err != nil {
+					d.Log.Warning("unable to stat " + d.fn(chanDir[c], jo.id))
+					break
+				}
+			}
+			d.pqdon.insert(pqElt{jo.id, now()})
+			return
+		}
+	}
+	d.pqch[jo.channel].insert(pe)
+}
+
+// ---- deliveries
+
+func (d *Daemon) delAvail(c int) bool {
+	return d.alive[c] && d.used[c] < d.concurrency[c]
+}
+
+func (d *Daemon) delStart(j int, mpos int64, recip string) {
+	c := d.jobs[j].channel
+	if !d.alive[c] {
+		return
+	}
+	i := 0
+	for ; i < d.concurrency[c]; i++ {
+		if !d.dels[c][i].used {
+			break
+		}
+	}
+	if i == d.concurrency[c] {
+		return
+	}
+	jo := &d.jobs[j]
+	d.masterDelID++
+	d.dels[c][i] = delivery{used: true, job: j, delID: d.masterDelID, mpos: mpos, recip: recip}
+	jo.refs++
+	d.used[c]++
+
+	id := jo.id
+	messid := fmt.Sprintf("%d/%d", id%uint64(d.Queue.Split), id)
+	cmd := make([]byte, 0, 4+len(messid)+len(jo.sender)+2*len(recip)+32)
+	cmd = append(cmd, byte(i))
+	cmd = append(cmd, messid...)
+	cmd = append(cmd, 0)
+	cmd = append(cmd, DeliverySender(jo.sender, recip)...)
+	cmd = append(cmd, 0)
+	cmd = append(cmd, recip...)
+	cmd = append(cmd, 0)
+	d.cmds[c] <- cmd
+
+	d.Log.Starting(d.masterDelID, id, c, recip)
+	d.logStatus()
+}
+
+// markDone overwrites a recipient's T with D: it will not be delivered again.
+func (d *Daemon) markDone(c int, id uint64, pos int64) {
+	fn := d.fn(chanDir[c], id)
+	f, err := os.OpenFile(fn, os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteAt([]byte{'D'}, pos)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		d.Log.Warning("trouble marking " + fn + "; message will be delivered twice!")
+	}
+}
+
+// addBounce appends a failed recipient's report to bounce/<id>. The bounce must not be
+// lost, so this insists, as qmail does.
+func (d *Daemon) addBounce(id uint64, recip, report string) {
+	rec := BounceRecord(d.Config.Rewriter.StripVirtualPrepend(recip), report)
+	fn := d.fn("bounce", id)
+	for {
+		f, err := os.OpenFile(fn, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0600)
+		if err == nil {
+			_, err = f.Write(rec)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				return
+			}
+		}
+		d.Log.Alert("unable to append to bounce message; HELP! sleeping...")
+		time.Sleep(10 * time.Second)
+	}
+}
+
+const tooLong = "I'm not going to try again; this message has been in the queue too long.\n"
+
+// delReport takes bytes from a spawner: slot byte, report, \0; several may arrive
+// together or one may arrive in pieces.
+func (d *Daemon) delReport(c int, data []byte) {
+	for _, ch := range data {
+		if len(d.dline[c]) < reportMax {
+			d.dline[c] = append(d.dline[c], ch)
+		} else {
+			d.dline[c][reportMax-1] = ch // keep the terminator; the spawner should keep it short
+		}
+		if ch != 0 || len(d.dline[c]) <= 1 {
+			continue
+		}
+		line := d.dline[c]
+		d.dline[c] = nil
+		slot := int(line[0])
+		if slot >= d.concurrency[c] || !d.dels[c][slot].used {
+			d.Log.Warning("internal error: delivery report out of range")
+			continue
+		}
+		del := &d.dels[c][slot]
+		jo := &d.jobs[del.job]
+		kind, text := byte(0), ""
+		if len(line) > 2 {
+			kind, text = line[1], string(line[2:len(line)-1])
+		}
+		if kind == 'Z' && jo.dying {
+			kind = 'D'
+			text += tooLong
+		}
+		d.Log.Result(del.delID, kind, text)
+		switch kind {
+		case 'K':
+			d.markDone(c, jo.id, del.mpos)
+			jo.numTodo--
+		case 'D':
+			d.addBounce(jo.id, del.recip, text)
+			d.markDone(c, jo.id, del.mpos)
+			jo.numTodo--
+		}
+		d.jobClose(del.job)
+		*del = delivery{}
+		d.used[c]--
+		d.logStatus()
+	}
+}
+
+// ---- passes: reading a channel file, handing its T records to the spawner
+
+func (d *Daemon) passSelprep(wakeup *int64) {
+	if d.exitASAP {
+		return
+	}
+	for c := 0; c < nchan; c++ {
+		if d.pass[c].active && d.delAvail(c) {
+			*wakeup = 0
+			return
+		}
+	}
+	if d.jobAvail() {
+		for c := 0; c < nchan; c++ {
+			if !d.pass[c].active {
+				if pe, ok := d.pqch[c].min(); ok && *wakeup > pe.dt {
+					*wakeup = pe.dt
+				}
+			}
+		}
+	}
+	if pe, ok := d.pqerr.min(); ok && *wakeup > pe.dt {
+		*wakeup = pe.dt
+	}
+	if pe, ok := d.pqdon.min(); ok && *wakeup > pe.dt {
+		*wakeup = pe.dt
+	}
+}
+
+func (d *Daemon) passDo() {
+	for c := 0; c < nchan; c++ {
+		// Hand out several records per round; each is cheap, and the loop stops as soon
+		// as the channel is full.
+		for n := 0; n < 64 && d.passDoChan(c); n++ {
+		}
+	}
+	if pe, ok := d.pqerr.min(); ok && pe.dt <= d.recent {
+		d.pqerr.delMin()
+		d.pqAdd(pe.id)
+	}
+	if pe, ok := d.pqdon.min(); ok && pe.dt <= d.recent {
+		d.pqdon.delMin()
+		d.messDone(pe.id)
+	}
+}
+
+// passDoChan makes one step of channel c's pass; it reports whether another step could
+// make progress right away.
+func (d *Daemon) passDoChan(c int) bool {
+	if d.exitASAP {
+		return false
+	}
+	p := &d.pass[c]
+	if !p.active {
+		if !d.jobAvail() {
+			return false
+		}
+		pe, ok := d.pqch[c].min()
+		if !ok || pe.dt > d.recent {
+			return false
+		}
+		d.pqch[c].delMin()
+		fn := d.fn(chanDir[c], pe.id)
+		f, err := os.Open(fn)
+		if err != nil {
+			d.passTrouble(c, pe, fn)
+			return false
+		}
+		sender, birth, ok := d.getInfo(pe.id)
+		if !ok {
+			f.Close()
+			d.passTrouble(c, pe, fn)
+			return false
+		}
+		j := d.jobOpen(pe.id, c)
+		*p = passState{active: true, id: pe.id, job: j, f: f, r: bufio.NewReaderSize(f, 4096)}
+		jo := &d.jobs[j]
+		jo.retry = NextRetry(birth, d.recent, c)
+		jo.dying = d.recent > birth+d.Config.Lifetime
+		jo.sender = sender
+	}
+	if !d.delAvail(c) {
+		return false
+	}
+	rec, err := readRecord(p.r)
+	if err == io.EOF {
+		d.jobs[p.job].hitEOF = true
+		d.passEnd(c)
+		return true
+	}
+	if err != nil {
+		d.Log.Warning("trouble reading " + d.fn(chanDir[c], p.id) + "; will try again later")
+		d.passEnd(c)
+		return false
+	}
+	switch rec[0] {
+	case 'T':
+		d.jobs[p.job].numTodo++
+		d.delStart(p.job, p.mpos, string(rec[1:len(rec)-1]))
+	case 'D':
+	default:
+		d.Log.Warning("unknown record type in " + d.fn(chanDir[c], p.id) + "!")
+		d.passEnd(c)
+		return false
+	}
+	p.mpos += int64(len(rec))
+	return true
+}
+
+func (d *Daemon) passEnd(c int) {
+	p := &d.pass[c]
+	p.f.Close()
+	d.jobClose(p.job)
+	*p = passState{}
+}
+
+func (d *Daemon) passTrouble(c int, pe pqElt, fn string) {
+	d.Log.Warning("trouble opening " + fn + "; will try again later")
+	d.pqch[c].insert(pqElt{pe.id, d.recent + sleepSysfail})
+}
+
+// messDone finishes a message whose channel files are gone: it queues the bounce, if
+// any, then removes info/ and asks qmail-clean to remove the message.
+func (d *Daemon) messDone(id uint64) {
+	fail := func() { d.pqdon.insert(pqElt{id, now() + sleepSysfail}) }
+	for c := 0; c < nchan; c++ {
+		ok, err := exists(d.fn(chanDir[c], id))
+		if ok {
+			return // false alarm
+		}
+		if err != nil {
+			d.Log.Warning("unable to stat " + d.fn(chanDir[c], id) + "; will try again later")
+			fail()
+			return
+		}
+	}
+	if ok, err := exists(d.fn("todo", id)); ok {
+		return
+	} else if err != nil {
+		d.Log.Warning("unable to stat " + d.fn("todo", id) + "; will try again later")
+		fail()
+		return
+	}
+	if ok, err := exists(d.fn("info", id)); !ok {
+		if err != nil {
+			d.Log.Warning("unable to stat " + d.fn("info", id) + "; will try again later")
+			fail()
+		}
+		return
+	}
+	if !d.injectBounce(id) {
+		fail()
+		return
+	}
+	d.Log.EndMsg(id)
+	if err := os.Remove(d.fn("info", id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.Log.Warning("unable to unlink " + d.fn("info", id) + "; will try again later")
+		fail()
+		return
+	}
+	d.clean("foop/" + num(id))
+}
+
+// injectBounce queues the bounce for message id if bounce/<id> exists, then removes it.
+func (d *Daemon) injectBounce(id uint64) bool {
+	sender, _, ok := d.getInfo(id)
+	if !ok {
+		return false
+	}
+	// owner-@host-@[] -> owner-@host
+	if len(sender) >= 5 && sender[len(sender)-4:] == "-@[]" {
+		sender = sender[:len(sender)-4]
+	}
+	bfn := d.fn("bounce", id)
+	if ok, err := exists(bfn); !ok {
+		if err != nil {
+			d.Log.Warning("unable to stat " + bfn)
+			return false
+		}
+		return true
+	}
+	if sender == "#@[]" {
+		d.Log.TripleBounce(d.rel("bounce", id))
+	} else {
+		records, err := os.Open(bfn)
+		if err != nil {
+			d.Log.Warning("trouble injecting bounce message, will try later")
+			return false
+		}
+		defer records.Close()
+		orig, err := os.Open(d.fn("mess", id))
+		if err != nil {
+			d.Log.Warning("trouble injecting bounce message, will try later")
+			return false
+		}
+		defer orig.Close()
+		spec := BounceSpec{Sender: sender, BounceFrom: d.Config.BounceFrom, BounceHost: d.Config.BounceHost,
+			DoubleTo: d.Config.DoubleBounceTo, Date: time.Now()}
+		from, to := spec.Envelope()
+		qp, err := d.Inject.Inject(spec.Message(records, orig), from, []string{to})
+		if err != nil {
+			d.Log.Warning("trouble injecting bounce message, will try later")
+			return false
+		}
+		d.Log.BounceMsg(id, uint64(qp))
+	}
+	if err := os.Remove(bfn); err != nil {
+		d.Log.Warning("unable to unlink " + bfn)
+		return false
+	}
+	return true
+}
+
+// ---- todo: preprocessing newly queued messages
+
+func (d *Daemon) todoSelprep(wakeup *int64) {
+	if d.exitASAP {
+		return
+	}
+	if d.todoDir != nil {
+		*wakeup = 0
+	}
+	if *wakeup > d.nextTodoRun {
+		*wakeup = d.nextTodoRun
+	}
+}
+
+func (d *Daemon) todoDo() {
+	if d.exitASAP {
+		return
+	}
+	if d.todoDir == nil {
+		if !d.triggered && d.recent < d.nextTodoRun {
+			return
+		}
+		d.triggered = false
+		f, err := os.Open(filepath.Join(d.Queue.Dir, "todo"))
+		if err != nil {
+			d.Log.Alert("unable to opendir todo, sleeping...")
+			time.Sleep(10 * time.Second)
+			return
+		}
+		d.todoDir = f
+		d.todoNames = nil
+		d.nextTodoRun = d.recent + sleepTodo
+	}
+	if len(d.todoNames) == 0 {
+		names, err := d.todoDir.Readdirnames(64)
+		if err != nil || len(names) == 0 {
+			d.todoDir.Close()
+			d.todoDir = nil
+			return
+		}
+		d.todoNames = names
+	}
+	name := d.todoNames[0]
+	d.todoNames = d.todoNames[1:]
+	if id, ok := parseID(name); ok {
+		d.preprocess(id)
+	}
+}
+
+// preprocess turns todo/<id> into info/<id>, local/<id> and remote/<id>, then has
+// qmail-clean remove todo/<id> and intd/<id>. A crash anywhere in between leaves todo/
+// in place, and the next run starts over.
+func (d *Daemon) preprocess(id uint64) {
+	todo, err := os.Open(d.fn("todo", id))
+	if err != nil {
+		d.Log.Warning("unable to open " + d.rel("todo", id))
+		return
+	}
+	defer todo.Close()
+	st, err := os.Stat(d.fn("mess", id))
+	if err != nil {
+		d.Log.Warning("unable to stat " + d.rel("mess", id))
+		return
+	}
+	for _, sub := range []string{"local", "remote", "info"} {
+		if err := os.Remove(d.fn(sub, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.Log.Warning("unable to unlink " + d.rel(sub, id))
+			return
+		}
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	create := func(sub string) *os.File {
+		f, err := os.OpenFile(d.fn(sub, id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+		if err != nil {
+			d.Log.Warning("unable to create " + d.rel(sub, id))
+			return nil
+		}
+		files = append(files, f)
+		return f
+	}
+	info := create("info")
+	if info == nil {
+		return
+	}
+	d.Log.NewMsg(id)
+
+	var chanBuf [nchan]*bufio.Writer
+	var chanFile [nchan]*os.File
+	var uid, pid uint64
+	r := bufio.NewReaderSize(todo, 4096)
+	for {
+		rec, err := readRecord(r)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			d.Log.Warning("trouble reading " + d.rel("todo", id))
+			return
+		}
+		body := string(rec[1 : len(rec)-1])
+		switch rec[0] {
+		case 'u':
+			uid = leadingNumber(body)
+		case 'p':
+			pid = leadingNumber(body)
+		case 'F':
+			if _, err := info.Write(rec); err != nil {
+				d.Log.Warning("trouble writing to " + d.rel("info", id))
+				return
+			}
+			d.Log.InfoMsg(id, st.Size(), body, pid, uid)
+		case 'T':
+			addr, local := d.Config.Rewriter.Rewrite(body)
+			c := Remote
+			if local {
+				c = Local
+			}
+			if chanFile[c] == nil {
+				if chanFile[c] = create(chanDir[c]); chanFile[c] == nil {
+					return
+				}
+				chanBuf[c] = bufio.NewWriterSize(chanFile[c], 1024)
+			}
+			chanBuf[c].WriteByte('T')
+			chanBuf[c].WriteString(addr)
+			chanBuf[c].WriteByte(0)
+		default:
+			d.Log.Warning("unknown record type in " + d.rel("todo", id))
+			return
+		}
+	}
+	if err := info.Sync(); err != nil {
+		d.Log.Warning("trouble fsyncing " + d.rel("info", id))
+		return
+	}
+	for c := 0; c < nchan; c++ {
+		if chanFile[c] == nil {
+			continue
+		}
+		if err := chanBuf[c].Flush(); err != nil {
+			d.Log.Warning("trouble writing to " + d.rel(chanDir[c], id))
+			return
+		}
+		if err := chanFile[c].Sync(); err != nil {
+			d.Log.Warning("trouble fsyncing " + d.rel(chanDir[c], id))
+			return
+		}
+	}
+	if !d.cleanOK("todo/" + num(id)) {
+		return
+	}
+	pe := pqElt{id, now()}
+	any := false
+	for c := 0; c < nchan; c++ {
+		if chanFile[c] != nil {
+			d.pqch[c].insert(pe)
+			any = true
+		}
+	}
+	if !any {
+		d.pqdon.insert(pe)
+	}
+}
+
+// leadingNumber reads a decimal number at the start of s, as qmail's scan_ulong does.
+func leadingNumber(s string) uint64 {
+	var n uint64
+	for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = n*10 + uint64(s[i]-'0')
+	}
+	return n
+}
