@@ -1,0 +1,424 @@
+// Package queueclient hands messages to qmail-queue, as qmail's qmail_open and
+// qmail_close do, for every program that queues mail (qmail-smtpd, qmail-inject,
+// qmail-local forwarding, qmail-send bounces, qmail-qmtpd, qmail-qmqpd).
+//
+// The program run is $QMAILQUEUE if set, else $QMAILHOME/bin/qmail-queue (a relative
+// QMAILQUEUE is taken relative to QMAILHOME, and PATH is not searched, as with qmail's
+// execv). It runs in QMAILHOME with the message on fd 0, the envelope on fd 1 and a
+// pipe on fd 6 on which a QMAILQUEUE replacement may explain a refusal (exit 82).
+//
+//	c, err := queueclient.Open()
+//	if err != nil { ... }            // temporary: could not start qmail-queue
+//	c.Write(message)                 // any number of times; io.Copy(c, r) works
+//	c.From("sender@example.org")     // ends the message
+//	c.To("rcpt@example.net")         // once per recipient
+//	err = c.Close()                  // nil: queued; *Error: why not
+//
+// Or in one call: queueclient.Submit(r, sender, rcpts).
+package queueclient
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/notqmail/notqmail/src/home"
+)
+
+// Error is a message that was not queued. Text is qmail's wording (qmail.c's
+// qmail_close) without its D/Z prefix, for example "qq write error or disk full
+// (#4.3.0)"; qmail-smtpd answers 554 Text when Permanent, else 451 Text.
+type Error struct {
+	Code      int  // qmail-queue's exit code; -1 when it crashed or could not be waited for
+	Permanent bool // qmail's "D": do not retry
+	Text      string
+}
+
+func (e *Error) Error() string { return e.Text }
+
+// Status is the error in qmail's internal form: "D" or "Z" followed by Text.
+func (e *Error) Status() string {
+	if e.Permanent {
+		return "D" + e.Text
+	}
+	return "Z" + e.Text
+}
+
+// IsPermanent reports whether err is a permanent queueing failure.
+func IsPermanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Permanent
+}
+
+// CustomErrorFD is the descriptor on which a QMAILQUEUE replacement may write its own
+// D/Z message before exiting 82.
+const CustomErrorFD = 6
+
+// MaxCustomError is the longest custom message used; the rest is read and dropped.
+const MaxCustomError = 255
+
+// Text returns qmail's D/Z text for a qmail-queue exit code (qmail_close's table),
+// with custom the fd-6 message, used for exit 82 when it starts with D or Z.
+func Text(code int, custom string) *Error {
+	z := func(s string) *Error { return &Error{Code: code, Text: s} }
+	d := func(s string) *Error { return &Error{Code: code, Permanent: true, Text: s} }
+	switch code {
+	case 11, 115:
+		return d("envelope address too long for qq (#5.1.3)")
+	case 31:
+		return d("mail server permanently rejected message (#5.3.0)")
+	case 51:
+		return z("qq out of memory (#4.3.0)")
+	case 52:
+		return z("qq timeout (#4.3.0)")
+	case 53:
+		return z("qq write error or disk full (#4.3.0)")
+	case 0, 54:
+		return z("qq read error (#4.3.0)")
+	case 55:
+		return z("qq unable to read configuration (#4.3.0)")
+	case 56:
+		return z("qq trouble making network connection (#4.3.0)")
+	case 61:
+		return z("qq trouble in home directory (#4.3.0)")
+	case 62, 63, 64, 65, 66:
+		return z("qq trouble creating files in queue (#4.3.0)")
+	case 71:
+		return z("mail server temporarily rejected message (#4.3.0)")
+	case 72:
+		return z("connection to mail server timed out (#4.4.1)")
+	case 73:
+		return z("connection to mail server rejected (#4.4.1)")
+	case 74:
+		return z("communication with mail server failed (#4.4.2)")
+	case 81, 91:
+		return z("qq internal bug (#4.3.0)")
+	case 82:
+		if m := cleanCustom(custom); len(m) > 1 && (m[0] == 'D' || m[0] == 'Z') {
+			return &Error{Code: code, Permanent: m[0] == 'D', Text: m[1:]}
+		}
+	case 120:
+		return z("unable to exec qq (#4.3.0)")
+	}
+	if code >= 11 && code <= 40 {
+		return d("qq permanent problem (#5.3.0)")
+	}
+	return z("qq temporary problem (#4.3.0)")
+}
+
+// cleanCustom keeps the first line of a custom message, at most MaxCustomError bytes,
+// so that a filter cannot inject extra SMTP reply lines.
+func cleanCustom(s string) string {
+	if len(s) > MaxCustomError {
+		s = s[:MaxCustomError]
+	}
+	if i := strings.IndexAny(s, "\r\n\x00"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// Config says which program to run and where; zero fields take the defaults.
+type Config struct {
+	Home    string   // QMAILHOME: the working directory; default home.Dir()
+	Program string   // default $QMAILQUEUE, else bin/qmail-queue (relative to Home)
+	Env     []string // the program's environment; default os.Environ()
+}
+
+// Client is one message being handed to qmail-queue.
+type Client struct {
+	cmd      *exec.Cmd
+	msg      *os.File // write end of fd 0
+	env      *os.File // write end of fd 1
+	custom   *os.File // read end of fd 6
+	w        *bufio.Writer
+	inEnv    bool
+	failed   error
+	closed   bool
+	customCh chan string
+}
+
+// ErrFailed is returned by Write after Fail or after an earlier write error.
+var ErrFailed = errors.New("queueclient: message already failed")
+
+// Open starts qmail-queue with the defaults.
+func Open() (*Client, error) { return Config{}.Open() }
+
+// Open starts the queue program. An error means no program was started; it is an
+// *Error for the cases qmail reports through exit codes (61, 120).
+func (cf Config) Open() (*Client, error) {
+	if cf.Home == "" {
+		cf.Home = home.Dir()
+	}
+	if cf.Program == "" {
+		cf.Program = os.Getenv("QMAILQUEUE")
+	}
+	if cf.Program == "" {
+		cf.Program = "bin/qmail-queue"
+	}
+	if cf.Env == nil {
+		cf.Env = os.Environ()
+	}
+	if fi, err := os.Stat(cf.Home); err != nil || !fi.IsDir() {
+		return nil, Text(61, "")
+	}
+	prog := cf.Program
+	if !filepath.IsAbs(prog) {
+		prog = filepath.Join(cf.Home, prog)
+	}
+	c := &Client{customCh: make(chan string, 1)}
+	var child []*os.File
+	ok := false
+	defer func() {
+		for _, f := range child {
+			f.Close()
+		}
+		if !ok {
+			for _, f := range []*os.File{c.msg, c.env, c.custom} {
+				if f != nil {
+					f.Close()
+				}
+			}
+		}
+	}()
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err != nil {
+			return nil, nil, fmt.Errorf("queueclient: pipe: %w", err)
+		}
+		return r, w, nil
+	}
+	mr, mw, err := pipe()
+	if err != nil {
+		return nil, err
+	}
+	child, c.msg = append(child, mr), mw
+	er, ew, err := pipe()
+	if err != nil {
+		return nil, err
+	}
+	child, c.env = append(child, er), ew
+	cr, cw, err := pipe()
+	if err != nil {
+		return nil, err
+	}
+	child, c.custom = append(child, cw), cr
+
+	c.cmd = &exec.Cmd{
+		Path:       prog,
+		Args:       []string{cf.Program},
+		Env:        cf.Env,
+		Dir:        cf.Home,
+		Stdin:      mr,
+		Stdout:     er,
+		Stderr:     os.Stderr,
+		ExtraFiles: make([]*os.File, CustomErrorFD-2), // fds 3..5 closed, 6 = custom pipe
+	}
+	c.cmd.ExtraFiles[CustomErrorFD-3] = cw
+	if err := c.cmd.Start(); err != nil {
+		return nil, Text(120, "")
+	}
+	ok = true
+	c.w = bufio.NewWriterSize(c.msg, 64*1024)
+	go c.readCustom()
+	return c, nil
+}
+
+// readCustom collects the fd-6 message, bounded, until the pipe closes or Close tells
+// it to stop (a grandchild may keep the pipe open forever).
+func (c *Client) readCustom() {
+	var got []byte
+	buf := make([]byte, 512)
+	keep := func(b []byte) {
+		if room := MaxCustomError + 1 - len(got); room > 0 {
+			got = append(got, b[:min(room, len(b))]...)
+		}
+	}
+	for {
+		n, err := c.custom.Read(buf)
+		keep(buf[:n])
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Take what the exited child left in the pipe without waiting.
+			if rc, err := c.custom.SyscallConn(); err == nil {
+				rc.Read(func(fd uintptr) bool {
+					for {
+						n, err := syscall.Read(int(fd), buf)
+						if n <= 0 || err != nil {
+							return true
+						}
+						keep(buf[:n])
+					}
+				})
+			}
+		}
+		break
+	}
+	c.customCh <- string(got)
+}
+
+// PID is qmail-queue's process id (qmail's qmail_qp), which qmail-smtpd reports.
+func (c *Client) PID() int { return c.cmd.Process.Pid }
+
+// Write adds message data. After a failure it returns an error, and the message will
+// not be queued.
+func (c *Client) Write(p []byte) (int, error) {
+	if c.failed != nil {
+		return 0, c.failed
+	}
+	if c.inEnv {
+		c.Fail()
+		return 0, errors.New("queueclient: Write after From")
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.failed = ErrFailed
+	}
+	return n, err
+}
+
+// Fail abandons the message (qmail_fail): nothing more is sent, qmail-queue sees an
+// unterminated envelope and queues nothing, and Close returns an error.
+func (c *Client) Fail() {
+	if c.failed == nil {
+		c.failed = ErrFailed
+	}
+}
+
+// From ends the message and starts the envelope with its sender.
+func (c *Client) From(sender string) {
+	if c.inEnv {
+		c.Fail()
+		return
+	}
+	if c.failed == nil {
+		if err := c.w.Flush(); err != nil {
+			c.failed = ErrFailed
+		}
+	}
+	c.msg.Close()
+	c.inEnv = true
+	c.w = bufio.NewWriterSize(c.env, 4096)
+	c.put("F", sender)
+}
+
+// To adds a recipient; it must follow From.
+func (c *Client) To(rcpt string) {
+	if !c.inEnv {
+		c.Fail()
+		return
+	}
+	c.put("T", rcpt)
+}
+
+func (c *Client) put(kind, addr string) {
+	if c.failed != nil {
+		return
+	}
+	// A NUL inside an address would end it early and turn its rest into records.
+	if strings.IndexByte(addr, 0) >= 0 {
+		c.Fail()
+		return
+	}
+	c.w.WriteString(kind)
+	c.w.WriteString(addr)
+	if err := c.w.WriteByte(0); err != nil {
+		c.failed = ErrFailed
+	}
+}
+
+// Close ends the envelope, waits for qmail-queue and reports the result: nil when the
+// message is queued, otherwise an *Error.
+func (c *Client) Close() error {
+	if c.closed {
+		return errors.New("queueclient: Close called twice")
+	}
+	c.closed = true
+	if !c.inEnv {
+		// Never got a sender: end the message so qmail-queue sees an empty envelope.
+		c.Fail()
+		c.w.Flush()
+		c.msg.Close()
+	}
+	if c.failed == nil {
+		c.w.WriteByte(0)
+		if err := c.w.Flush(); err != nil {
+			c.failed = ErrFailed
+		}
+	}
+	c.env.Close()
+	werr := c.cmd.Wait()
+	c.custom.SetReadDeadline(time.Now())
+	custom := <-c.customCh
+	c.custom.Close()
+
+	code := -1
+	if werr == nil {
+		code = 0
+	} else if ee, ok := werr.(*exec.ExitError); ok && ee.Exited() {
+		code = ee.ExitCode()
+	} else if ok {
+		return &Error{Code: -1, Text: "qq crashed (#4.3.0)"}
+	} else {
+		return &Error{Code: -1, Text: "qq waitpid surprise (#4.3.0)"}
+	}
+	if code == 0 && c.failed == nil {
+		return nil
+	}
+	return Text(code, custom)
+}
+
+// Submit queues the message read from r for sender and rcpts.
+func Submit(r io.Reader, sender string, rcpts []string) error {
+	return Config{}.Submit(r, sender, rcpts)
+}
+
+// Submit queues the message read from r with this configuration. A read error on r
+// abandons the message and is returned.
+func (cf Config) Submit(r io.Reader, sender string, rcpts []string) error {
+	c, err := cf.Open()
+	if err != nil {
+		return err
+	}
+	var rerr error
+	if _, err := io.Copy(writerOnly{c}, readerOnly{r, &rerr}); err != nil && rerr != nil {
+		c.Fail()
+	}
+	c.From(sender)
+	for _, t := range rcpts {
+		c.To(t)
+	}
+	cerr := c.Close()
+	if rerr != nil {
+		return fmt.Errorf("queueclient: reading message: %w", rerr)
+	}
+	return cerr
+}
+
+// readerOnly records read errors so Submit can tell them from write errors.
+type readerOnly struct {
+	r   io.Reader
+	err *error
+}
+
+func (r readerOnly) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		*r.err = err
+	}
+	return n, err
+}
+
+// writerOnly hides Client's other methods from io.Copy.
+type writerOnly struct{ w io.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
