@@ -1,0 +1,211 @@
+// Package manifest is the one list of what the notqmail package installs, in the spirit
+// of qmail's hier.c: every path with its type, mode, owner and group. The nfpm package
+// configuration (deb, rpm, apk) is generated from it, so the formats cannot disagree.
+//
+// Layout (see README.md):
+//
+//	/usr/lib/notqmail/bin/notqmail       the multi-call binary, root:qmail 0755
+//	/usr/lib/notqmail/bin/<program>      a link to notqmail for every program it serves
+//	/usr/lib/notqmail/bin/qmail-queue    its own binary, qmailq:qmail 04711
+//	/var/qmail/bin -> /usr/lib/notqmail/bin
+//	/etc/qmail/                          configuration (package conffiles)
+//	/var/qmail/control -> /etc/qmail
+//	/var/qmail/users, /var/qmail/alias   as qmail lays them out
+//	/usr/share/man/manN/*.N.gz           man pages, rendered from src/man
+//	/usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/mailq, when those programs exist
+package manifest
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/notqmail/notqmail/packaging/manpage"
+	"github.com/notqmail/notqmail/src/ids"
+)
+
+// Kind is what an entry installs.
+type Kind string
+
+// The kinds of entries.
+const (
+	File    Kind = "file"
+	Symlink Kind = "symlink"
+	Dir     Kind = "dir"
+	Config  Kind = "config" // a file the site may edit; upgrades never overwrite it
+)
+
+// Origin says under which source root an entry's Source lies.
+type Origin int
+
+// The source roots, resolved by Sources when packaging.
+const (
+	None      Origin = iota // symlinks and directories have no source file
+	Binary                  // a built binary, per architecture
+	ManPage                 // a rendered man page, man<N>/<page>.gz
+	Etc                     // a committed configuration file in packaging/etc
+	Generated               // a file written at packaging time (scripts)
+)
+
+// Entry is one installed path.
+type Entry struct {
+	Path   string      // absolute path on the target system
+	Kind   Kind        // file, symlink, dir or config
+	Mode   fs.FileMode // Unix permission bits, including 04000 setuid and 02000 setgid
+	Owner  string      // user name (packages store owners by name)
+	Group  string      // group name
+	Origin Origin      // root of Source, for files
+	Source string      // files: path under the Origin root; symlinks: the link target
+}
+
+// Paths of the layout.
+const (
+	LibBin    = "/usr/lib/notqmail/bin"
+	MultiCall = "notqmail"
+	QmailHome = "/var/qmail"
+	EtcQmail  = "/etc/qmail"
+)
+
+// Standalone describes a program built as its own binary under src/cmd rather than
+// served by the multi-call binary. A binary there that is not listed here stops the
+// build: its owner and mode must be decided, not defaulted.
+var Standalone = map[string]struct {
+	Mode         fs.FileMode
+	Owner, Group string
+}{
+	// setuid qmailq so that anyone can queue mail while only qmailq writes the queue
+	// (reference §1.5).
+	"qmail-queue": {0o4711, ids.Qmailq, ids.GroupQmail},
+}
+
+// ConfigFiles are shipped in /etc/qmail from packaging/etc. Only files whose default
+// the packages decide belong here; me and friends are host-specific and are made at
+// install time.
+var ConfigFiles = []string{"defaultdelivery"}
+
+// Inputs is what a build produced: the programs and the man pages.
+type Inputs struct {
+	Programs   []string       // served by the multi-call binary (notqmail --list)
+	Standalone []string       // own binaries found under src/cmd, other than notqmail
+	Pages      []manpage.Page // man page sources
+	Scripts    []string       // generated helper scripts (see Helpers)
+}
+
+// Manifest is the list of entries, sorted by path.
+type Manifest struct {
+	Entries []Entry
+	// Missing lists the programs, by name, that have no man page.
+	Missing []string
+}
+
+// Helpers are small scripts the packages install when the program they call exists:
+// mailq is `sendmail -bp`, which in qmail is qmail-qread.
+var Helpers = []struct {
+	Path, Needs, Body string
+}{
+	{"/usr/bin/mailq", "qmail-qread", "#!/bin/sh\n# mailq: list the queue, as sendmail -bp does.\nexec " + LibBin + "/qmail-qread \"$@\"\n"},
+}
+
+// New builds the manifest for a build's inputs. It fails when a program has no man
+// page, when a standalone binary is unknown, or when two entries claim one path.
+func New(in Inputs) (Manifest, error) {
+	var m Manifest
+	add := func(e Entry) { m.Entries = append(m.Entries, e) }
+	has := map[string]bool{}
+	for _, p := range in.Programs {
+		has[p] = true
+	}
+
+	dir := func(p, owner, group string, mode fs.FileMode) {
+		add(Entry{Path: p, Kind: Dir, Mode: mode, Owner: owner, Group: group})
+	}
+	dir("/usr/lib/notqmail", "root", "root", 0o755)
+	dir(LibBin, "root", ids.GroupQmail, 0o755)
+	dir(QmailHome, "root", ids.GroupQmail, 0o755)
+	dir(QmailHome+"/users", "root", ids.GroupQmail, 0o755)
+	dir(QmailHome+"/alias", ids.Alias, ids.GroupQmail, 0o2755)
+	dir(EtcQmail, "root", ids.GroupQmail, 0o755)
+	add(Entry{Path: QmailHome + "/bin", Kind: Symlink, Source: LibBin, Owner: "root", Group: "root", Mode: 0o777})
+	add(Entry{Path: QmailHome + "/control", Kind: Symlink, Source: EtcQmail, Owner: "root", Group: "root", Mode: 0o777})
+
+	// One inode for every multi-call program: a symlink cannot carry its own mode, so
+	// the binary gets the widest mode qmail gives any of them; the programs that qmail
+	// installs 0700 (qmail-lspawn, qmail-start, qmail-newu, qmail-newmrh) need root's
+	// privileges to do anything anyway.
+	add(Entry{Path: LibBin + "/" + MultiCall, Kind: File, Mode: 0o755, Owner: "root", Group: ids.GroupQmail, Origin: Binary, Source: MultiCall})
+	for _, p := range in.Programs {
+		if err := checkName(p); err != nil {
+			return Manifest{}, err
+		}
+		if p == MultiCall {
+			continue
+		}
+		if _, own := Standalone[p]; own {
+			return Manifest{}, fmt.Errorf("program %s is both in the multi-call binary and its own binary", p)
+		}
+		add(Entry{Path: LibBin + "/" + p, Kind: Symlink, Source: MultiCall, Owner: "root", Group: "root", Mode: 0o777})
+	}
+	for _, p := range in.Standalone {
+		s, ok := Standalone[p]
+		if !ok {
+			return Manifest{}, fmt.Errorf("src/cmd/%s is a binary the manifest does not know: add its owner and mode to manifest.Standalone", p)
+		}
+		add(Entry{Path: LibBin + "/" + p, Kind: File, Mode: s.Mode, Owner: s.Owner, Group: s.Group, Origin: Binary, Source: p})
+	}
+
+	if has["sendmail"] {
+		add(Entry{Path: "/usr/sbin/sendmail", Kind: Symlink, Source: "../lib/notqmail/bin/sendmail", Owner: "root", Group: "root", Mode: 0o777})
+		add(Entry{Path: "/usr/lib/sendmail", Kind: Symlink, Source: "../sbin/sendmail", Owner: "root", Group: "root", Mode: 0o777})
+	}
+	for _, h := range Helpers {
+		if has[h.Needs] {
+			add(Entry{Path: h.Path, Kind: File, Mode: 0o755, Owner: "root", Group: "root", Origin: Generated, Source: path.Base(h.Path)})
+		}
+	}
+	for _, c := range ConfigFiles {
+		add(Entry{Path: EtcQmail + "/" + c, Kind: Config, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: c})
+	}
+
+	paged := map[string]bool{}
+	for _, pg := range in.Pages {
+		paged[pg.Name] = true
+		add(Entry{Path: pg.InstallPath(), Kind: File, Mode: 0o644, Owner: "root", Group: "root", Origin: ManPage, Source: "man" + pg.Section + "/" + pg.File()})
+	}
+	for _, p := range append(append([]string{}, in.Programs...), in.Standalone...) {
+		if !paged[p] {
+			m.Missing = append(m.Missing, p)
+		}
+	}
+	sort.Strings(m.Missing)
+
+	sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
+	for i := 1; i < len(m.Entries); i++ {
+		if m.Entries[i].Path == m.Entries[i-1].Path {
+			return Manifest{}, fmt.Errorf("two manifest entries for %s", m.Entries[i].Path)
+		}
+	}
+	if len(m.Missing) > 0 {
+		return m, fmt.Errorf("no man page for %s: add src/man/NAME.SECTION.md", strings.Join(m.Missing, ", "))
+	}
+	return m, nil
+}
+
+// checkName keeps program names (which come from running a built binary) to what
+// can safely be a file name in bin/.
+func checkName(p string) error {
+	if p == "" || p == "." || p == ".." || strings.ContainsAny(p, "/\\ \t\n\x00") {
+		return fmt.Errorf("program name %q cannot be a file name", p)
+	}
+	return nil
+}
+
+// Lookup returns the entry for an installed path.
+func (m Manifest) Lookup(p string) (Entry, bool) {
+	i := sort.Search(len(m.Entries), func(i int) bool { return m.Entries[i].Path >= p })
+	if i < len(m.Entries) && m.Entries[i].Path == p {
+		return m.Entries[i], true
+	}
+	return Entry{}, false
+}

@@ -1,0 +1,262 @@
+package manifest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goreleaser/nfpm/v2"
+	"github.com/notqmail/notqmail/packaging/manpage"
+	"github.com/notqmail/notqmail/src/ids"
+	"github.com/notqmail/notqmail/src/testpeer"
+)
+
+func pages(names ...string) []manpage.Page {
+	var p []manpage.Page
+	for _, n := range names {
+		p = append(p, manpage.Page{Name: n, Section: "8"})
+	}
+	return p
+}
+
+func TestNewLaysOutProgramsAndLinks(t *testing.T) {
+	m, err := New(Inputs{
+		Programs:   []string{"qmail-showctl", "sendmail", "qmail-qread"},
+		Standalone: []string{"qmail-queue"},
+		Pages:      pages("notqmail", "qmail-showctl", "sendmail", "qmail-qread", "qmail-queue"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Entry{
+		"/usr/lib/notqmail/bin/notqmail":       {Kind: File, Mode: 0o755, Owner: "root", Group: "qmail", Origin: Binary, Source: "notqmail"},
+		"/usr/lib/notqmail/bin/qmail-showctl":  {Kind: Symlink, Source: "notqmail"},
+		"/usr/lib/notqmail/bin/qmail-queue":    {Kind: File, Mode: 0o4711, Owner: "qmailq", Group: "qmail", Origin: Binary, Source: "qmail-queue"},
+		"/var/qmail/bin":                       {Kind: Symlink, Source: "/usr/lib/notqmail/bin"},
+		"/var/qmail/control":                   {Kind: Symlink, Source: "/etc/qmail"},
+		"/var/qmail/alias":                     {Kind: Dir, Mode: 0o2755, Owner: "alias", Group: "qmail"},
+		"/etc/qmail/defaultdelivery":           {Kind: Config, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: "defaultdelivery"},
+		"/usr/sbin/sendmail":                   {Kind: Symlink, Source: "../lib/notqmail/bin/sendmail"},
+		"/usr/lib/sendmail":                    {Kind: Symlink, Source: "../sbin/sendmail"},
+		"/usr/bin/mailq":                       {Kind: File, Mode: 0o755, Origin: Generated, Source: "mailq"},
+		"/usr/share/man/man8/qmail-queue.8.gz": {Kind: File, Mode: 0o644, Origin: ManPage, Source: "man8/qmail-queue.8.gz"},
+	}
+	for p, w := range want {
+		e, ok := m.Lookup(p)
+		if !ok {
+			t.Errorf("%s missing", p)
+			continue
+		}
+		if e.Kind != w.Kind || e.Source != w.Source || (w.Mode != 0 && e.Mode != w.Mode) ||
+			(w.Owner != "" && (e.Owner != w.Owner || e.Group != w.Group)) || e.Origin != w.Origin {
+			t.Errorf("%s = %+v, want %+v", p, e, w)
+		}
+	}
+	// The links resolve inside the layout: sendmail reaches the multi-call binary.
+	if e, _ := m.Lookup("/usr/lib/notqmail/bin/sendmail"); e.Kind != Symlink || e.Source != MultiCall {
+		t.Errorf("bin/sendmail = %+v", e)
+	}
+	for i := 1; i < len(m.Entries); i++ {
+		if m.Entries[i-1].Path >= m.Entries[i].Path {
+			t.Fatalf("entries not sorted at %s", m.Entries[i].Path)
+		}
+	}
+}
+
+func TestNewLeavesOutWhatIsNotBuilt(t *testing.T) {
+	m, err := New(Inputs{Programs: []string{"qmail-showctl"}, Pages: pages("qmail-showctl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/usr/sbin/sendmail", "/usr/lib/sendmail", "/usr/bin/mailq", "/usr/lib/notqmail/bin/qmail-queue"} {
+		if _, ok := m.Lookup(p); ok {
+			t.Errorf("%s installed though its program was not built", p)
+		}
+	}
+}
+
+func TestNewRefusesInconsistentInputs(t *testing.T) {
+	cases := map[string]Inputs{
+		"no man page":        {Programs: []string{"qmail-showctl", "qmail-send"}, Pages: pages("qmail-showctl")},
+		"unknown standalone": {Standalone: []string{"qmail-frob"}, Pages: pages("qmail-frob")},
+		"served twice":       {Programs: []string{"qmail-queue"}, Standalone: []string{"qmail-queue"}, Pages: pages("qmail-queue")},
+		"bad name":           {Programs: []string{"../../etc/passwd"}},
+		"duplicate":          {Programs: []string{"x", "x"}, Pages: pages("x")},
+	}
+	for name, in := range cases {
+		if _, err := New(in); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	_, err := New(Inputs{Programs: []string{"qmail-send"}})
+	if err == nil || !strings.Contains(err.Error(), "qmail-send") {
+		t.Errorf("missing man page error does not name the program: %v", err)
+	}
+}
+
+func TestAccountsCoverQmailUsers(t *testing.T) {
+	if len(Accounts) != len(ids.Users) {
+		t.Fatalf("%d accounts for %d qmail users", len(Accounts), len(ids.Users))
+	}
+	for i, u := range ids.Users {
+		if Accounts[i].Name != u {
+			t.Errorf("account %d is %s, want %s (conf-users order)", i, Accounts[i].Name, u)
+		}
+	}
+}
+
+// The scripts are valid sh, create every group before the users in it, and do nothing
+// on a second run (checked by running them against a fake set of tools).
+func TestPreInstallScripts(t *testing.T) {
+	sh := testpeer.Need(t, "sh")
+	for _, f := range Formats {
+		s, err := PreInstall(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(sh, "-n", "-c", string(s)).CombinedOutput(); err != nil {
+			t.Errorf("%s: sh -n: %v\n%s", f, err, out)
+		}
+		for _, u := range Accounts {
+			if !bytes.Contains(s, []byte(" "+u.Name+"\n")) {
+				t.Errorf("%s script does not create %s", f, u.Name)
+			}
+		}
+		runFake(t, sh, f, s)
+	}
+}
+
+// runFake runs a script with getent, id, grep and the account tools replaced by
+// shell functions over a text file, so it can be checked without root.
+func runFake(t *testing.T, sh string, f Format, script []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "db")
+	os.WriteFile(db, []byte("user:qmaild\n"), 0o644) // an existing user is kept
+	fakes := `
+db=` + db + `
+getent() { case $1 in passwd) k=user;; *) k=group;; esac; command grep -qx "$k:$2" "$db"; }
+id() { grep -qx "user:$2" "$db"; }
+grep() { if [ "$3" = /etc/group ]; then command grep -qx "group:$(echo "$2" | sed 's/^^//;s/:$//')" "$db"; else command grep "$@"; fi; }
+groupadd() { echo "group:$2" >> "$db"; }
+addgroup() { echo "group:$2" >> "$db"; }
+useradd() { for a; do last=$a; done; command grep -q "^group:$4\$" "$db" || { echo "no group $4" >&2; exit 1; }; echo "user:$last" >> "$db"; }
+adduser() { for a; do last=$a; done; command grep -q "^group:$5\$" "$db" || { echo "no group $5" >&2; exit 1; }; echo "user:$last" >> "$db"; }
+`
+	body := strings.Replace(string(script), "set -e\n", "set -e\n"+fakes, 1)
+	for run := 1; run <= 2; run++ {
+		out, err := exec.Command(sh, "-c", body).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s run %d: %v\n%s", f, run, err, out)
+		}
+	}
+	got, _ := os.ReadFile(db)
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) != len(Accounts)+len(ids.Groups) {
+		t.Errorf("%s: after two runs the database holds\n%s\nwant each group and user once", f, got)
+	}
+}
+
+func TestConfigRoundTripsThroughNFPM(t *testing.T) {
+	m, err := New(Inputs{Programs: []string{"qmail-showctl"}, Standalone: []string{"qmail-queue"}, Pages: pages("qmail-showctl", "qmail-queue")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := Sources{Bin: "/b", Man: "/m", Etc: "/e", Gen: "/g"}
+	cfg, err := m.Config(src, Meta{Maintainer: DefaultMaintainer, MTime: time.Unix(1700000000, 0).UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := YAML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := nfpm.Parse(bytes.NewReader(y))
+	if err != nil {
+		t.Fatalf("nfpm cannot read the generated config: %v\n%s", err, y)
+	}
+	if len(back.Contents) != len(m.Entries) {
+		t.Fatalf("%d contents after the round trip, want %d", len(back.Contents), len(m.Entries))
+	}
+	for _, c := range back.Contents {
+		if c.Destination == "/usr/lib/notqmail/bin/qmail-queue" {
+			if c.FileInfo.Mode != 0o4711 || c.FileInfo.Owner != "qmailq" || c.Source != "/b/qmail-queue" {
+				t.Errorf("qmail-queue content = %+v %+v", c, c.FileInfo)
+			}
+		}
+	}
+	deb, err := back.Get("deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deb.Scripts.PreInstall != "/g/preinstall.deb" || len(deb.Deb.Predepends) != 1 {
+		t.Errorf("deb override lost: %+v", deb.Scripts)
+	}
+}
+
+// A real deb from the manifest carries the owners and modes, setuid included.
+func TestPackageDebKeepsOwnersAndModes(t *testing.T) {
+	dpkgDeb := testpeer.Need(t, "dpkg-deb")
+	dir := t.TempDir()
+	src := Sources{Bin: filepath.Join(dir, "bin"), Man: filepath.Join(dir, "man"), Etc: "../etc", Gen: filepath.Join(dir, "gen")}
+	for _, p := range []string{"bin/notqmail", "bin/qmail-queue", "man/man8/qmail-queue.8.gz", "man/man8/notqmail.8.gz"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mtime := time.Unix(1700000000, 0).UTC()
+	if err := WriteGenerated(src.Gen, nil, mtime); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Inputs{Standalone: []string{"qmail-queue"}, Pages: []manpage.Page{{Name: "qmail-queue", Section: "8"}, {Name: "notqmail", Section: "8"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := m.Config(src, Meta{Maintainer: DefaultMaintainer, MTime: mtime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	name, err := Package(cfg, Deb, "amd64", Version{Base: "0.0.0", Meta: "git1.abc1234"}, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "notqmail_0.0.0+git1.abc1234-1_amd64.deb" {
+		t.Errorf("file name %q", name)
+	}
+	p := filepath.Join(dir, name)
+	os.WriteFile(p, b.Bytes(), 0o644)
+	out, err := exec.Command(dpkgDeb, "-c", p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dpkg-deb -c: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"-rws--x--x qmailq/qmail",
+		"./usr/lib/notqmail/bin/qmail-queue",
+		"drwxr-sr-x alias/qmail",
+		"./var/qmail/bin -> /usr/lib/notqmail/bin",
+		"-rw-r--r-- root/root",
+		"./etc/qmail/defaultdelivery",
+		"2023-11-14",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dpkg-deb -c lacks %q:\n%s", want, out)
+		}
+	}
+	info, err := exec.Command(dpkgDeb, "-I", p).CombinedOutput()
+	if err != nil || !strings.Contains(string(info), "Pre-Depends: passwd") || !strings.Contains(string(info), "preinst") {
+		t.Errorf("dpkg-deb -I: %v\n%s", err, info)
+	}
+	if bytes.Contains(info, []byte("mail-transport-agent")) {
+		t.Errorf("claims to be an MTA without a sendmail program:\n%s", info)
+	}
+	conf, err := exec.Command(dpkgDeb, "-f", p, "Version").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(conf)) != "0.0.0+git1.abc1234-1" {
+		t.Errorf("Version = %q, %v", conf, err)
+	}
+}
