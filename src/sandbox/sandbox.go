@@ -6,14 +6,11 @@
 //
 //	control/   me, locals, rcpthosts (Options.Domain), defaultdelivery (./Maildir/)
 //	queue/     qmail's queue layout (queue.Create)
-//	users/     assign mapping alice (and alice-ext) to home/alice
+//	users/     assign mapping alice (and alice-ext) to home/alice, compiled to cdb
 //	home/alice the Maildir user alice, with home/alice/Maildir/
 //	alias/     mode 02755; .qmail-postmaster, -mailer-daemon and -root deliver to
 //	           alias/Maildir/
 //	bin/       notqmail and a link to it per program name, plus qmail-queue
-//
-// users/cdb is not written yet: the cdb writer (qmail-newu) belongs to another
-// package; until it lands, run qmail-newu in the home to compile users/assign.
 //
 // Run as root, the home is owned by nobody (65534) and lives under a directory that
 // nobody can traverse; the programs drop to that user themselves. Run as another
@@ -33,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/users"
 )
 
 // Options shape a sandbox home. The zero value is the standard sandbox.
@@ -44,7 +42,7 @@ type Options struct {
 	// Users are the Maildir users to create. Default ["alice"].
 	Users []string
 	// BinDir holds prebuilt binaries (see Binaries) to install instead of building
-	// them with the go tool.
+	// them with the go tool. Default: $NOTQMAIL_SANDBOX_BIN if set (BinEnv).
 	BinDir string
 }
 
@@ -149,6 +147,9 @@ func Create(dir string, opt Options) (*Home, error) {
 	if err := os.WriteFile(filepath.Join(abs, "users", "assign"), []byte(assign.String()), 0644); err != nil {
 		return nil, err
 	}
+	if err := users.NewU(filepath.Join(abs, "users", "assign"), filepath.Join(abs, "users", "cdb")); err != nil {
+		return nil, err
+	}
 	if err := makeAlias(filepath.Join(abs, "alias")); err != nil {
 		return nil, err
 	}
@@ -231,7 +232,15 @@ func makeAlias(dir string) error {
 	return nil
 }
 
+// BinEnv names a directory of prebuilt binaries used when Options.BinDir is empty, so
+// a test run over many packages can build them once (mage test) instead of once per
+// test process.
+const BinEnv = "NOTQMAIL_SANDBOX_BIN"
+
 func (h *Home) installBin(binDir string) error {
+	if binDir == "" {
+		binDir = os.Getenv(BinEnv)
+	}
 	if binDir == "" {
 		var err error
 		if binDir, err = builtBinaries(); err != nil {

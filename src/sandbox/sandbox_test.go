@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/notqmail/notqmail/src/users"
 )
 
 func ownerOf(t *testing.T, p string) (int, int) {
@@ -46,6 +49,10 @@ func TestNewMakesACompleteHome(t *testing.T) {
 	want := "=alice:alice:" + strconv.Itoa(h.UID) + ":" + strconv.Itoa(h.GID) + ":" + h.UserHome("alice") + ":::\n"
 	if !strings.HasPrefix(string(assign), want) || !strings.HasSuffix(string(assign), "\n.\n") {
 		t.Errorf("users/assign = %q", assign)
+	}
+	a, ok, err := users.Lookup(filepath.Join(h.Dir, "users/cdb"), "alice-ext")
+	if err != nil || !ok || a.Home != h.UserHome("alice") || a.UID != h.UID {
+		t.Errorf("users/cdb lookup of alice-ext: %+v, %v, %v", a, ok, err)
 	}
 	if q := h.Queue(); q.Split != 23 {
 		t.Errorf("queue split %d", q.Split)
@@ -110,5 +117,44 @@ func TestQmailQueueRunsInSandbox(t *testing.T) {
 	wantEnv := "u" + strconv.Itoa(h.UID) + "\x00p" + strconv.Itoa(cmd.Process.Pid) + "\x00Fbob@example.org\x00Talice@sandbox.example\x00"
 	if string(env) != wantEnv {
 		t.Errorf("todo = %q, want %q", env, wantEnv)
+	}
+}
+
+// As root, run the home tests again as an unprivileged user: the non-root path, where
+// the caller owns the home.
+func TestNewAsUnprivilegedUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("already unprivileged: the other tests cover this path")
+	}
+	bin, err := builtBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0755)
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyExe := filepath.Join(dir, "sandbox.test")
+	if err := os.WriteFile(copyExe, b, 0755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(copyExe, "-test.run=^(TestNewMakesACompleteHome|TestQmailQueueRunsInSandbox)$", "-test.v")
+	cmd.Env = append(os.Environ(), BinEnv+"="+bin)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestNewMakesACompleteHome") ||
+		!strings.Contains(string(out), "--- PASS: TestQmailQueueRunsInSandbox") {
+		t.Fatalf("as uid 65534: %v\n%s", err, out)
 	}
 }
