@@ -36,9 +36,6 @@ func TestParseKinds(t *testing.T) {
 	if !reflect.DeepEqual(f.Instructions, want) {
 		t.Fatalf("got %+v\nwant %+v", f.Instructions, want)
 	}
-	if f.List {
-		t.Fatal("List set without +list")
-	}
 }
 
 func TestParseBlankFirstLine(t *testing.T) {
@@ -66,8 +63,9 @@ func TestParseKeepsCarriageReturn(t *testing.T) {
 }
 
 func TestParseList(t *testing.T) {
-	f, err := Parse([]byte("+list  \nme@x.example\n"))
-	if err != nil || !f.List || len(f.Instructions) != 1 {
+	f, err := Parse([]byte("./before\n+list  \nme@x.example\n+lists\n"))
+	want := []Instruction{{Mbox, "./before", 1}, {List, "", 2}, {Forward, "me@x.example", 3}}
+	if err != nil || !reflect.DeepEqual(f.Instructions, want) {
 		t.Fatalf("got %+v, %v", f, err)
 	}
 }

@@ -55,7 +55,11 @@ func FuzzParse(f *testing.F) {
 				if in.Kind != want || in.Target == "" {
 					t.Fatalf("%q parsed as %v %q", raw, in.Kind, in.Target)
 				}
-			case '#', '+', 0:
+			case '+':
+				if in.Kind != List || string(bytes.SplitN(raw, []byte{0}, 2)[0]) != "+list" {
+					t.Fatalf("%q parsed as %v", raw, in.Kind)
+				}
+			case '#', 0:
 				t.Fatalf("%q should not be an instruction", raw)
 			default:
 				if in.Kind != Forward {

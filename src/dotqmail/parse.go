@@ -8,8 +8,8 @@
 //     else is: a carriage return stays part of the line, as in qmail);
 //   - '#' starts a comment; '|' a program for /bin/sh -c; '&' a forward; a line
 //     starting with '/' or '.' is a file: a maildir if it ends in '/', else an mbox;
-//   - "+list" marks the file as forward-only; any other line starting with '+' is
-//     ignored;
+//   - "+list" makes the rest of the file forward-only; any other line starting
+//     with '+' is ignored;
 //   - every other non-blank line is a forwarding address, as if it began with '&';
 //   - blank lines are allowed, except as the first line;
 //   - a NUL byte ends its line's text (qmail handles lines as C strings).
@@ -28,6 +28,7 @@ const (
 	Forward                 // &address or a bare address
 	Mbox                    // /path or ./path, not ending in '/'
 	Maildir                 // /path/ or ./path/
+	List                    // +list: from here on, forwards only
 )
 
 func (k Kind) String() string {
@@ -40,6 +41,8 @@ func (k Kind) String() string {
 		return "mbox"
 	case Maildir:
 		return "maildir"
+	case List:
+		return "list"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -54,10 +57,11 @@ type Instruction struct {
 
 // File is a parsed .qmail file.
 type File struct {
+	// Instructions in file order. A List instruction ("+list") makes every file or
+	// program instruction after it an error, exactly as an execute bit on the file
+	// makes every such instruction an error; it stays in order because qmail applies
+	// it from its line on.
 	Instructions []Instruction
-	// List is set by a "+list" line: the file may contain forwards only, exactly as
-	// if it had its execute bit set.
-	List bool
 }
 
 // MaxSize bounds a .qmail file, so that a runaway file cannot exhaust memory. It is
@@ -106,7 +110,7 @@ func Parse(data []byte) (File, error) {
 			f.Instructions = append(f.Instructions, Instruction{Kind: Program, Target: string(text[1:]), Line: n})
 		case '+':
 			if string(text[1:]) == "list" {
-				f.List = true
+				f.Instructions = append(f.Instructions, Instruction{Kind: List, Line: n})
 			}
 		case '&':
 			f.Instructions = append(f.Instructions, Instruction{Kind: Forward, Target: string(text[1:]), Line: n})
