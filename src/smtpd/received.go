@@ -1,0 +1,115 @@
+package smtpd
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// received is qmail-smtpd's trace line, in qmail's format:
+//
+//	Received: from HOST (HELO helo) (INFO@IP)
+//	  by LOCAL with SMTP; 21 Nov 2026 23:33:52 -0000
+//
+// "(HELO helo)" appears only when the HELO name differs from the host name, "INFO@"
+// only with an ident answer; characters outside qmail's safe set become '?', so a
+// client cannot forge header structure. SMTPUTF8 sessions say UTF8SMTP (RFC 6531).
+func (s *session) received() string {
+	host := s.cfg.RemoteHost
+	if host == "" {
+		host = "unknown"
+	}
+	ip := s.cfg.RemoteIP
+	if ip == "" {
+		ip = "unknown"
+	}
+	local := s.cfg.LocalHost
+	if local == "" {
+		local = s.cfg.LocalIPStr
+	}
+	if local == "" {
+		local = "unknown"
+	}
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(safe(host))
+	if s.helo != "" && !strings.EqualFold(s.helo, host) {
+		b.WriteString(" (HELO " + safe(s.helo) + ")")
+	}
+	b.WriteString(" (")
+	if s.cfg.RemoteInfo != "" {
+		b.WriteString(safe(s.cfg.RemoteInfo) + "@")
+	}
+	b.WriteString(safe(ip))
+	proto := "SMTP"
+	if s.utf8 {
+		proto = "UTF8SMTP"
+	}
+	b.WriteString(")\n  by " + safe(local) + " with " + proto + "; " + date822(s.cfg.Now()) + "\n")
+	return b.String()
+}
+
+// safe replaces what qmail's Received line does not allow.
+func safe(t string) string {
+	b := []byte(t)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".@%+/=:-", c) >= 0) {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// date822 is qmail's date822fmt: "21 Nov 2026 23:33:52 -0000", always UTC.
+func date822(t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("%d %s %d %02d:%02d:%02d -0000", t.Day(), t.Month().String()[:3], t.Year(), t.Hour(), t.Minute(), t.Second())
+}
+
+// logf writes one line to the log.
+func (s *session) logf(format string, args ...any) {
+	if s.cfg.Log == nil {
+		return
+	}
+	fmt.Fprintf(s.cfg.Log, "qmail-smtpd %s: "+format+"\n", append([]any{s.cfg.ID}, args...)...)
+}
+
+// logMessage writes the one line per transaction: what was offered and what came of
+// it, so a log answers "what happened to this mail".
+func (s *session) logMessage(qp int, size int64, r Reply, note string) {
+	result := note
+	if r.Code != 0 {
+		result = r.String()
+	}
+	var rc []string
+	for _, a := range s.rcpts {
+		rc = append(rc, strconv.Quote(a))
+	}
+	var rj []string
+	for _, a := range s.rejected {
+		rj = append(rj, strconv.Quote(a))
+	}
+	extra := ""
+	if note != "" && r.Code != 0 {
+		extra = " note=" + strconv.Quote(note)
+	}
+	s.logf("message remote=%s from=%s rcpts=[%s] rejected=[%s] bytes=%d qp=%d result=%s%s",
+		safe(s.remoteIP()), strconv.Quote(s.from), strings.Join(rc, ","), strings.Join(rj, ","), size, qp, strconv.Quote(result), extra)
+}
+
+func (s *session) logSession() {
+	end := s.end
+	if end == "" {
+		end = "closed"
+	}
+	s.logf("session remote=%s host=%s helo=%s relay=%t messages=%d accepted=%d end=%s duration=%.3fs",
+		safe(s.remoteIP()), strconv.Quote(s.cfg.RemoteHost), strconv.Quote(s.helo), s.relaySet, s.messages, s.accepted, strconv.Quote(end), s.cfg.Now().Sub(s.start).Seconds())
+}
+
+func (s *session) remoteIP() string {
+	if s.cfg.RemoteIP == "" {
+		return "unknown"
+	}
+	return s.cfg.RemoteIP
+}
