@@ -221,8 +221,8 @@ func TestTrigger(t *testing.T) {
 
 func TestParseEnvelope(t *testing.T) {
 	good := map[string]Envelope{
-		"u0\x00p1\x00F\x00":                       {UID: 0, PID: 1},
-		"Fa@b\x00Tc@d\x00":                         {UID: -1, PID: -1, Sender: "a@b", Recipients: []string{"c@d"}},
+		"u0\x00p1\x00F\x00":                         {UID: 0, PID: 1},
+		"Fa@b\x00Tc@d\x00":                          {UID: -1, PID: -1, Sender: "a@b", Recipients: []string{"c@d"}},
 		"u5\x00p6\x00Fa@b\x00Ec1\x00Tc@d\x00Te\x00": {UID: 5, PID: 6, Sender: "a@b", Recipients: []string{"c@d", "e"}, Extra: []string{"Ec1"}},
 	}
 	for in, want := range good {
