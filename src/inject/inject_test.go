@@ -350,7 +350,6 @@ func TestUnparsableRecipientFieldKept(t *testing.T) {
 	}
 }
 
-
 type permError struct{}
 
 func (permError) Error() string  { return "mail server permanently rejected message (#5.3.0)" }
