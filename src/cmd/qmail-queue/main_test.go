@@ -103,8 +103,8 @@ func TestExitCodes(t *testing.T) {
 	}
 	// Envelope errors.
 	for in, want := range map[string]int{
-		"Fa@b\x00Tc@d\x00":                          queue.ExitRead,
-		"Xa@b\x00\x00":                              queue.ExitEnvelope,
+		"Fa@b\x00Tc@d\x00": queue.ExitRead,
+		"Xa@b\x00\x00":     queue.ExitEnvelope,
 		"F" + strings.Repeat("x", 2000) + "\x00\x00": queue.ExitAddrTooLong,
 	} {
 		if code := feed(t, h.Command("qmail-queue"), "m\n", in); code != want {
