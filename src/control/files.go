@@ -15,6 +15,7 @@ type FileInfo struct {
 var Files = []FileInfo{
 	{"me", "none (required)", "all", "fully qualified name of this host"},
 	{"badmailfrom", "none", "qmail-smtpd", "envelope senders (or @domains) refused"},
+	{"badrcptto", "none", "qmail-smtpd", "envelope recipients (or @domains) refused"},
 	{"bouncefrom", "MAILER-DAEMON", "qmail-send", "user part of the bounce sender"},
 	{"bouncehost", "me", "qmail-send", "host part of the bounce sender"},
 	{"concurrencylocal", "10", "qmail-send", "simultaneous local deliveries (0 holds local mail)"},
@@ -42,6 +43,9 @@ var Files = []FileInfo{
 	{"timeoutconnect", "60", "qmail-remote", "seconds to wait for a connection"},
 	{"timeoutremote", "1200", "qmail-remote", "seconds to wait for a remote server"},
 	{"timeoutsmtpd", "1200", "qmail-smtpd", "seconds to wait for an SMTP client"},
+	{"outgoingip", "none (the system chooses)", "qmail-remote", "source address: ADDR[,ADDR] default, or domain:ADDR[,ADDR]"},
+	{"tlsdestinations", "none (opportunistic TLS everywhere)", "qmail-remote", "domain:policy, policy may, none, encrypt, verify or sha256=HEX"},
+	{"clientcert.pem", "none", "qmail-remote", "TLS client certificate and key (PEM) offered to servers"},
 	{"virtualdomains", "none", "qmail-send", "user@domain:prepend or domain:prepend rewrites"},
 }
 

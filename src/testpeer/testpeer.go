@@ -16,14 +16,15 @@ import (
 // Packages maps each peer command to the Debian package that provides it. The mage test
 // target installs every package listed here.
 var Packages = map[string]string{
-	"cdb":      "tinycdb",
-	"dpkg-deb": "dpkg",
-	"rpm":      "rpm",
-	"python3":  "python3",
-	"swaks":    "swaks",
-	"strace":   "strace",
-	"groff":    "groff-base",
-	"tar":      "tar",
+	"cdb":       "tinycdb",
+	"dpkg-deb":  "dpkg",
+	"rpm":       "rpm",
+	"python3":   "python3",
+	"swaks":     "swaks",
+	"tcpserver": "ucspi-tcp",
+	"strace":    "strace",
+	"groff":     "groff-base",
+	"tar":       "tar",
 }
 
 // RequireEnv is the variable that makes a missing peer a failure instead of a skip.
