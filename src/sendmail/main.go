@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
+	"time"
 
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/inject"
@@ -69,4 +71,12 @@ func runChild(prog string, args, extra []string, stdin io.Reader, stdout, stderr
 	}
 	fmt.Fprintf(stderr, "sendmail: fatal: unable to run %s: %v\n", prog, err)
 	return 111
+}
+
+// DateMail is the datemail program: sendmail with a Date field in local time put in
+// front of the message (qmail's "predate sendmail"), for senders whose Date should
+// show their own time zone.
+func DateMail(args []string, env inject.Env, stdin io.Reader, stdout, stderr io.Writer) int {
+	in := io.MultiReader(strings.NewReader(inject.LocalDateField(time.Now())), stdin)
+	return Main("sendmail", args, env, in, stdout, stderr)
 }

@@ -20,9 +20,9 @@ import (
 type Mode int
 
 const (
-	Inject   Mode = iota // send a message (-bm, the default)
-	SMTP                 // -bs: an SMTP session on stdin/stdout, through qmail-smtpd
-	ListQueue            // -bp or mailq: list the queue, through qmail-qread
+	Inject    Mode = iota // send a message (-bm, the default)
+	SMTP                  // -bs: an SMTP session on stdin/stdout, through qmail-smtpd
+	ListQueue             // -bp or mailq: list the queue, through qmail-qread
 )
 
 // Invocation is a parsed sendmail command line.

@@ -177,3 +177,20 @@ func TestMainChildren(t *testing.T) {
 		t.Errorf("-q: %d %q", code, stderr.String())
 	}
 }
+
+func TestDateMail(t *testing.T) {
+	_, out := sandboxHome(t)
+	var stderr bytes.Buffer
+	code := DateMail([]string{"a@b.c"}, func(string) (string, bool) { return "", false }, strings.NewReader("Subject: s\n\nx\n"), nil, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	msg, _ := os.ReadFile(filepath.Join(out, "msg"))
+	// The local Date is kept, so qmail-inject adds none of its own.
+	if n := strings.Count(string(msg), "Date: "); n != 1 || !strings.Contains(string(msg), "\nDate: ") && !strings.HasPrefix(string(msg), "Date: ") {
+		t.Errorf("message %q", msg)
+	}
+	if strings.Contains(string(msg), "-0000\n") {
+		t.Errorf("qmail-inject's UTC Date used instead of the local one: %q", msg)
+	}
+}
