@@ -6,10 +6,17 @@ import (
 	"github.com/notqmail/notqmail/src/sendmail"
 )
 
-func init() { register("sendmail", sendmailMain) }
+func init() {
+	// Sites link mailq and newaliases to sendmail, which acts on the name it is run as.
+	for _, name := range []string{"sendmail", "mailq", "newaliases"} {
+		register(name, sendmailAs(name))
+	}
+}
 
-// sendmailMain takes Sendmail's command line and runs qmail-inject, qmail-smtpd or
+// sendmailAs takes Sendmail's command line and runs qmail-inject, qmail-smtpd or
 // qmail-qread (package sendmail).
-func sendmailMain(args []string) int {
-	return sendmail.Main("sendmail", args, os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
+func sendmailAs(name string) program {
+	return func(args []string) int {
+		return sendmail.Main(name, args, os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
+	}
 }
