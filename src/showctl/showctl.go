@@ -73,6 +73,7 @@ const (
 	kindStr kind = iota // first line
 	kindInt             // a number
 	kindLst             // every line
+	kindKey             // key or certificate material: never printed
 )
 
 // wording is qmail-showctl's text for one file.
@@ -87,6 +88,7 @@ type wording struct {
 // words holds qmail-showctl's own wording; files without an entry get a plain one.
 var words = map[string]wording{
 	"badmailfrom":       {kindLst, false, "Any MAIL FROM is allowed.", "", " not accepted in MAIL FROM."},
+	"badrcptto":         {kindLst, false, "Any RCPT TO is allowed.", "", " not accepted in RCPT TO."},
 	"bouncefrom":        {kindStr, false, "MAILER-DAEMON", "Bounce user name is ", ""},
 	"bouncehost":        {kindStr, true, "bouncehost", "Bounce host name is ", ""},
 	"concurrencylocal":  {kindInt, false, "10", "Local concurrency is ", ""},
@@ -199,10 +201,16 @@ func (s *shower) exists(name string) bool {
 func (s *shower) file(name string) {
 	wd, ok := words[name]
 	if !ok {
-		info := fileInfo(name)
-		wd = wording{kind: kindStr, def: info.Default, pre: "", post: ""}
+		// A file qmail-showctl never knew: its default in control.Files' words, and its
+		// lines as they are, except key material, which must not end up in a report.
+		wd = wording{kind: kindLst, def: fileInfo(name).Default + "."}
+		if strings.HasSuffix(name, ".pem") || strings.HasSuffix(name, ".key") {
+			wd.kind = kindKey
+		}
 	}
 	switch wd.kind {
+	case kindKey:
+		s.showKey(name, wd)
 	case kindInt:
 		s.showInt(name, wd)
 	case kindLst:
@@ -264,6 +272,15 @@ func (s *shower) showList(name string, wd wording) bool {
 		s.printf("%s%s%s\n", wd.pre, safe(l), wd.post)
 	}
 	return true
+}
+
+func (s *shower) showKey(name string, wd wording) {
+	s.printf("\n%s: ", name)
+	if !s.exists(name) {
+		s.printf("(Default.) %s\n", wd.def)
+		return
+	}
+	s.printf("Present; its contents are not shown.\n")
 }
 
 func (s *shower) rcpthosts() {

@@ -221,3 +221,32 @@ func TestDefaultInSandbox(t *testing.T) {
 		t.Errorf("Config = %+v", c)
 	}
 }
+
+// TestShowFilesQmailNeverKnew: files only this project reads are listed with their lines,
+// except key material, which is never printed.
+func TestShowFilesQmailNeverKnew(t *testing.T) {
+	c := setup(t, map[string]string{
+		"me":              "a.example\n",
+		"badrcptto":       "spam@a.example\n",
+		"defaultdelivery": "./Maildir/\n",
+		"clientcert.pem":  "-----BEGIN PRIVATE KEY-----\nsecret\n",
+	})
+	out := show(t, c)
+	for _, want := range []string{
+		"\nbadrcptto: \nspam@a.example not accepted in RCPT TO.\n",
+		"\ndefaultdelivery: \n./Maildir/\n",
+		"\nclientcert.pem: Present; its contents are not shown.\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "secret") || strings.Contains(out, "PRIVATE") {
+		t.Error("key material was printed")
+	}
+	os.Remove(filepath.Join(c.ControlDir, "defaultdelivery"))
+	info := fileInfo("defaultdelivery")
+	if out := show(t, c); !strings.Contains(out, "\ndefaultdelivery: (Default.) "+info.Default+".\n") {
+		t.Error("a missing file qmail never knew does not show its default")
+	}
+}
