@@ -18,6 +18,9 @@ import (
 var Packages = map[string]string{
 	"cdb":       "tinycdb",
 	"dpkg-deb":  "dpkg",
+	"postfix":   "postfix",
+	"smtp-sink": "postfix",
+	"postcat":   "postfix",
 	"rpm":       "rpm",
 	"python3":   "python3",
 	"swaks":     "swaks",

@@ -1,0 +1,128 @@
+package remote
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// TLSMode is how much TLS a destination demands.
+type TLSMode int
+
+const (
+	// TLSMay: STARTTLS whenever offered, any certificate; plain text when not offered.
+	TLSMay TLSMode = iota
+	// TLSNone: never STARTTLS (for servers with broken TLS).
+	TLSNone
+	// TLSEncrypt: STARTTLS required, any certificate.
+	TLSEncrypt
+	// TLSVerify: STARTTLS required with a certificate that verifies for the host
+	// name, or whose SHA-256 fingerprint is pinned.
+	TLSVerify
+)
+
+func (m TLSMode) String() string {
+	switch m {
+	case TLSNone:
+		return "none"
+	case TLSEncrypt:
+		return "encrypt"
+	case TLSVerify:
+		return "verify"
+	}
+	return "may"
+}
+
+// TLSPolicy is the TLS demanded for one connection.
+type TLSPolicy struct {
+	Mode TLSMode
+	// Pins are SHA-256 digests of acceptable leaf certificates (DER). A match counts
+	// as verified whatever the certificate's names and issuer.
+	Pins [][sha256.Size]byte
+	// Names are the names a certificate may verify for; empty means the host name.
+	Names []string
+}
+
+// TLSPolicySource decides the policy for a destination. The control file
+// (tlsdestinations) is one; DANE (TLSA records) and MTA-STS can be others, combined
+// by the caller. domain is the recipient domain, host the server about to be used.
+type TLSPolicySource interface {
+	TLSPolicy(ctx context.Context, domain string, host string) (TLSPolicy, error)
+}
+
+// tlsResult is what a connection's TLS came to, for the report.
+type tlsResult struct {
+	used     bool
+	verified bool
+	version  string
+	why      string // why unverified, or why no TLS
+}
+
+// String is the report line: "TLS verified (TLS1.3, mx.example).", "TLS unverified
+// (TLS1.3: x509: ...)." or "No TLS: ...".
+func (r tlsResult) String() string {
+	switch {
+	case r.used && r.verified:
+		return fmt.Sprintf("TLS verified (%s%s).", r.version, r.why)
+	case r.used:
+		return fmt.Sprintf("TLS unverified (%s: %s).", r.version, r.why)
+	}
+	return "No TLS: " + r.why + "."
+}
+
+func tlsVersion(v uint16) string {
+	return strings.ReplaceAll(tls.VersionName(v), " ", "")
+}
+
+// verifyPeer checks the handshake's certificate against the policy's pins and names.
+// It returns whether it verified, and for the report either ", <name>" or the reason.
+func verifyPeer(cs tls.ConnectionState, pol TLSPolicy, host string, roots *x509.CertPool) (bool, string) {
+	if len(cs.PeerCertificates) == 0 {
+		return false, "no certificate"
+	}
+	leaf := cs.PeerCertificates[0]
+	if len(pol.Pins) > 0 {
+		sum := sha256.Sum256(leaf.Raw)
+		for _, p := range pol.Pins {
+			if p == sum {
+				return true, ", pinned " + hex.EncodeToString(sum[:8])
+			}
+		}
+		return false, "certificate fingerprint sha256:" + hex.EncodeToString(sum[:]) + " is not pinned"
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+		return false, oneLine(err.Error())
+	}
+	names := pol.Names
+	if len(names) == 0 {
+		names = []string{host}
+	}
+	var err error
+	for _, n := range names {
+		n = strings.TrimSuffix(n, ".")
+		if a, perr := netip.ParseAddr(strings.Trim(n, "[]")); perr == nil {
+			n = a.String()
+		}
+		if err = leaf.VerifyHostname(n); err == nil {
+			return true, ", " + n
+		}
+	}
+	return false, oneLine(err.Error())
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
