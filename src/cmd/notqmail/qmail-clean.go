@@ -1,0 +1,24 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/notqmail/notqmail/src/clean"
+	"github.com/notqmail/notqmail/src/queue"
+)
+
+func init() { register("qmail-clean", cleanMain) }
+
+func cleanMain(args []string) int {
+	q := queue.Default()
+	if err := os.Chdir(q.Dir); err != nil {
+		return 111
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	if err := clean.Serve(q, os.Stdin, os.Stdout); err != nil {
+		return 100
+	}
+	return 0
+}

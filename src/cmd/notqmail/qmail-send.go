@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/home"
+	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/send"
+)
+
+func init() { register("qmail-send", sendMain) }
+
+// sendMain runs qmail-send with qmail-start's descriptors: the log on fd 0, the
+// spawners on 1-4 and qmail-clean on 5-6.
+func sendMain(args []string) int {
+	log := send.Logger{W: os.Stdin}
+	if err := os.Chdir(home.Dir()); err != nil {
+		log.Alert("cannot start: unable to switch to home directory")
+		return 111
+	}
+	cfg, err := send.LoadConfig(control.Default())
+	if err != nil {
+		log.Alert("cannot start: unable to read controls: " + err.Error())
+		return 111
+	}
+	q := queue.Default()
+	if err := os.Chdir(q.Dir); err != nil {
+		log.Alert("cannot start: unable to switch to queue directory")
+		return 111
+	}
+	// A helper that died must show up as a write error, not kill us.
+	signal.Ignore(syscall.SIGPIPE)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
+	syscall.Umask(077)
+
+	trigger, err := send.OpenTrigger(q.Trigger())
+	if err != nil {
+		// qmail-send still runs without the trigger; it then scans todo/ on its timer.
+		log.Warning("unable to open " + q.Trigger() + ": " + err.Error())
+	}
+	d := &send.Daemon{
+		Queue:  q,
+		Config: cfg,
+		Log:    log,
+		Spawn: [2]send.Conn{
+			{W: os.Stdout, R: os.Stderr},
+			{W: os.NewFile(3, "rspawn-in"), R: os.NewFile(4, "rspawn-out")},
+		},
+		Clean:   send.Conn{W: os.NewFile(5, "clean-in"), R: os.NewFile(6, "clean-out")},
+		Inject:  send.QueueInjector{},
+		Trigger: trigger,
+		Signals: sigs,
+	}
+	if err := d.Run(); err != nil {
+		return 111
+	}
+	return 0
+}
