@@ -20,6 +20,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"strings"
 
 	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/users"
 )
 
@@ -378,4 +380,15 @@ func (h *Home) Remove() error {
 		return nil
 	})
 	return os.RemoveAll(h.Dir)
+}
+
+// QueueConfig is the queueclient configuration for queueing into this home.
+func (h *Home) QueueConfig() queueclient.Config {
+	return queueclient.Config{Home: h.Dir, Env: h.Env()}
+}
+
+// Submit queues a message in the home through its qmail-queue, as a program of the
+// MTA would.
+func (h *Home) Submit(msg io.Reader, sender string, rcpts []string) error {
+	return h.QueueConfig().Submit(msg, sender, rcpts)
 }

@@ -158,3 +158,45 @@ func TestNewAsUnprivilegedUser(t *testing.T) {
 		t.Fatalf("as uid 65534: %v\n%s", err, out)
 	}
 }
+
+func TestSubmit(t *testing.T) {
+	h := New(t, Options{})
+	if err := h.Submit(strings.NewReader("Subject: s\n\nhi\n"), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	q := h.Queue()
+	ids, err := q.Todo()
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("todo: %v %v", ids, err)
+	}
+	env, err := q.ReadEnvelope(ids[0])
+	if err != nil || env.Sender != "bob@example.org" || len(env.Recipients) != 1 || env.Recipients[0] != "alice@sandbox.example" {
+		t.Errorf("envelope %+v %v", env, err)
+	}
+}
+
+func TestMessages(t *testing.T) {
+	h := New(t, Options{Users: []string{"alice", "bob"}})
+	if msgs, err := h.Messages("bob"); err != nil || len(msgs) != 0 {
+		t.Fatalf("fresh Maildir: %v %v", msgs, err)
+	}
+	os.WriteFile(filepath.Join(h.Maildir("bob"), "new", "2.M1P1.host"), []byte("second"), 0600)
+	os.WriteFile(filepath.Join(h.Maildir("bob"), "cur", "1.M1P1.host:2,S"), []byte("first"), 0600)
+	os.WriteFile(filepath.Join(h.Maildir("alias"), "new", "3.M1P1.host"), []byte("postmaster"), 0600)
+	msgs := h.WaitMessages(t, "bob", 2)
+	if len(msgs) != 2 || string(msgs[0].Data) != "first" || string(msgs[1].Data) != "second" {
+		t.Errorf("messages: %+v", msgs)
+	}
+	if msgs, _ := h.Messages("alias"); len(msgs) != 1 || string(msgs[0].Data) != "postmaster" {
+		t.Errorf("alias messages: %+v", msgs)
+	}
+	if _, err := h.Messages("alice"); err != nil {
+		t.Error(err)
+	}
+	if _, err := Create(filepath.Join(h.Dir, "home"), Options{}); err == nil {
+		t.Error("Create into a non-empty directory succeeded")
+	}
+	if _, err := Create(t.TempDir(), Options{Users: []string{"../evil"}}); err == nil {
+		t.Error("bad user name accepted")
+	}
+}
