@@ -106,7 +106,11 @@ func Create(dir string, split int, o Owners) error {
 			return fmt.Errorf("queue: %w", err)
 		}
 		if chown {
-			if err := os.Lchown(p, e.uid(o), o.Qmail); err != nil {
+			chownFn := os.Lchown
+			if e.rel == "" {
+				chownFn = os.Chown // the queue itself may be a symlink to another disk
+			}
+			if err := chownFn(p, e.uid(o), o.Qmail); err != nil {
 				return fmt.Errorf("queue: %w", err)
 			}
 		}
@@ -122,7 +126,11 @@ func Create(dir string, split int, o Owners) error {
 // ensure makes one node if it is missing, and checks that an existing one has the
 // right type; it never replaces anything.
 func ensure(p string, e entry) error {
-	fi, err := os.Lstat(p)
+	stat := os.Lstat
+	if e.rel == "" {
+		stat = os.Stat // sites often make the queue a symlink to a bigger disk
+	}
+	fi, err := stat(p)
 	if err == nil {
 		ok := false
 		switch e.kind {

@@ -147,3 +147,25 @@ func TestCreateRefusesWrongType(t *testing.T) {
 		t.Error("split 0 accepted")
 	}
 }
+
+func TestCreateFollowsASymlinkedQueue(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "bigdisk", "queue")
+	if err := os.MkdirAll(real, 0750); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "qmail", "queue")
+	os.MkdirAll(filepath.Dir(link), 0755)
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(link, 3, Owners{Qmailq: os.Geteuid(), Qmails: os.Geteuid(), Qmailr: os.Geteuid(), Qmail: os.Getegid()}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Errorf("symlink replaced: %v %v", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "mess", "2")); err != nil {
+		t.Errorf("layout not made on the link's target: %v", err)
+	}
+}
