@@ -130,6 +130,9 @@ func (s *session) failed(err error) Outcome {
 		b.WriteString("Possible duplicate! ")
 	}
 	b.WriteString("(#4.4.2)\n")
+	if s.tls.used || s.tls.why != "" {
+		b.WriteString(s.tls.String() + "\n")
+	}
 	return Outcome{Status: MsgTemp, Text: b.String()}
 }
 

@@ -1,0 +1,339 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/dnsresolve"
+)
+
+func TestReadReply(t *testing.T) {
+	r := bufio.NewReader(strings.NewReader("250-mx.example Hello\r\n250-PIPELINING\r\n250 8BITMIME\r\n220 next\r\n"))
+	rep, err := readReply(r)
+	if err != nil || rep.Code != 250 || len(rep.Lines) != 3 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	if rep.Text() != "250-mx.example Hello\n250-PIPELINING\n250 8BITMIME\n" {
+		t.Errorf("text %q", rep.Text())
+	}
+	if rep, _ := readReply(r); rep.Code != 220 {
+		t.Errorf("second reply %+v", rep)
+	}
+
+	for _, bad := range []string{
+		"hello\r\n",
+		"25\r\n",
+		"250+x\r\n",
+		"250-a\r\n550 b\r\n",
+		"999 x\r\n",
+		"250-a\r\n", // EOF inside a reply
+		"",
+	} {
+		if _, err := readReply(bufio.NewReader(strings.NewReader(bad))); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if _, err := readReply(bufio.NewReader(strings.NewReader("250-a\r\n"))); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("EOF mid-reply: %v", err)
+	}
+	// A bare code is a reply.
+	if rep, err := readReply(bufio.NewReader(strings.NewReader("250\n"))); err != nil || rep.Code != 250 {
+		t.Errorf("bare code: %+v %v", rep, err)
+	}
+}
+
+func TestReadReplyBounded(t *testing.T) {
+	// An endless continuation is cut off, not buffered.
+	endless := io.MultiReader(strings.NewReader("250-"+strings.Repeat("x", 10)+"\r\n"), &repeat{line: []byte("250-more text here\r\n")})
+	if _, err := readReply(bufio.NewReader(endless)); !errors.Is(err, errProtocol) {
+		t.Fatalf("endless reply: %v", err)
+	}
+	// An endless line too.
+	if _, err := readReply(bufio.NewReader(&repeat{line: []byte("2")})); !errors.Is(err, errProtocol) {
+		t.Fatalf("endless line: %v", err)
+	}
+	// A long but finite reply keeps at most maxReplyText bytes of text.
+	long := strings.Repeat("250-"+strings.Repeat("y", 100)+"\r\n", 200) + "250 end\r\n"
+	rep, err := readReply(bufio.NewReader(strings.NewReader(long)))
+	if err != nil || len(rep.Text()) > maxReplyText+200 {
+		t.Fatalf("long reply: %d bytes kept, %v", len(rep.Text()), err)
+	}
+	// NULs and control characters do not reach the report.
+	rep, _ = readReply(bufio.NewReader(strings.NewReader("550 a\x00b\x1bc\r\n")))
+	if rep.Text() != "550 a?b?c\n" {
+		t.Errorf("text %q", rep.Text())
+	}
+}
+
+type repeat struct{ line []byte }
+
+func (r *repeat) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], r.line)
+	}
+	return n, nil
+}
+
+func TestEnhanced(t *testing.T) {
+	for line, want := range map[string]string{
+		"550 5.1.1 no such user": "5.1.1",
+		"450 4.2.0 later":        "4.2.0",
+		"550 4.1.1 mismatch":     "",
+		"550 no code":            "",
+		"250 2.0.0":              "2.0.0",
+	} {
+		rep, _ := readReply(bufio.NewReader(strings.NewReader(line + "\r\n")))
+		if got := rep.Enhanced(); got != want {
+			t.Errorf("%q: %q, want %q", line, got, want)
+		}
+	}
+}
+
+func TestWriteData(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\nb\n":          "a\r\nb\r\n.\r\n",
+		"a\r\nb\r\n":      "a\r\nb\r\n.\r\n",
+		".\n..\n.x\n":     "..\r\n...\r\n..x\r\n.\r\n",
+		"no newline":      "no newline\r\n.\r\n",
+		"cr\ronly\r":      "cr\r\nonly\r\n.\r\n",
+		"x\n.":            "x\r\n..\r\n.\r\n",
+		"":                ".\r\n",
+		"a\r\r\nb":        "a\r\n\r\nb\r\n.\r\n",
+		"mid.dot\n. lead": "mid.dot\r\n.. lead\r\n.\r\n",
+	} {
+		var b bytes.Buffer
+		w := bufio.NewWriter(&b)
+		if err := writeData(w, strings.NewReader(in)); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		if b.String() != want {
+			t.Errorf("%q -> %q, want %q", in, b.String(), want)
+		}
+	}
+}
+
+func TestPrepareMessage(t *testing.T) {
+	m, err := PrepareMessage(strings.NewReader("Subject: x\n\nbody\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Size != int64(len("Subject: x\r\n\r\nbody\r\n")) || m.EightBit || m.UTF8Header {
+		t.Errorf("%+v", m)
+	}
+	m2, _ := PrepareMessage(strings.NewReader("Subject: Gr\xc3\xbc\xc3\x9fe\n\nx\n"))
+	if !m2.EightBit || !m2.UTF8Header {
+		t.Errorf("UTF-8 header: %+v", m2)
+	}
+	m3, _ := PrepareMessage(strings.NewReader("Subject: caf\xe9 ok\n\nbody \xc3\xa9\n"))
+	if !m3.EightBit || m3.UTF8Header {
+		t.Errorf("latin-1 header, UTF-8 body: %+v", m3)
+	}
+
+	// A regular file is used in place, from its current offset, and re-read per attempt.
+	p := filepath.Join(t.TempDir(), "msg")
+	os.WriteFile(p, []byte("skip|a\nb\n"), 0644)
+	f, _ := os.Open(p)
+	defer f.Close()
+	f.Seek(5, io.SeekStart)
+	m4, err := PrepareMessage(f)
+	if err != nil || m4.tmp != nil || m4.Size != 6 {
+		t.Fatalf("file: %+v %v", m4, err)
+	}
+	for i := 0; i < 2; i++ {
+		r, _ := m4.Reader()
+		b, _ := io.ReadAll(r)
+		if string(b) != "a\nb\n" {
+			t.Fatalf("read %d: %q", i, b)
+		}
+	}
+}
+
+func TestQuoteAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                    "",
+		"user@example.com":    "user@example.com",
+		"a.b+c@example.com":   "a.b+c@example.com",
+		"a b@example.com":     `"a b"@example.com`,
+		`we"ird\@example.com`: `"we\"ird\\"@example.com`,
+		".lead@example.com":   `".lead"@example.com`,
+		"a@b@example.com":     `"a@b"@example.com`,
+		"jürgen@example.com":  "jürgen@example.com",
+		"noat":                "noat",
+	} {
+		if got := quoteAddr(in); got != want {
+			t.Errorf("quoteAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func writeControl(t *testing.T, files map[string]string) control.Dir {
+	d := t.TempDir()
+	for n, c := range files {
+		os.WriteFile(filepath.Join(d, n), []byte(c), 0644)
+	}
+	return control.Open(d)
+}
+
+func TestRoutes(t *testing.T) {
+	ctl := writeControl(t, map[string]string{"smtproutes": "# routes\nexample.com:relay.example.net\n.example.com:sub.example.net:2525\n:default.example.net\nmxonly.example.org:\nv6.example.org:[2001:db8::1]:26\nExample.COM:second.example.net\n"})
+	cfg, err := LoadConfig(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]Route{
+		"example.com":        {Domain: "example.com", Relay: "relay.example.net"},
+		"EXAMPLE.com":        {Domain: "example.com", Relay: "relay.example.net"},
+		"a.b.example.com":    {Domain: ".example.com", Relay: "sub.example.net", Port: 2525},
+		"other.test":         {Domain: "", Relay: "default.example.net"},
+		"mxonly.example.org": {Domain: "mxonly.example.org"},
+		"v6.example.org":     {Domain: "v6.example.org", Relay: "[2001:db8::1]", Port: 26},
+	} {
+		got, ok := cfg.Routes.Lookup(host)
+		if !ok || got != want {
+			t.Errorf("Lookup(%q) = %+v %v, want %+v", host, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"nocolon\n", "x.test:relay:notaport\n", "x.test:relay:0\n", "x.test:[::1\n", "x.test:a b\n"} {
+		_, err := LoadConfig(writeControl(t, map[string]string{"smtproutes": "# ok\n" + bad}))
+		var ce *control.Error
+		if !errors.As(err, &ce) || ce.Line != 2 || !strings.HasSuffix(ce.File, "smtproutes") {
+			t.Errorf("%q: error %v, want smtproutes:2", bad, err)
+		}
+	}
+}
+
+func TestOutgoingIPAndTLSDestinations(t *testing.T) {
+	ctl := writeControl(t, map[string]string{
+		"outgoingip":      "192.0.2.1,2001:db8::1\nexample.com:192.0.2.2\n",
+		"tlsdestinations": "bank.example:verify\n.secure.example:encrypt\nbroken.example:none\npinned.example:sha256=" + strings.Repeat("AB:", 31) + "AB\n",
+		"helohost":        "helo.example\n",
+		"timeoutconnect":  "7\n",
+	})
+	cfg, err := LoadConfig(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Helo != "helo.example" || cfg.ConnectTimeout.Seconds() != 7 || cfg.Timeout.Seconds() != 1200 {
+		t.Errorf("helo %q timeouts %v %v", cfg.Helo, cfg.ConnectTimeout, cfg.Timeout)
+	}
+	src := func(dom, a string) string {
+		s := cfg.source(dom, netip.MustParseAddr(a))
+		if s == nil {
+			return ""
+		}
+		return s.String()
+	}
+	if src("other.test", "198.51.100.1") != "192.0.2.1:0" || src("other.test", "2001:db8::9") != "[2001:db8::1]:0" || src("example.com", "198.51.100.1") != "192.0.2.2:0" || src("example.com", "2001:db8::9") != "" {
+		t.Errorf("sources wrong: %+v", cfg.Sources)
+	}
+	pol := func(dom string) TLSPolicy {
+		p, _ := cfg.TLSPolicies.TLSPolicy(context.Background(), dom, "mx")
+		return p
+	}
+	if pol("bank.example").Mode != TLSVerify || pol("a.secure.example").Mode != TLSEncrypt || pol("broken.example").Mode != TLSNone || pol("else.example").Mode != TLSMay {
+		t.Error("policies wrong")
+	}
+	if p := pol("pinned.example"); p.Mode != TLSVerify || len(p.Pins) != 1 || p.Pins[0][0] != 0xab {
+		t.Errorf("pin %+v", p)
+	}
+	for name, bad := range map[string]string{
+		"outgoingip":      "example.com:notanip\n",
+		"tlsdestinations": "x.example:sometimes\n",
+	} {
+		_, err := LoadConfig(writeControl(t, map[string]string{name: bad}))
+		var ce *control.Error
+		if !errors.As(err, &ce) || ce.Line != 1 {
+			t.Errorf("%s %q: %v", name, bad, err)
+		}
+	}
+	if _, err := LoadConfig(writeControl(t, map[string]string{"tlsdestinations": "x:sha256=abcd\n"})); err == nil {
+		t.Error("short fingerprint accepted")
+	}
+}
+
+func TestDNSOutcomes(t *testing.T) {
+	for _, c := range []struct {
+		kind   dnsresolve.Kind
+		status byte
+		text   string
+	}{
+		{dnsresolve.Temporary, MsgTemp, "Sorry, I couldn't find any host by that name. (#4.1.2)\n"},
+		{dnsresolve.NoHost, MsgPerm, "Sorry, I couldn't find any host named bad?host. (#5.1.2)\n"},
+		{dnsresolve.NoAddress, MsgPerm, textNoMX},
+		{dnsresolve.NullMX, MsgPerm, "Sorry, bad?host does not accept mail: it publishes a null MX (RFC 7505). (#5.1.10)\n"},
+	} {
+		o := dnsOutcome("bad\nhost", &dnsresolve.Error{Kind: c.kind, Name: "x", Msg: "m"})
+		if o.Status != c.status || !strings.HasPrefix(o.Text, c.text) {
+			t.Errorf("kind %d: %s", c.kind, o)
+		}
+	}
+}
+
+func TestWriteToFormat(t *testing.T) {
+	o := Outcome{Recipients: []RecipientResult{{Status: RcptOK}, {Status: RcptPerm, Text: "x\x00y\n"}}, Status: MsgOK, Text: "done.\n"}
+	var b bytes.Buffer
+	o.WriteTo(&b)
+	if b.String() != "r\x00hx?y\n\x00Kdone.\n\x00" {
+		t.Errorf("%q", b.String())
+	}
+	b.Reset()
+	UsageOutcome().WriteTo(&b)
+	if b.String() != "DI (qmail-remote) was invoked improperly. (#5.3.5)\n\x00" {
+		t.Errorf("%q", b.String())
+	}
+}
+
+func TestBestLocalPref(t *testing.T) {
+	a := netip.MustParseAddr
+	hosts := []dnsresolve.Host{
+		{Name: "mx1", Pref: 10, Addrs: []netip.Addr{a("192.0.2.1")}},
+		{Name: "me", Pref: 20, Addrs: []netip.Addr{a("192.0.2.9")}},
+		{Name: "mx3", Pref: 30, Addrs: []netip.Addr{a("192.0.2.3")}},
+	}
+	if got := bestLocalPref(hosts, []netip.Addr{a("192.0.2.9")}); got != 20 {
+		t.Errorf("got %d", got)
+	}
+	if got := bestLocalPref(hosts, nil); got != prefAnything {
+		t.Errorf("got %d", got)
+	}
+	// This host as the best MX: nothing is better, the message bounces.
+	cfg := &Config{Resolver: staticResolver{hosts: hosts[1:2]}, LocalAddrs: func() []netip.Addr { return []netip.Addr{a("192.0.2.9")} }}
+	out := Deliver(context.Background(), cfg, "example.test", "s", []string{"r@example.test"}, strings.NewReader("x\n"))
+	if out.Status != MsgPerm || out.Text != textAmbigMX {
+		t.Errorf("%s", out)
+	}
+}
+
+type staticResolver struct{ hosts []dnsresolve.Host }
+
+func (s staticResolver) MX(context.Context, string) ([]dnsresolve.Host, error) { return s.hosts, nil }
+func (s staticResolver) Addrs(context.Context, string) ([]netip.Addr, error) {
+	return s.hosts[0].Addrs, nil
+}
+
+func TestUnreadableMessage(t *testing.T) {
+	out := Deliver(context.Background(), &Config{}, "example.test", "s", []string{"r"}, errReader{})
+	if out.Status != MsgTemp || out.Text != textReadMsg {
+		t.Errorf("%s", out)
+	}
+	if !reflect.DeepEqual(out.Recipients, []RecipientResult(nil)) {
+		t.Error("recipient reports for an unread message")
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
