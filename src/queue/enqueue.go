@@ -105,8 +105,9 @@ func ReceivedLine(c Caller) string {
 // envelope (F sender, T recipients, an extra NUL) from env. It returns nil once the
 // message is in todo/, and on any failure removes what it made, so a failed call leaves
 // no trace. A crash at any point leaves either nothing reachable from todo/ or a
-// complete message: the message is fsynced before intd/ is written, intd/ is fsynced
-// before it is linked into todo/.
+// complete message: the message (and its mess/ directory entry) is fsynced before
+// intd/ is written, intd/ is fsynced before it is linked into todo/, and the todo/
+// entry is synced before Enqueue reports success.
 func Enqueue(q Queue, msg, env io.Reader, c Caller) error {
 	if fi, err := os.Stat(q.Dir); err != nil || !fi.IsDir() {
 		return fail(ExitQueueDir, "unable to use queue directory %s: %v", q.Dir, err)
@@ -163,6 +164,12 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	if err := mess.Sync(); err != nil {
 		return fail(ExitWrite, "syncing %s: %v", messfn, err)
 	}
+	// Beyond qmail, which relies on synchronous directory updates: make the mess/
+	// entry durable before todo/ can point at it, so that a power cut on a Linux file
+	// system cannot leave a todo/ entry whose message vanished.
+	if err := syncDir(filepath.Dir(messfn)); err != nil {
+		return fail(ExitWrite, "syncing %s: %v", filepath.Dir(messfn), err)
+	}
 
 	intdfn := e.q.Path("intd", ino)
 	intd, err := os.OpenFile(intdfn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
@@ -185,12 +192,31 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	if err := os.Link(intdfn, todofn); err != nil {
 		return fail(ExitTodo, "unable to link %s to %s: %v", intdfn, todofn, err)
 	}
-	// Queued: from here on nothing may be undone.
+	// Queued: from here on nothing may be undone; qmail-send may already be at work.
 	e.mess.Close()
 	e.intd.Close()
 	e.mess, e.intd, e.messfn, e.intdfn = nil, nil, "", ""
+	// Make the todo/ entry durable before reporting success. If that fails the message
+	// stays queued but the caller hears of a failure: a possible duplicate, never a loss.
+	serr := syncDir(filepath.Dir(todofn))
 	PullTrigger(e.q)
+	if serr != nil {
+		return fail(ExitWrite, "syncing %s: %v", filepath.Dir(todofn), serr)
+	}
 	return nil
+}
+
+// syncDir flushes a directory's entries to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // openPid creates pid/<pid>.<time>.<seq> exclusively, seq 1..9.
