@@ -46,6 +46,7 @@ var Files = []FileInfo{
 	{"outgoingip", "none (the system chooses)", "qmail-remote", "source address: ADDR[,ADDR] default, or domain:ADDR[,ADDR]"},
 	{"tlsdestinations", "none (opportunistic TLS everywhere)", "qmail-remote", "domain:policy, policy may, none, encrypt, verify or sha256=HEX"},
 	{"clientcert.pem", "none", "qmail-remote", "TLS client certificate and key (PEM) offered to servers"},
+	{"validrcptdomains", "none (no validation)", "qmail-smtpd", "domains whose local recipients must exist at RCPT time (.dom wildcards, * for all)"},
 	{"virtualdomains", "none", "qmail-send", "user@domain:prepend or domain:prepend rewrites"},
 }
 

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -20,7 +21,7 @@ const DefaultTimeout = 1200 * time.Second
 // environment (lookup, normally os.LookupEnv: tcpserver's TCPREMOTEIP, TCPREMOTEHOST, TCPREMOTEINFO,
 // TCPLOCALIP, TCPLOCALHOST, and RELAYCLIENT, DATABYTES). The returned close
 // releases morercpthosts.cdb. Queue, CheckRcpt, Plugins and Log are left to the
-// caller. Any unreadable control file is an error: qmail-smtpd then answers
+// caller, except CheckRcpt, set from control/validrcptdomains. Any unreadable control file is an error: qmail-smtpd then answers
 // "421 unable to read controls".
 func Load(ctl control.Dir, lookup func(string) (string, bool)) (*Config, func(), error) {
 	getenv := func(k string) string { v, _ := lookup(k); return v }
@@ -58,6 +59,18 @@ func Load(ctl control.Dir, lookup func(string) (string, bool)) (*Config, func(),
 		return nil, nil, err
 	}
 	cfg.Timeout = time.Duration(t) * time.Second
+	v, err := LoadValidator(ctl)
+	if err != nil {
+		return nil, nil, err
+	}
+	if v != nil {
+		v.Log = func(format string, args ...any) {
+			if cfg.Log != nil {
+				fmt.Fprintf(cfg.Log, "qmail-smtpd: "+format+"\n", args...)
+			}
+		}
+		cfg.CheckRcpt = v.Check
+	}
 	m, err := rcpthosts.Open(ctl.Path)
 	if err != nil {
 		return nil, nil, err
