@@ -96,7 +96,9 @@ type Inputs struct {
 // Manifest is the list of entries, sorted by path.
 type Manifest struct {
 	Entries []Entry
-	// Missing lists the programs, by name, that have no man page.
+	// Missing lists the programs, by name, that have no man page. The packages are
+	// still built (a missing page must not stop a release of working programs); the
+	// packaging tests fail on it.
 	Missing []string
 }
 
@@ -108,8 +110,9 @@ var Helpers = []struct {
 	{"/usr/bin/mailq", "qmail-qread", "#!/bin/sh\n# mailq: list the queue, as sendmail -bp does.\nexec " + LibBin + "/qmail-qread \"$@\"\n"},
 }
 
-// New builds the manifest for a build's inputs. It fails when a program has no man
-// page, when a standalone binary is unknown, or when two entries claim one path.
+// New builds the manifest for a build's inputs. It fails when a standalone binary is
+// unknown or when two entries claim one path; programs without a man page are listed
+// in Missing.
 func New(in Inputs) (Manifest, error) {
 	var m Manifest
 	add := func(e Entry) { m.Entries = append(m.Entries, e) }
@@ -185,9 +188,6 @@ func New(in Inputs) (Manifest, error) {
 		if m.Entries[i].Path == m.Entries[i-1].Path {
 			return Manifest{}, fmt.Errorf("two manifest entries for %s", m.Entries[i].Path)
 		}
-	}
-	if len(m.Missing) > 0 {
-		return m, fmt.Errorf("no man page for %s: add src/man/NAME.SECTION.md", strings.Join(m.Missing, ", "))
 	}
 	return m, nil
 }

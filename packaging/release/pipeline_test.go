@@ -1,0 +1,250 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/notqmail/notqmail/packaging/manpage"
+	"github.com/notqmail/notqmail/src/testpeer"
+)
+
+const root = "../.."
+
+// One packaging run is shared by the tests below: cross-building two architectures is
+// the slow part.
+var shared struct {
+	once sync.Once
+	dir  string
+	arts []Artifact
+	log  bytes.Buffer
+	err  error
+}
+
+func packaged(t *testing.T) (dist string, arts []Artifact) {
+	t.Helper()
+	s := &shared
+	s.once.Do(func() {
+		s.dir, s.err = os.MkdirTemp("", "notqmail-release-")
+		if s.err != nil {
+			return
+		}
+		o := Options{Root: root, Build: filepath.Join(s.dir, "build"), Dist: filepath.Join(s.dir, "dist"), Log: &s.log}
+		s.arts, s.err = Package(context.Background(), o)
+	})
+	if s.err != nil {
+		t.Fatalf("packaging failed: %v\n%s", s.err, s.log.String())
+	}
+	return filepath.Join(s.dir, "dist"), s.arts
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+func absRoot(t *testing.T) string {
+	r, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Every program the multi-call binary serves, and every other binary under src/cmd,
+// has a man page, and every page renders.
+func TestProgramsHaveManPages(t *testing.T) {
+	cmds, err := Commands(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var log bytes.Buffer
+	if err := BuildBinaries(context.Background(), absRoot(t), hostArch(), "test", dir, []string{MultiCall}, &log); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	progs, err := Programs(context.Background(), filepath.Join(dir, MultiCall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, err := manpage.List(filepath.Join(root, "src", "man"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := map[string]bool{}
+	for _, p := range pages {
+		has[p.Name] = true
+		if _, err := manpage.Render(p); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, p := range append(append([]string{MultiCall}, progs...), cmds...) {
+		if !has[p] {
+			t.Errorf("program %s has no man page in src/man", p)
+		}
+	}
+}
+
+func hostArch() string {
+	for _, a := range Arches {
+		if HostRunnable(a) {
+			return a
+		}
+	}
+	return strings.TrimSpace(goEnv("GOARCH"))
+}
+
+func goEnv(k string) string {
+	out, _ := exec.Command(goTool(), "env", k).Output()
+	return string(out)
+}
+
+func TestProgramsRejectsBrokenBinaries(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "notqmail")
+	os.WriteFile(fake, []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	if _, err := Programs(context.Background(), fake); err == nil {
+		t.Error("empty --list accepted")
+	}
+	os.WriteFile(fake, []byte("#!/bin/sh\necho oops >&2; exit 111\n"), 0o755)
+	if _, err := Programs(context.Background(), fake); err == nil || !strings.Contains(err.Error(), "oops") {
+		t.Errorf("failing --list: %v", err)
+	}
+	os.WriteFile(fake, []byte("#!/bin/sh\nyes qmail-send | head -c 2000000\n"), 0o755)
+	if _, err := Programs(context.Background(), fake); err == nil {
+		t.Error("unbounded --list accepted")
+	}
+}
+
+func find(arts []Artifact, suffix string) []string {
+	var n []string
+	for _, a := range arts {
+		if strings.HasSuffix(a.Name, suffix) {
+			n = append(n, a.Name)
+		}
+	}
+	return n
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestPackagesReadByRealTools(t *testing.T) {
+	dist, arts := packaged(t)
+	debs, rpms, apks := find(arts, ".deb"), find(arts, ".rpm"), find(arts, ".apk")
+	if len(debs) != 2 || len(rpms) != 2 || len(apks) != 2 || len(find(arts, SumsFile)) != 1 {
+		t.Fatalf("artifacts: %+v", arts)
+	}
+
+	// What every package must hold, in each tool's listing format.
+	binWant := []string{"usr/lib/notqmail/bin/notqmail", "usr/share/man/man8/notqmail.8.gz", "etc/qmail/defaultdelivery", "var/qmail/bin"}
+	if fileExists(filepath.Join(root, "src", "cmd", "qmail-queue")) {
+		binWant = append(binWant, "usr/lib/notqmail/bin/qmail-queue")
+	}
+
+	dpkgDeb := testpeer.Need(t, "dpkg-deb")
+	for _, d := range debs {
+		p := filepath.Join(dist, d)
+		info := run(t, dpkgDeb, "-I", p)
+		for _, w := range []string{"Package: notqmail", "Pre-Depends: passwd", "preinst"} {
+			if !strings.Contains(info, w) {
+				t.Errorf("%s: dpkg-deb -I lacks %q:\n%s", d, w, info)
+			}
+		}
+		arch := strings.TrimSpace(run(t, dpkgDeb, "-f", p, "Architecture"))
+		if !strings.Contains(d, "_"+arch+".deb") {
+			t.Errorf("%s: Architecture %s", d, arch)
+		}
+		list := run(t, dpkgDeb, "-c", p)
+		for _, w := range binWant {
+			if !strings.Contains(list, "./"+w) {
+				t.Errorf("%s lacks %s:\n%s", d, w, list)
+			}
+		}
+		if strings.Contains(list, "qmail-queue") && !strings.Contains(list, "-rws--x--x qmailq/qmail") {
+			t.Errorf("%s: qmail-queue is not setuid qmailq 4711:\n%s", d, list)
+		}
+	}
+
+	rpm := testpeer.Need(t, "rpm")
+	for _, r := range rpms {
+		p := filepath.Join(dist, r)
+		info := run(t, rpm, "-qip", p)
+		if !strings.Contains(info, "notqmail") || !strings.Contains(info, "Architecture:") {
+			t.Errorf("%s: rpm -qip:\n%s", r, info)
+		}
+		list := run(t, rpm, "-qlp", p)
+		for _, w := range binWant {
+			if !strings.Contains(list, "/"+w) {
+				t.Errorf("%s lacks /%s:\n%s", r, w, list)
+			}
+		}
+		cfg := run(t, rpm, "-qcp", p)
+		if !strings.Contains(cfg, "/etc/qmail/defaultdelivery") {
+			t.Errorf("%s: defaultdelivery is not %%config:\n%s", r, cfg)
+		}
+		scripts := run(t, rpm, "-qp", "--scripts", p)
+		if !strings.Contains(scripts, "preinstall") || !strings.Contains(scripts, "useradd") {
+			t.Errorf("%s: no pre-install creating users:\n%s", r, scripts)
+		}
+	}
+
+	tar := testpeer.Need(t, "tar")
+	for _, a := range apks {
+		list := run(t, tar, "-tzf", filepath.Join(dist, a))
+		for _, w := range append([]string{".PKGINFO", ".pre-install"}, binWant...) {
+			if !strings.Contains(list, w) {
+				t.Errorf("%s lacks %s:\n%s", a, w, list)
+			}
+		}
+	}
+}
+
+func TestChecksumsVerify(t *testing.T) {
+	dist, arts := packaged(t)
+	cmd := exec.Command("sha256sum", "--strict", "-c", SumsFile)
+	cmd.Dir = dist
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), ": OK"); n != len(arts)-1 {
+		t.Errorf("%d files verified, want %d:\n%s", n, len(arts)-1, out)
+	}
+}
+
+// A second run from the same tree writes byte-identical packages.
+func TestPackagesAreReproducible(t *testing.T) {
+	dist, _ := packaged(t)
+	first, err := os.ReadFile(filepath.Join(dist, SumsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var log bytes.Buffer
+	o := Options{Root: root, Build: filepath.Join(dir, "build"), Dist: filepath.Join(dir, "dist"), Log: &log}
+	if _, err := Package(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	second, err := os.ReadFile(filepath.Join(dir, "dist", SumsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, second) {
+		t.Errorf("two builds differ:\n%s\nvs\n%s", first, second)
+	}
+}
