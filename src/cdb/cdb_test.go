@@ -29,7 +29,7 @@ func testRecords() []Record {
 	return rs
 }
 
-func writeRecords(t *testing.T, path string, rs []Record) {
+func writeRecords(t testing.TB, path string, rs []Record) {
 	t.Helper()
 	err := WriteFile(path, func(w *Writer) error {
 		for _, r := range rs {
@@ -44,7 +44,7 @@ func writeRecords(t *testing.T, path string, rs []Record) {
 	}
 }
 
-func values(t *testing.T, r *Reader, key string) []string {
+func values(t testing.TB, r *Reader, key string) []string {
 	t.Helper()
 	var out []string
 	for v, err := range r.Values([]byte(key)) {
@@ -56,7 +56,7 @@ func values(t *testing.T, r *Reader, key string) []string {
 	return out
 }
 
-func checkRecords(t *testing.T, path string, rs []Record) {
+func checkRecords(t testing.TB, path string, rs []Record) {
 	t.Helper()
 	r, err := Open(path)
 	if err != nil {

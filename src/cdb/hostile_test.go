@@ -12,7 +12,7 @@ import (
 func build(t testing.TB, rs []Record) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "b.cdb")
-	writeRecords(t.(*testing.T), path, rs)
+	writeRecords(t, path, rs)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
