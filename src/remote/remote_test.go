@@ -270,7 +270,7 @@ func TestTLSRequiredButNotOffered(t *testing.T) {
 	cfg := relayConfig(s.Port)
 	cfg.TLSPolicies = PolicyFile{{domain: "example.test", pol: TLSPolicy{Mode: TLSEncrypt}}}
 	out := deliver(t, cfg, "s@c.test", []string{"r@example.test"}, "x\n")
-	if out.Status != MsgTemp || !strings.Contains(out.Text, "does not offer STARTTLS, which this destination requires (#4.7.0)") {
+	if out.Status != MsgTemp || !strings.Contains(out.Text, "does not offer STARTTLS, which this destination requires. (#4.7.0)") {
 		t.Fatalf("%s", out)
 	}
 	if n := len(s.Messages(t)); n != 0 {

@@ -158,7 +158,11 @@ func (s *session) quit(status byte, prepend, appendText string, rep *Reply) Outc
 		s.w.WriteString("QUIT\r\n")
 		s.w.Flush() // waiting for the reply is pointless
 	}
-	text := prepend + s.peer.String() + appendText + ".\n"
+	text := prepend + s.peer.String() + appendText
+	if !strings.HasSuffix(appendText, ")") { // our own texts end in their status code
+		text += "."
+	}
+	text += "\n"
 	if rep != nil {
 		text += said(*rep)
 	}
@@ -206,12 +210,12 @@ func (s *session) run() (Outcome, error) {
 	}
 	if _, ok := s.ext["SMTPUTF8"]; utf8Needed && !ok {
 		return s.quit(MsgPerm, "Connected to ",
-			" but the message has non-ASCII addresses or headers, which need SMTPUTF8, and the server does not offer it (#5.6.7)", nil), nil
+			" but the message has non-ASCII addresses or headers, which need SMTPUTF8, and it does not offer SMTPUTF8. (#5.6.7)", nil), nil
 	}
 	if lim, ok := s.ext["SIZE"]; ok {
 		if n, err := strconv.ParseInt(lim, 10, 64); err == nil && n > 0 && msg.Size > n {
 			return s.quit(MsgPerm, "Connected to ",
-				fmt.Sprintf(" but the message (%d bytes) is larger than the server accepts (%d bytes) (#5.3.4)", msg.Size, n), nil), nil
+				fmt.Sprintf(" but the message (%d bytes) is larger than it accepts (%d bytes). (#5.3.4)", msg.Size, n), nil), nil
 		}
 	}
 
@@ -377,7 +381,7 @@ func (s *session) startTLS() (out Outcome, done bool, err error) {
 	if !offered {
 		s.tls = tlsResult{why: "the server does not offer STARTTLS"}
 		if required {
-			o := s.quit(MsgTemp, "Connected to ", " but it does not offer STARTTLS, which this destination requires (#4.7.0)", nil)
+			o := s.quit(MsgTemp, "Connected to ", " but it does not offer STARTTLS, which this destination requires. (#4.7.0)", nil)
 			o.nextHost = true
 			return o, true, nil
 		}
@@ -390,7 +394,7 @@ func (s *session) startTLS() (out Outcome, done bool, err error) {
 	if rep.Code != 220 {
 		s.tls = tlsResult{why: "the server refused STARTTLS"}
 		if required {
-			o := s.quit(MsgTemp, "Connected to ", " but STARTTLS was refused, and this destination requires TLS (#4.7.0)", &rep)
+			o := s.quit(MsgTemp, "Connected to ", " but STARTTLS was refused, and this destination requires TLS. (#4.7.0)", &rep)
 			o.nextHost = true
 			return o, true, nil
 		}
@@ -412,7 +416,7 @@ func (s *session) startTLS() (out Outcome, done bool, err error) {
 	tc := tls.Client(s.conn, conf)
 	if err := tc.Handshake(); err != nil {
 		s.tls = tlsResult{why: "TLS handshake failed"}
-		o := Outcome{Status: MsgTemp, Text: "Connected to " + s.peer.String() + " but the TLS handshake failed: " + oneLine(err.Error()) + " (#4.7.0)\n", nextHost: true}
+		o := Outcome{Status: MsgTemp, Text: "Connected to " + s.peer.String() + " but the TLS handshake failed: " + oneLine(err.Error()) + ". (#4.7.0)\n", nextHost: true}
 		return o, true, nil
 	}
 	s.setConn(tc)
@@ -420,7 +424,7 @@ func (s *session) startTLS() (out Outcome, done bool, err error) {
 	verified, why := verifyPeer(cs, pol, s.cfg.Host, s.cfg.RootCAs)
 	s.tls = tlsResult{used: true, verified: verified, version: tlsVersion(cs.Version), why: why}
 	if !verified && (pol.Mode == TLSVerify || len(pol.Pins) > 0) {
-		o := s.quit(MsgTemp, "Connected to ", " but its certificate does not verify, and this destination requires it to (#4.7.5)", nil)
+		o := s.quit(MsgTemp, "Connected to ", " but its certificate does not verify, which this destination requires. (#4.7.5)", nil)
 		o.nextHost = true
 		return o, true, nil
 	}
