@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,5 +279,52 @@ func TestCrashSafety(t *testing.T) {
 		rounds, acc, killed, len(ids), orphans)
 	if acc == 0 || killed == 0 {
 		t.Errorf("the test did not exercise both outcomes: %d accepted, %d killed", acc, killed)
+	}
+}
+
+// Installed setuid, qmail-queue must not let its caller choose the queue through
+// QMAILHOME: it uses the compiled-in /var/qmail.
+func TestSetuidIgnoresQMAILHOME(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a setuid binary for another user")
+	}
+	if _, err := os.Stat("/var/qmail"); err == nil {
+		t.Skip("/var/qmail exists here; the test needs it absent to see where qmail-queue goes")
+	}
+	h := sandbox.New(t, sandbox.Options{Split: 3})
+	dir, err := os.MkdirTemp("", "qq-setuid-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0755)
+	b, err := os.ReadFile(filepath.Join(h.Bin, "qmail-queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qq := filepath.Join(dir, "qmail-queue")
+	if err := os.WriteFile(qq, b, 0755); err != nil {
+		t.Fatal(err)
+	}
+	// setuid to the sandbox owner: the uid that owns the queue it is pointed at.
+	if err := os.Chown(qq, h.UID, h.GID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(qq, 0711|fs.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(qq)
+	cmd.Env = h.Env()
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 54321, Gid: 54321}}
+	code := feed(t, cmd, "m\n", "Fa@b\x00Tc@d\x00\x00")
+	if code == 0 {
+		t.Fatal("setuid qmail-queue queued into the caller's QMAILHOME")
+	}
+	if code != queue.ExitHome {
+		t.Errorf("exit %d, want 61 (no /var/qmail)", code)
+	}
+	if ids, _ := h.Queue().Todo(); len(ids) != 0 {
+		t.Errorf("queued into QMAILHOME: %v", ids)
 	}
 }
