@@ -1,0 +1,168 @@
+// Package testrun is `go run mage.go test`: it makes sure the real peer programs the
+// tests talk to are installed (installing them with apt-get when it runs as root on
+// Debian), then runs go vet and the whole test suite with missing peers as failures.
+package testrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/notqmail/notqmail/src/testpeer"
+)
+
+// Options configure a run. The function fields default to the real system; tests
+// replace them.
+type Options struct {
+	Root   string // module root
+	Stdout io.Writer
+	Stderr io.Writer
+
+	Peers    map[string]string // command -> Debian package; default testpeer.Packages
+	LookPath func(string) (string, error)
+	Euid     func() int
+	IsDebian func() bool
+	// Exec runs a command in dir with extra environment, streaming its output.
+	Exec func(ctx context.Context, dir string, env []string, name string, args ...string) error
+}
+
+func (o Options) withDefaults() Options {
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Peers == nil {
+		o.Peers = testpeer.Packages
+	}
+	if o.LookPath == nil {
+		o.LookPath = exec.LookPath
+	}
+	if o.Euid == nil {
+		o.Euid = os.Geteuid
+	}
+	if o.IsDebian == nil {
+		o.IsDebian = isDebian
+	}
+	if o.Exec == nil {
+		o.Exec = func(ctx context.Context, dir string, env []string, name string, args ...string) error {
+			cmd := exec.CommandContext(ctx, name, args...)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), env...)
+			cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+			return cmd.Run()
+		}
+	}
+	return o
+}
+
+func isDebian() bool {
+	_, err := os.Stat("/etc/debian_version")
+	return err == nil
+}
+
+// MissingPackages returns the Debian packages providing the peer commands that are not
+// installed, sorted, without duplicates.
+func MissingPackages(peers map[string]string, lookPath func(string) (string, error)) []string {
+	seen := map[string]bool{}
+	var out []string
+	for cmd, pkg := range peers {
+		if _, err := lookPath(cmd); err == nil || seen[pkg] {
+			continue
+		}
+		seen[pkg] = true
+		out = append(out, pkg)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrFailed is returned when vet or the tests fail.
+var ErrFailed = errors.New("tests failed")
+
+// Run installs missing peers if it can, then runs go vet ./... and go test ./... in
+// Root with NOTQMAIL_REQUIRE_PEERS=1, and reports a clear PASS or FAIL at the end.
+func Run(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	if err := ensurePeers(ctx, o); err != nil {
+		return err
+	}
+	gotool := goTool()
+	env := []string{testpeer.RequireEnv + "=1"}
+	steps := []struct {
+		name string
+		args []string
+	}{
+		{"go vet ./...", []string{"vet", "./..."}},
+		{"go test ./...", []string{"test", "./..."}},
+	}
+	var failed []string
+	for _, s := range steps {
+		fmt.Fprintf(o.Stdout, "==> %s\n", s.name)
+		if err := o.Exec(ctx, o.Root, env, gotool, s.args...); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(o.Stdout, "==> %s: FAIL (%v)\n", s.name, err)
+			failed = append(failed, s.name)
+			continue
+		}
+		fmt.Fprintf(o.Stdout, "==> %s: ok\n", s.name)
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(o.Stdout, "\nFAIL: %s\n", strings.Join(failed, ", "))
+		return fmt.Errorf("%w: %s", ErrFailed, strings.Join(failed, ", "))
+	}
+	fmt.Fprintf(o.Stdout, "\nPASS: go vet and all tests, with real peers\n")
+	return nil
+}
+
+// ensurePeers installs the packages of missing peers with apt-get when running as root
+// on Debian; otherwise it stops with the one command that would install them.
+func ensurePeers(ctx context.Context, o Options) error {
+	missing := MissingPackages(o.Peers, o.LookPath)
+	if len(missing) == 0 {
+		return nil
+	}
+	line := "apt-get install -y " + strings.Join(missing, " ")
+	if !o.IsDebian() {
+		return fmt.Errorf("test peers missing; install the programs from these Debian packages (or your system's equivalents): %s", strings.Join(missing, " "))
+	}
+	if o.Euid() != 0 {
+		return fmt.Errorf("test peers missing; run this, then try again:\n  sudo %s", line)
+	}
+	env := []string{"DEBIAN_FRONTEND=noninteractive"}
+	install := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
+	fmt.Fprintf(o.Stdout, "==> %s\n", line)
+	if err := o.Exec(ctx, o.Root, env, "apt-get", install...); err != nil {
+		// Most often the package lists are absent or stale (a fresh container):
+		// update them once and try again.
+		fmt.Fprintf(o.Stdout, "==> apt-get update (the install failed: %v)\n", err)
+		if err := o.Exec(ctx, o.Root, env, "apt-get", "update"); err != nil {
+			return fmt.Errorf("apt-get update: %w", err)
+		}
+		if err := o.Exec(ctx, o.Root, env, "apt-get", install...); err != nil {
+			return fmt.Errorf("%s: %w", line, err)
+		}
+	}
+	if still := MissingPackages(o.Peers, o.LookPath); len(still) > 0 {
+		return fmt.Errorf("after installing, peers from %s are still missing: check testpeer.Packages", strings.Join(still, " "))
+	}
+	return nil
+}
+
+func goTool() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
+}
