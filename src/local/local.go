@@ -202,7 +202,9 @@ func (d *delivery) run() error {
 		text, forwardOnly = []byte(p.DefaultDelivery), false
 	}
 	file, err := dotqmail.Parse(text)
-	if err != nil {
+	// Nothing at all to follow (an empty defaultdelivery) is a blank first line, as
+	// in qmail: the message must not vanish silently.
+	if err != nil || len(text) == 0 {
 		return temp("Uh-oh: first line of .qmail file is blank. (#4.2.1)")
 	}
 	return d.follow(file, forwardOnly)

@@ -143,6 +143,15 @@ func TestEmptyDotQmailMeansDefaultDelivery(t *testing.T) {
 	f.expect(0, "did 1+0+0\n")
 }
 
+func TestEmptyDefaultDeliveryIsTemporary(t *testing.T) {
+	f := newFixture(t, testMsg)
+	f.p.DefaultDelivery = ""
+	f.expect(111, "Uh-oh: first line of .qmail file is blank. (#4.2.1)\n")
+	// A .qmail of comments only is the documented way to throw mail away.
+	f.file(".qmail", "# discard\n", 0o600)
+	f.expect(0, "did 0+0+0\n")
+}
+
 func TestMboxDelivery(t *testing.T) {
 	f := newFixture(t, testMsg)
 	f.file(".qmail", "./Mailbox\n", 0o600)
