@@ -12,13 +12,13 @@
 //	/var/qmail/control -> /etc/qmail
 //	/var/qmail/users, /var/qmail/alias   as qmail lays them out
 //	/usr/share/man/manN/*.N.gz           man pages, rendered from src/man
-//	/usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/mailq, when those programs exist
+//	/usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/mailq, /usr/bin/newaliases,
+//	                                     links made when those programs exist
 package manifest
 
 import (
 	"fmt"
 	"io/fs"
-	"path"
 	"sort"
 	"strings"
 
@@ -90,7 +90,6 @@ type Inputs struct {
 	Programs   []string       // served by the multi-call binary (notqmail --list)
 	Standalone []string       // own binaries found under src/cmd, other than notqmail
 	Pages      []manpage.Page // man page sources
-	Scripts    []string       // generated helper scripts (see Helpers)
 }
 
 // Manifest is the list of entries, sorted by path.
@@ -102,12 +101,14 @@ type Manifest struct {
 	Missing []string
 }
 
-// Helpers are small scripts the packages install when the program they call exists:
-// mailq is `sendmail -bp`, which in qmail is qmail-qread.
-var Helpers = []struct {
-	Path, Needs, Body string
-}{
-	{"/usr/bin/mailq", "qmail-qread", "#!/bin/sh\n# mailq: list the queue, as sendmail -bp does.\nexec " + LibBin + "/qmail-qread \"$@\"\n"},
+// SystemLinks are the places other software looks for an MTA's commands; each is
+// installed when the program it names exists. Targets are relative, as Debian policy
+// wants within /usr.
+var SystemLinks = []struct{ Path, Program, Target string }{
+	{"/usr/sbin/sendmail", "sendmail", "../lib/notqmail/bin/sendmail"},
+	{"/usr/lib/sendmail", "sendmail", "../sbin/sendmail"},
+	{"/usr/bin/mailq", "mailq", "../lib/notqmail/bin/mailq"},
+	{"/usr/bin/newaliases", "newaliases", "../lib/notqmail/bin/newaliases"},
 }
 
 // New builds the manifest for a build's inputs. It fails when a standalone binary is
@@ -158,13 +159,9 @@ func New(in Inputs) (Manifest, error) {
 		add(Entry{Path: LibBin + "/" + p, Kind: File, Mode: s.Mode, Owner: s.Owner, Group: s.Group, Origin: Binary, Source: p})
 	}
 
-	if has["sendmail"] {
-		add(Entry{Path: "/usr/sbin/sendmail", Kind: Symlink, Source: "../lib/notqmail/bin/sendmail", Owner: "root", Group: "root", Mode: 0o777})
-		add(Entry{Path: "/usr/lib/sendmail", Kind: Symlink, Source: "../sbin/sendmail", Owner: "root", Group: "root", Mode: 0o777})
-	}
-	for _, h := range Helpers {
-		if has[h.Needs] {
-			add(Entry{Path: h.Path, Kind: File, Mode: 0o755, Owner: "root", Group: "root", Origin: Generated, Source: path.Base(h.Path)})
+	for _, l := range SystemLinks {
+		if has[l.Program] {
+			add(Entry{Path: l.Path, Kind: Symlink, Source: l.Target, Owner: "root", Group: "root", Mode: 0o777})
 		}
 	}
 	for _, c := range ConfigFiles {

@@ -25,9 +25,9 @@ func pages(names ...string) []manpage.Page {
 
 func TestNewLaysOutProgramsAndLinks(t *testing.T) {
 	m, err := New(Inputs{
-		Programs:   []string{"qmail-showctl", "sendmail", "qmail-qread"},
+		Programs:   []string{"qmail-showctl", "sendmail", "mailq"},
 		Standalone: []string{"qmail-queue"},
-		Pages:      pages("notqmail", "qmail-showctl", "sendmail", "qmail-qread", "qmail-queue"),
+		Pages:      pages("notqmail", "qmail-showctl", "sendmail", "mailq", "qmail-queue"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestNewLaysOutProgramsAndLinks(t *testing.T) {
 		"/etc/qmail/defaultdelivery":           {Kind: Config, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: "defaultdelivery"},
 		"/usr/sbin/sendmail":                   {Kind: Symlink, Source: "../lib/notqmail/bin/sendmail"},
 		"/usr/lib/sendmail":                    {Kind: Symlink, Source: "../sbin/sendmail"},
-		"/usr/bin/mailq":                       {Kind: File, Mode: 0o755, Origin: Generated, Source: "mailq"},
+		"/usr/bin/mailq":                       {Kind: Symlink, Source: "../lib/notqmail/bin/mailq"},
 		"/usr/share/man/man8/qmail-queue.8.gz": {Kind: File, Mode: 0o644, Origin: ManPage, Source: "man8/qmail-queue.8.gz"},
 	}
 	for p, w := range want {
@@ -209,7 +209,7 @@ func TestPackageDebKeepsOwnersAndModes(t *testing.T) {
 		}
 	}
 	mtime := time.Unix(1700000000, 0).UTC()
-	if err := WriteGenerated(src.Gen, nil, mtime); err != nil {
+	if err := WriteGenerated(src.Gen, mtime); err != nil {
 		t.Fatal(err)
 	}
 	m, err := New(Inputs{Standalone: []string{"qmail-queue"}, Pages: []manpage.Page{{Name: "qmail-queue", Section: "8"}, {Name: "notqmail", Section: "8"}}})

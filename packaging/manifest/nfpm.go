@@ -45,41 +45,27 @@ const DefaultMaintainer = "notqmail developers <notqmail@notqmail.org>"
 func preinstallFile(f Format) string { return "preinstall." + string(f) }
 
 // WriteGenerated writes the files that the packages build from rather than ship from
-// the tree: the pre-install scripts and the helper scripts whose program exists. Their
-// times are set to mtime because the apk records script times.
-func WriteGenerated(dir string, programs []string, mtime time.Time) error {
+// the tree: the pre-install scripts. Their times are set to mtime because the apk
+// records script times.
+func WriteGenerated(dir string, mtime time.Time) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
-	}
-	write := func(name string, body []byte) error {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, body, 0o755); err != nil {
-			return err
-		}
-		// WriteFile keeps an existing file's mode; scripts must be executable.
-		if err := os.Chmod(p, 0o755); err != nil {
-			return err
-		}
-		return os.Chtimes(p, mtime, mtime)
 	}
 	for _, f := range Formats {
 		s, err := PreInstall(f)
 		if err != nil {
 			return err
 		}
-		if err := write(preinstallFile(f), s); err != nil {
+		p := filepath.Join(dir, preinstallFile(f))
+		if err := os.WriteFile(p, s, 0o755); err != nil {
 			return err
 		}
-	}
-	has := map[string]bool{}
-	for _, p := range programs {
-		has[p] = true
-	}
-	for _, h := range Helpers {
-		if has[h.Needs] {
-			if err := write(filepath.Base(h.Path), []byte(h.Body)); err != nil {
-				return err
-			}
+		// WriteFile keeps an existing file's mode; scripts must be executable.
+		if err := os.Chmod(p, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -138,7 +138,7 @@ func Manifest(o Options, b Built) (manifest.Manifest, manifest.Sources, error) {
 	if len(m.Missing) > 0 {
 		o.step("WARNING: no man page for %s (add src/man/NAME.SECTION.md; the tests fail on this)", strings.Join(m.Missing, ", "))
 	}
-	if err := manifest.WriteGenerated(src.Gen, b.Programs, b.SourceDate); err != nil {
+	if err := manifest.WriteGenerated(src.Gen, b.SourceDate); err != nil {
 		return m, src, err
 	}
 	return m, src, nil
