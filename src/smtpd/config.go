@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,11 +115,18 @@ func LocalAddr(a netip.Addr) bool {
 	return localAddrs[a]
 }
 
-// QueueProgram returns a Config.Queue that runs qmail-queue ($QMAILQUEUE or
-// bin/qmail-queue) with the given environment (nil: the process's).
+// QueueProgram returns a Config.Queue that runs qmail-queue with the given
+// environment (nil: the process's): $QMAILQUEUE from that environment, else
+// bin/qmail-queue.
 func QueueProgram(env []string) func() (Message, error) {
+	prog := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "QMAILQUEUE="); ok {
+			prog = v
+		}
+	}
 	return func() (Message, error) {
-		c, err := queueclient.Config{Env: env}.Open()
+		c, err := queueclient.Config{Env: env, Program: prog}.Open()
 		if err != nil {
 			return nil, err
 		}

@@ -169,4 +169,3 @@ func (v *Validator) logf(format string, args ...any) {
 		v.Log(format, args...)
 	}
 }
-

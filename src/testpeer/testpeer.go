@@ -25,6 +25,7 @@ var Packages = map[string]string{
 	"python3":   "python3",
 	"swaks":     "swaks",
 	"tcpserver": "ucspi-tcp",
+	"tcprules":  "ucspi-tcp",
 	"strace":    "strace",
 	"groff":     "groff-base",
 	"tar":       "tar",

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
@@ -11,28 +14,42 @@ import (
 
 func init() { register("qmail-smtpd", smtpdMain) }
 
-// smtpdMain serves one SMTP session on stdin/stdout, as under tcpserver.
+// smtpdMain serves one SMTP session on stdin/stdout (under tcpserver), or with -l or
+// socket activation listens itself.
 func smtpdMain(args []string) int {
-	if len(args) > 0 {
-		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd")
+	fs := flag.NewFlagSet("qmail-smtpd", flag.ContinueOnError)
+	listen := fs.String("l", "", "listen on `host:port` instead of serving stdin/stdout")
+	maxConns := fs.Int("c", 0, "serve at most `n` connections at once (listener; default 40)")
+	maxPerIP := fs.Int("i", 0, "at most `n` connections from one address (listener; default 10)")
+	rules := fs.String("x", "", "access rules `file` in tcprules format, text or .cdb (listener)")
+	localHost := fs.String("H", "", "TCPLOCALHOST `name` for listener sessions")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name]")
 		return 100
 	}
-	conn := smtpd.Stdio()
 	// qmail-smtpd works in the qmail home: relative plugin paths start there.
 	if err := os.Chdir(home.Dir()); err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-smtpd: unable to chdir to home:", err)
-		conn.Write([]byte("421 unable to read controls (#4.3.0)\r\n"))
+		if *listen == "" {
+			io.WriteString(os.Stdout, "421 unable to read controls (#4.3.0)\r\n")
+		}
 		return 111
 	}
-	cfg, closeCfg, err := smtpd.Load(control.Default(), os.LookupEnv)
+	listeners, err := smtpd.Listeners(*listen)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "qmail-smtpd: unable to read controls:", err)
-		conn.Write([]byte("421 unable to read controls (#4.3.0)\r\n"))
+		fmt.Fprintln(os.Stderr, "qmail-smtpd:", err)
 		return 111
 	}
-	defer closeCfg()
-	cfg.Queue = smtpd.QueueProgram(nil)
-	cfg.Log = os.Stderr
-	smtpd.Serve(conn, cfg)
+	if listeners == nil {
+		smtpd.Run(smtpd.Stdio(), control.Default(), smtpd.Env{}, strconv.Itoa(os.Getpid()), os.Stderr)
+		return 0
+	}
+	err = smtpd.Listen(listeners, smtpd.ListenOptions{
+		MaxConns: *maxConns, MaxPerIP: *maxPerIP, RulesFile: *rules, LocalHost: *localHost, Log: os.Stderr,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "qmail-smtpd:", err)
+		return 111
+	}
 	return 0
 }

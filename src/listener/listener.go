@@ -1,0 +1,191 @@
+package listener
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxConns = 40 // tcpserver's -c default
+	DefaultMaxPerIP = 10
+)
+
+// Config is a listener's policy.
+type Config struct {
+	MaxConns  int    // connections served at once; more wait in the kernel's backlog
+	MaxPerIP  int    // connections from one address at once; more are refused
+	Rules     Rules  // access rules; nil allows everyone
+	LocalHost string // TCPLOCALHOST for every connection ("" leaves it unset)
+	// Handle serves one connection; env is what tcpserver would have set for it,
+	// rule variables last. The listener closes the connection after Handle returns.
+	Handle func(c net.Conn, env []EnvVar, id string)
+	// Refuse answers a connection over the per-address limit before it is closed;
+	// nil just closes it.
+	Refuse func(c net.Conn)
+	Log    io.Writer // one line per refused or denied connection
+}
+
+// Serve accepts connections on ln until it fails or is closed, serving each in its
+// own goroutine under cfg's limits, and waits for running sessions before it returns.
+func Serve(ln net.Listener, cfg Config) error {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxPerIP <= 0 {
+		cfg.MaxPerIP = DefaultMaxPerIP
+	}
+	slots := make(chan struct{}, cfg.MaxConns)
+	var mu sync.Mutex
+	perIP := map[netip.Addr]int{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var n uint64
+	for {
+		slots <- struct{}{}
+		c, err := ln.Accept()
+		if err != nil {
+			<-slots
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				cfg.logf("accept: %v", err)
+				continue
+			}
+			return err
+		}
+		n++
+		id := strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(n, 10)
+		remote := addrPort(c.RemoteAddr())
+		ip := remote.Addr().Unmap()
+		mu.Lock()
+		over := perIP[ip] >= cfg.MaxPerIP
+		if !over {
+			perIP[ip]++
+		}
+		mu.Unlock()
+		if over {
+			cfg.logf("%s refused %s: more than %d connections from it", id, ip, cfg.MaxPerIP)
+			go func() {
+				if cfg.Refuse != nil {
+					cfg.Refuse(c)
+				}
+				c.Close()
+				<-slots
+			}()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			defer func() {
+				mu.Lock()
+				if perIP[ip]--; perIP[ip] <= 0 {
+					delete(perIP, ip)
+				}
+				mu.Unlock()
+			}()
+			defer c.Close()
+			cfg.serve(c, id, ip, remote.Port())
+		}()
+	}
+}
+
+func (cfg *Config) serve(c net.Conn, id string, ip netip.Addr, port uint16) {
+	local := addrPort(c.LocalAddr())
+	env := []EnvVar{
+		{"PROTO", "TCP"},
+		{"TCPLOCALIP", local.Addr().Unmap().String()},
+		{"TCPLOCALPORT", strconv.Itoa(int(local.Port()))},
+		{"TCPREMOTEIP", ip.String()},
+		{"TCPREMOTEPORT", strconv.Itoa(int(port))},
+	}
+	if cfg.LocalHost != "" {
+		env = append(env, EnvVar{"TCPLOCALHOST", cfg.LocalHost})
+	}
+	if cfg.Rules != nil {
+		rule, err := Match(cfg.Rules, ip.String(), "", "")
+		if err != nil {
+			cfg.logf("%s dropped %s: rules unreadable: %v", id, ip, err)
+			return
+		}
+		if rule.Deny {
+			cfg.logf("%s denied %s by rule", id, ip)
+			return
+		}
+		env = append(env, rule.Env...)
+	}
+	cfg.Handle(c, env, id)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (cfg *Config) logf(format string, args ...any) {
+	if cfg.Log != nil {
+		fmt.Fprintf(cfg.Log, "listener: "+format+"\n", args...)
+	}
+}
+
+// Activated returns the sockets passed by systemd-style socket activation
+// (LISTEN_PID naming this process, LISTEN_FDS counting descriptors from 3), or nil.
+func Activated() ([]net.Listener, error) {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n <= 0 {
+		return nil, fmt.Errorf("LISTEN_FDS=%q is not a positive number", os.Getenv("LISTEN_FDS"))
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	var lns []net.Listener
+	for fd := 3; fd < 3+n; fd++ {
+		syscall.CloseOnExec(fd)
+		f := os.NewFile(uintptr(fd), "listen-fd-"+strconv.Itoa(fd))
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("socket activation fd %d: %w", fd, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// DropPrivileges makes a root process uid:gid with gid as its only group, as
+// tcpserver's -u and -g do. It does nothing when the process is not root.
+func DropPrivileges(uid, gid int) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package smtpd
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/home"
+	"github.com/notqmail/notqmail/src/ids"
+	"github.com/notqmail/notqmail/src/listener"
+)
+
+// Listeners returns the sockets to serve: addr when given, else those of socket
+// activation; nil means neither, so the session is on stdin/stdout.
+func Listeners(addr string) ([]net.Listener, error) {
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return []net.Listener{ln}, nil
+	}
+	return listener.Activated()
+}
+
+// ListenOptions configure the built-in listener.
+type ListenOptions struct {
+	MaxConns, MaxPerIP int
+	RulesFile          string // tcprules text, or a .cdb built by tcprules; "" allows all
+	LocalHost          string
+	Log                io.Writer
+}
+
+var replyBusy = Reply{421, "4.7.0", "too many connections from your address, try again later"}
+
+// Listen serves SMTP on the listeners until they fail. Once the sockets are bound it
+// becomes qmaild:nofiles, as qmail-smtpd runs under tcpserver (in sandbox mode the
+// process already is the sandbox owner); each session then reads the control files
+// afresh, as a new qmail-smtpd process would.
+func Listen(lns []net.Listener, opt ListenOptions) error {
+	if !home.InSandbox() {
+		u, err := ids.User(ids.Qmaild)
+		if err != nil {
+			return err
+		}
+		gid, err := ids.Group(ids.GroupNofiles)
+		if err != nil {
+			return err
+		}
+		if err := listener.DropPrivileges(u.UID, gid); err != nil {
+			return err
+		}
+	}
+	var rules listener.Rules
+	if opt.RulesFile != "" {
+		r, err := listener.LoadRules(opt.RulesFile)
+		if err != nil {
+			return err
+		}
+		rules = r
+	}
+	cfg := listener.Config{
+		MaxConns:  opt.MaxConns,
+		MaxPerIP:  opt.MaxPerIP,
+		Rules:     rules,
+		LocalHost: opt.LocalHost,
+		Log:       opt.Log,
+		Refuse:    func(c net.Conn) { io.WriteString(c, replyBusy.render(false)) },
+		Handle: func(c net.Conn, vars []listener.EnvVar, id string) {
+			env := Env{Over: map[string]string{}}
+			for _, v := range vars {
+				env.Over[v.Name] = v.Value
+			}
+			Run(c, control.Default(), env, id, opt.Log)
+		},
+	}
+	errs := make(chan error, len(lns))
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- listener.Serve(ln, cfg)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}

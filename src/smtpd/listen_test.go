@@ -1,0 +1,110 @@
+package smtpd
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/notqmail/notqmail/src/sandbox"
+	"github.com/notqmail/notqmail/src/testpeer"
+)
+
+// startListener runs a sandbox's bin/qmail-smtpd with its built-in listener.
+func startListener(t *testing.T, h *sandbox.Home, args ...string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + freePort(t)
+	cmd := exec.Command(filepath.Join(h.Bin, "qmail-smtpd"), append([]string{"-l", addr}, args...)...)
+	cmd.Env = h.Env()
+	logf, err := os.Create(filepath.Join(t.TempDir(), "smtpd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("server log:\n%s", b)
+		}
+	})
+	waitListening(t, addr, exited)
+	return addr
+}
+
+func TestListenerConcurrent(t *testing.T) {
+	py := testpeer.Need(t, "python3")
+	h := sandbox.New(t, sandbox.Options{})
+	addr := startListener(t, h, "-c", "250", "-i", "250")
+	out := python(t, py, addr, concurrentClients)
+	mustContain(t, out, "ok 200")
+	if n := len(queuedMessages(t, h)); n != 200 {
+		t.Errorf("queued %d of 200", n)
+	}
+}
+
+func TestListenerRulesAndLimits(t *testing.T) {
+	sw := testpeer.Need(t, "swaks")
+	h := sandbox.New(t, sandbox.Options{})
+	rules := filepath.Join(h.Dir, "control", "smtpd.rules")
+	if err := os.WriteFile(rules, []byte("127.0.0.1:allow,RELAYCLIENT=\"\",DATABYTES=\"300\"\n:deny\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	addr := startListener(t, h, "-x", rules, "-i", "1", "-H", "mx.sandbox.example")
+	out, err := swaks(t, sw, addr, "--from", "a@example.net", "--to", "x@far.example")
+	if err != nil {
+		t.Fatalf("relay refused: %v\n%s", err, out)
+	}
+	mustContain(t, out, "250-SIZE 300")
+
+	// A second connection while one is open exceeds -i 1.
+	c1, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if l, _ := bufio.NewReader(c1).ReadString('\n'); l != "220 sandbox.example ESMTP\r\n" {
+		t.Fatalf("greeting %q", l)
+	}
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := bufio.NewReader(c2).ReadString('\n')
+	c2.Close()
+	if l != "421 too many connections from your address, try again later (#4.7.0)\r\n" {
+		t.Errorf("second connection got %q", l)
+	}
+	msgs := queuedMessages(t, h)
+	if len(msgs) != 1 || msgs[0].rcpts[0] != "x@far.example" {
+		t.Fatalf("queued %+v", msgs)
+	}
+	mustContain(t, msgs[0].data, "(127.0.0.1)\n  by mx.sandbox.example with SMTP; ")
+}
+
+func TestListenerStalledClient(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	writeControl(t, h, "timeoutsmtpd", "1\n")
+	addr := startListener(t, h)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var lines []string
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) != 2 || lines[1] != "451 timeout (#4.4.2)" {
+		t.Errorf("stalled client saw %q", lines)
+	}
+}

@@ -1,0 +1,57 @@
+package smtpd
+
+import (
+	"io"
+	"os"
+	"strings"
+
+	"github.com/notqmail/notqmail/src/control"
+)
+
+// Env is a session's environment: the process's, overlaid with what tcpserver or the
+// built-in listener set for this client (TCPREMOTEIP, RELAYCLIENT, ...).
+type Env struct {
+	Over map[string]string
+}
+
+// Lookup finds a variable, the overlay first.
+func (e Env) Lookup(k string) (string, bool) {
+	if v, ok := e.Over[k]; ok {
+		return v, true
+	}
+	return os.LookupEnv(k)
+}
+
+// List is the environment as "NAME=value" strings, for the programs the session runs.
+func (e Env) List() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, over := e.Over[k]; !over {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range e.Over {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// Run serves one client with the configuration read now from ctl and env: the whole
+// of qmail-smtpd once its connection is set up. Log gets the session's log lines.
+func Run(conn io.ReadWriter, ctl control.Dir, env Env, id string, log io.Writer) {
+	cfg, closeCfg, err := Load(ctl, env.Lookup)
+	if err != nil {
+		if log != nil {
+			io.WriteString(log, "qmail-smtpd "+id+": unable to read controls: "+sanitize(err.Error())+"\n")
+		}
+		io.WriteString(conn, replyControls.render(false))
+		return
+	}
+	defer closeCfg()
+	list := env.List()
+	cfg.Queue = QueueProgram(list)
+	cfg.Log = log
+	cfg.ID = id
+	Serve(conn, cfg)
+}
