@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/notqmail/notqmail/src/home"
@@ -60,6 +59,10 @@ func IsPermanent(err error) bool {
 // CustomErrorFD is the descriptor on which a QMAILQUEUE replacement may write its own
 // D/Z message before exiting 82.
 const CustomErrorFD = 6
+
+// CustomErrorGrace is how long Close waits, after qmail-queue has exited, for fd 6 to
+// be closed by any process that inherited it.
+const CustomErrorGrace = time.Second
 
 // MaxCustomError is the longest custom message used; the rest is read and dropped.
 const MaxCustomError = 255
@@ -231,37 +234,19 @@ func (cf Config) Open() (*Client, error) {
 	return c, nil
 }
 
-// readCustom collects the fd-6 message, bounded, until the pipe closes or Close tells
-// it to stop (a grandchild may keep the pipe open forever).
+// readCustom collects the fd-6 message, bounded, until the pipe closes (every writer
+// has exited) or Close's deadline passes (a grandchild kept the pipe open).
 func (c *Client) readCustom() {
 	var got []byte
 	buf := make([]byte, 512)
-	keep := func(b []byte) {
-		if room := MaxCustomError + 1 - len(got); room > 0 {
-			got = append(got, b[:min(room, len(b))]...)
-		}
-	}
 	for {
 		n, err := c.custom.Read(buf)
-		keep(buf[:n])
-		if err == nil {
-			continue
+		if room := MaxCustomError + 1 - len(got); room > 0 {
+			got = append(got, buf[:min(room, n)]...)
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Take what the exited child left in the pipe without waiting.
-			if rc, err := c.custom.SyscallConn(); err == nil {
-				rc.Read(func(fd uintptr) bool {
-					for {
-						n, err := syscall.Read(int(fd), buf)
-						if n <= 0 || err != nil {
-							return true
-						}
-						keep(buf[:n])
-					}
-				})
-			}
+		if err != nil {
+			break
 		}
-		break
 	}
 	c.customCh <- string(got)
 }
@@ -357,7 +342,9 @@ func (c *Client) Close() error {
 	}
 	c.env.Close()
 	werr := c.cmd.Wait()
-	c.custom.SetReadDeadline(time.Now())
+	// Normally the pipe reaches EOF as the child exits. A background process that
+	// inherited fd 6 would hold it open forever: give up on it after a grace period.
+	c.custom.SetReadDeadline(time.Now().Add(CustomErrorGrace))
 	custom := <-c.customCh
 	c.custom.Close()
 

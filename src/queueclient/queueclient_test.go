@@ -1,4 +1,4 @@
-package queueclient
+package queueclient_test
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/sandbox"
 )
 
@@ -24,7 +25,7 @@ func script(t *testing.T, dir, name, body string) string {
 
 func TestSubmitToRealQmailQueue(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{})
-	cf := Config{Home: h.Dir, Env: h.Env()}
+	cf := queueclient.Config{Home: h.Dir, Env: h.Env()}
 	c, err := cf.Open()
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func TestSubmitToRealQmailQueue(t *testing.T) {
 	c.From("bob@example.org")
 	c.To("alice@sandbox.example")
 	err = c.Close()
-	var qe *Error
+	var qe *queueclient.Error
 	if !errors.As(err, &qe) || qe.Permanent || qe.Text != "qq read error (#4.3.0)" {
 		t.Errorf("after Fail: %v", err)
 	}
@@ -81,7 +82,7 @@ func TestSubmitToRealQmailQueue(t *testing.T) {
 
 	// Submit with an envelope address qmail-queue refuses: permanent.
 	err = cf.Submit(strings.NewReader("x\n"), "bob@example.org", []string{strings.Repeat("a", 1003)})
-	if !IsPermanent(err) || err.Error() != "envelope address too long for qq (#5.1.3)" {
+	if !queueclient.IsPermanent(err) || err.Error() != "envelope address too long for qq (#5.1.3)" {
 		t.Errorf("long address: %v", err)
 	}
 	// A read error on the message abandons it.
@@ -102,7 +103,7 @@ func TestReplacementSeesQmailInterface(t *testing.T) {
 	os.Mkdir(out, 0755)
 	prog := script(t, dir, "qq", "pwd > "+out+"/cwd; cat > "+out+"/msg; cat <&1 > "+out+"/env; exit 0\n")
 	t.Setenv("QMAILQUEUE", prog)
-	err := Config{Home: dir}.Submit(strings.NewReader("hello\n"), "s@x", []string{"r1@y", "r2@z"})
+	err := queueclient.Config{Home: dir}.Submit(strings.NewReader("hello\n"), "s@x", []string{"r1@y", "r2@z"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestReplacementSeesQmailInterface(t *testing.T) {
 	}
 	// A relative QMAILQUEUE is found relative to QMAILHOME, not PATH.
 	t.Setenv("QMAILQUEUE", "qq")
-	if err := (Config{Home: dir}).Submit(strings.NewReader("again\n"), "s@x", []string{"r@y"}); err != nil {
+	if err := (queueclient.Config{Home: dir}).Submit(strings.NewReader("again\n"), "s@x", []string{"r@y"}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "msg")); string(b) != "again\n" {
@@ -155,16 +156,16 @@ func TestExitCodeTable(t *testing.T) {
 	}
 	for _, c := range cases {
 		prog := script(t, dir, "qq"+strconv.Itoa(c.code), "cat >/dev/null; cat <&1 >/dev/null; exit "+strconv.Itoa(c.code)+"\n")
-		err := Config{Home: dir, Program: prog}.Submit(strings.NewReader("m\n"), "s@x", []string{"r@y"})
-		var qe *Error
+		err := queueclient.Config{Home: dir, Program: prog}.Submit(strings.NewReader("m\n"), "s@x", []string{"r@y"})
+		var qe *queueclient.Error
 		if !errors.As(err, &qe) || qe.Code != c.code || qe.Permanent != c.perm || qe.Text != c.text {
 			t.Errorf("exit %d: %#v, want perm=%v %q", c.code, err, c.perm, c.text)
 		}
 	}
-	if s := Text(53, "").Status(); s != "Zqq write error or disk full (#4.3.0)" {
+	if s := queueclient.Text(53, "").Status(); s != "Zqq write error or disk full (#4.3.0)" {
 		t.Errorf("Status = %q", s)
 	}
-	if s := Text(31, "").Status(); s != "Dmail server permanently rejected message (#5.3.0)" {
+	if s := queueclient.Text(31, "").Status(); s != "Dmail server permanently rejected message (#5.3.0)" {
 		t.Errorf("Status = %q", s)
 	}
 }
@@ -173,10 +174,10 @@ func TestCustomErrorOnFD6(t *testing.T) {
 	dir := t.TempDir()
 	run := func(body string) error {
 		prog := script(t, dir, "qq", "cat >/dev/null; cat <&1 >/dev/null; "+body)
-		return Config{Home: dir, Program: prog}.Submit(strings.NewReader("m\n"), "s@x", []string{"r@y"})
+		return queueclient.Config{Home: dir, Program: prog}.Submit(strings.NewReader("m\n"), "s@x", []string{"r@y"})
 	}
 	err := run("printf 'Dspam score too high (#5.7.1)' >&6; exit 82\n")
-	var qe *Error
+	var qe *queueclient.Error
 	if !errors.As(err, &qe) || !qe.Permanent || qe.Text != "spam score too high (#5.7.1)" || qe.Code != 82 {
 		t.Errorf("D message: %#v", err)
 	}
@@ -190,7 +191,7 @@ func TestCustomErrorOnFD6(t *testing.T) {
 	}
 	// Much more than a pipe holds: read, cut, and no deadlock.
 	err = run("head -c 200000 /dev/zero | tr '\\0' D >&6; exit 82\n")
-	if !errors.As(err, &qe) || !qe.Permanent || len(qe.Text) != MaxCustomError-1 {
+	if !errors.As(err, &qe) || !qe.Permanent || len(qe.Text) != queueclient.MaxCustomError-1 {
 		t.Errorf("huge message: perm=%v len=%d", qe != nil && qe.Permanent, len(qe.Text))
 	}
 	// A message on fd 6 does not matter unless the exit code is 82.
@@ -214,24 +215,24 @@ func TestCustomErrorOnFD6(t *testing.T) {
 
 func TestOpenFailures(t *testing.T) {
 	dir := t.TempDir()
-	_, err := Config{Home: filepath.Join(dir, "missing"), Program: "/bin/true"}.Open()
-	var qe *Error
+	_, err := queueclient.Config{Home: filepath.Join(dir, "missing"), Program: "/bin/true"}.Open()
+	var qe *queueclient.Error
 	if !errors.As(err, &qe) || qe.Code != 61 || qe.Text != "qq trouble in home directory (#4.3.0)" {
 		t.Errorf("missing home: %#v", err)
 	}
-	_, err = Config{Home: dir}.Open() // no bin/qmail-queue
+	_, err = queueclient.Config{Home: dir}.Open() // no bin/qmail-queue
 	if !errors.As(err, &qe) || qe.Code != 120 || qe.Text != "unable to exec qq (#4.3.0)" {
 		t.Errorf("missing program: %#v", err)
 	}
 	// A crash is reported as one.
 	prog := script(t, dir, "qq", "kill -9 $$\n")
-	err = Config{Home: dir, Program: prog}.Submit(strings.NewReader("m\n"), "s@x", nil)
+	err = queueclient.Config{Home: dir, Program: prog}.Submit(strings.NewReader("m\n"), "s@x", nil)
 	if !errors.As(err, &qe) || qe.Text != "qq crashed (#4.3.0)" {
 		t.Errorf("crash: %#v", err)
 	}
 	// Misuse never queues: To before From, an address with a NUL.
 	ok := script(t, dir, "ok", "cat >/dev/null; cat <&1 > "+filepath.Join(dir, "env")+"; exit 0\n")
-	c, err := Config{Home: dir, Program: ok}.Open()
+	c, err := queueclient.Config{Home: dir, Program: ok}.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func TestOpenFailures(t *testing.T) {
 	if err := c.Close(); err == nil {
 		t.Error("To before From accepted")
 	}
-	c, _ = Config{Home: dir, Program: ok}.Open()
+	c, _ = queueclient.Config{Home: dir, Program: ok}.Open()
 	c.From("s@x")
 	c.To("a@x\x00Tevil@y")
 	if err := c.Close(); err == nil {
@@ -248,5 +249,44 @@ func TestOpenFailures(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "env")); strings.Contains(string(b), "evil") {
 		t.Errorf("injected recipient reached the queue program: %q", b)
+	}
+}
+
+// The package-level Open and Submit take QMAILHOME and QMAILQUEUE from the environment.
+func TestDefaultsFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "bin"), 0755)
+	out := filepath.Join(dir, "out")
+	script(t, filepath.Join(dir, "bin"), "qmail-queue", "pwd > "+out+"; cat >/dev/null; cat <&1 >/dev/null\n")
+	t.Setenv("QMAILHOME", dir)
+	t.Setenv("QMAILQUEUE", "")
+	if err := queueclient.Submit(strings.NewReader("m\n"), "s@x", []string{"r@y"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != dir+"\n" {
+		t.Errorf("bin/qmail-queue ran in %q, want %q", b, dir)
+	}
+	refuse := script(t, dir, "refuse", "cat >/dev/null; cat <&1 >/dev/null; exit 31\n")
+	t.Setenv("QMAILQUEUE", refuse)
+	c, err := queueclient.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PID() <= 0 {
+		t.Errorf("PID %d", c.PID())
+	}
+	c.Write([]byte("m\n"))
+	c.From("s@x")
+	if _, err := c.Write([]byte("late")); err == nil {
+		t.Error("Write after From accepted")
+	}
+	if err := c.Close(); !queueclient.IsPermanent(err) {
+		// Write after From abandons the message: qmail-queue sees no envelope end.
+		if err == nil {
+			t.Error("message queued after a misuse")
+		}
+	}
+	if err := c.Close(); err == nil {
+		t.Error("second Close succeeded")
 	}
 }
