@@ -12,6 +12,9 @@
 //	           alias/Maildir/
 //	bin/       notqmail and a link to it per program name, plus qmail-queue
 //
+// The binaries in bin/ are hard links into a per-process build cache shared by every
+// home: copy one before changing its mode or contents.
+//
 // Run as root, the home is owned by nobody (65534) and lives under a directory that
 // nobody can traverse; the programs drop to that user themselves. Run as another
 // user, the home is owned by that user.
