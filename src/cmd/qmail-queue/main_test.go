@@ -328,3 +328,52 @@ func TestSetuidIgnoresQMAILHOME(t *testing.T) {
 		t.Errorf("queued into QMAILHOME: %v", ids)
 	}
 }
+
+// Many qmail-queue processes at once each get their own id and file names.
+func TestConcurrentQueueing(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{Split: 5})
+	const workers, each = 8, 10
+	errs := make(chan error, workers*each)
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				errs <- h.Submit(strings.NewReader(fmt.Sprintf("Subject: %d/%d\n\nx\n", w, i)),
+					fmt.Sprintf("w%d@example.org", w), []string{fmt.Sprintf("m%d@sandbox.example", i)})
+			}
+		}()
+	}
+	for n := 0; n < workers*each; n++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	q := h.Queue()
+	ids, err := q.Todo()
+	if err != nil || len(ids) != workers*each {
+		t.Fatalf("todo holds %d messages (%v), want %d", len(ids), err, workers*each)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		env, err := q.ReadEnvelope(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mess, err := os.ReadFile(q.Path("mess", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := env.Sender + " " + env.Recipients[0]
+		if seen[key] {
+			t.Errorf("%s queued twice", key)
+		}
+		seen[key] = true
+		w := strings.TrimSuffix(strings.TrimPrefix(env.Sender, "w"), "@example.org")
+		i := strings.TrimSuffix(strings.TrimPrefix(env.Recipients[0], "m"), "@sandbox.example")
+		if !strings.Contains(string(mess), "\nSubject: "+w+"/"+i+"\n") {
+			t.Errorf("message %d does not match its envelope %q: %q", id, key, mess)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(q.Dir, "pid")); len(ents) != 0 {
+		t.Errorf("pid/ not empty: %v", ents)
+	}
+}
