@@ -39,6 +39,7 @@ var Files = []FileInfo{
 	{"queuelifetime", "604800", "qmail-send", "seconds a message may stay in the queue"},
 	{"rcpthosts", "none (accepts no recipients unless RELAYCLIENT is set)", "qmail-smtpd", "domains accepted as recipients"},
 	{"smtpgreeting", "me", "qmail-smtpd", "220 greeting; the first word should be the host name"},
+	{"smtpplugins", "none (no plugins)", "qmail-smtpd", "qmail-spp plugins by stage: [connection] [helo] [mail] [rcpt] [data] [auth]"},
 	{"smtproutes", "none", "qmail-remote", "domain:relay[:port] routes; an empty relay means MX"},
 	{"timeoutconnect", "60", "qmail-remote", "seconds to wait for a connection"},
 	{"timeoutremote", "1200", "qmail-remote", "seconds to wait for a remote server"},

@@ -3,9 +3,12 @@ package smtpd
 import (
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/home"
+	"github.com/notqmail/notqmail/src/spp"
 )
 
 // Env is a session's environment: the process's, overlaid with what tcpserver or the
@@ -53,5 +56,38 @@ func Run(conn io.ReadWriter, ctl control.Dir, env Env, id string, log io.Writer)
 	cfg.Queue = QueueProgram(list)
 	cfg.Log = log
 	cfg.ID = id
+	if err := loadPlugins(cfg, ctl, env, list, log); err != nil {
+		if log != nil {
+			io.WriteString(log, "qmail-smtpd "+id+": unable to read plugins: "+sanitize(err.Error())+"\n")
+		}
+		io.WriteString(conn, replyControls.render(false))
+		return
+	}
 	Serve(conn, cfg)
+}
+
+// loadPlugins sets cfg.Plugins from control/smtpplugins ($SPPCONFFILE instead when
+// set, relative to the qmail home; $NOSPP turns plugins off), as qmail-spp does.
+func loadPlugins(cfg *Config, ctl control.Dir, env Env, list []string, log io.Writer) error {
+	if _, off := env.Lookup("NOSPP"); off {
+		return nil
+	}
+	path := ctl.File("smtpplugins")
+	if p, ok := env.Lookup("SPPCONFFILE"); ok && p != "" {
+		path = p
+		if !filepath.IsAbs(p) {
+			path = filepath.Join(home.Dir(), p)
+		}
+	}
+	r, err := spp.Load(path)
+	if err != nil || r == nil {
+		return err
+	}
+	r.Dir = home.Dir()
+	r.Timeout = cfg.Timeout
+	r.Stderr = log
+	cfg.Plugins = func(st spp.Stage, set map[string]string, unset map[string]bool) spp.Verdict {
+		return r.Run(st, list, set, unset)
+	}
+	return nil
 }

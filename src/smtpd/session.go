@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/notqmail/notqmail/src/queueclient"
+	"github.com/notqmail/notqmail/src/spp"
 )
 
 // Message is one message being queued; *queueclient.Client is one.
@@ -93,39 +94,9 @@ type Config struct {
 	Now      func() time.Time
 }
 
-// Stage names the points at which plugins run, as control/smtpplugins names them.
-type Stage string
-
-const (
-	StageConnect Stage = "connection"
-	StageHelo    Stage = "helo"
-	StageMail    Stage = "mail"
-	StageRcpt    Stage = "rcpt"
-	StageData    Stage = "data"
-	StageAuth    Stage = "auth"
-)
-
-// Plugins runs the plugins of a stage. Env is what the session tells them
-// (SMTPHELOHOST, SMTPMAILFROM, ...).
-type Plugins interface {
-	Run(stage Stage, env map[string]string) Verdict
-}
-
-// Verdict is what plugins decided about a command.
-type Verdict struct {
-	Print    []string          // lines to send to the client before anything else (P)
-	Reply    string            // a full reply line to reject the command with (E), or to send before hanging up (R)
-	Hangup   bool              // R or D: close the connection after Reply, if any
-	Accept   bool              // N, O or A: accept without running later plugins
-	NoChecks bool              // O: also skip qmail's own checks for MAIL and RCPT
-	Disable  bool              // A: no more plugins in this session
-	Later    map[Stage]string  // LM, LR, LD: reject the next MAIL, RCPT or DATA with this reply
-	Headers  []string          // H: header lines added to the message
-	Change   string            // C: replace the address the command gave
-	Set      map[string]string // S: variables for later plugins (and RELAYCLIENT for the session)
-	Unset    []string          // U
-	Err      error             // the plugins could not run: a temporary failure
-}
+// Plugins runs a stage's qmail-spp plugins with the session's variables (set, and
+// unset by earlier plugins) on top of the session's environment.
+type Plugins func(stage spp.Stage, set map[string]string, unset map[string]bool) spp.Verdict
 
 // Serve runs one SMTP session on conn until the client quits, hangs up, times out
 // or breaks the protocol. If conn has SetReadDeadline and SetWriteDeadline (net.Conn
@@ -164,10 +135,12 @@ type session struct {
 	rejected    []string
 	rcptAll     int
 	headers     []string
-	later       map[Stage]string
+	later       map[spp.Stage]string
+	sessionHdrs []string // plugin headers from connect and HELO: for every message
+	unset       map[string]bool
 	noPlugins   bool
 	pluginEnv   map[string]string
-	lastVerdict Verdict
+	lastVerdict spp.Verdict
 	hangup      bool
 
 	messages, accepted int
@@ -183,7 +156,8 @@ func newSession(conn io.ReadWriter, cfg *Config) *session {
 		relay:     cfg.RelayClient,
 		relaySet:  cfg.RelaySet,
 		pluginEnv: map[string]string{},
-		later:     map[Stage]string{},
+		later:     map[spp.Stage]string{},
+		unset:     map[string]bool{},
 	}
 	if d, ok := conn.(deadliner); ok {
 		s.dl = d
@@ -209,7 +183,7 @@ var errHangup = errors.New("hang up")
 
 func (s *session) run() {
 	defer s.logSession()
-	if !s.plugins(StageConnect, nil) {
+	if !s.plugins(spp.Connect, nil) {
 		s.flush()
 		return
 	}
@@ -338,6 +312,7 @@ func (s *session) command(line string) error {
 		return s.data(arg)
 	case "RSET":
 		s.abandon()
+		clear(s.later)
 		s.reply(replyFlushed)
 	case "NOOP":
 		s.reply(replyOK)
@@ -360,37 +335,46 @@ func (s *session) command(line string) error {
 }
 
 // plugins runs a stage's plugins and acts on what they say. It returns false when
-// the command is answered (rejected, or the connection is to close, in which case
-// s.end is set).
-func (s *session) plugins(stage Stage, extra map[string]string) bool {
+// the command is answered (refused, or the connection is to close: s.hangup).
+func (s *session) plugins(stage spp.Stage, extra map[string]string) bool {
+	s.lastVerdict = spp.Verdict{}
 	if s.cfg.Plugins == nil || s.noPlugins {
 		return true
 	}
-	env := map[string]string{}
+	set := map[string]string{}
 	for k, v := range s.pluginEnv {
-		env[k] = v
+		set[k] = v
 	}
 	for k, v := range extra {
-		env[k] = v
+		set[k] = v
 	}
-	v := s.cfg.Plugins.Run(stage, env)
+	v := s.cfg.Plugins(stage, set, s.unset)
 	s.lastVerdict = v
-	for k, val := range v.Set {
-		s.pluginEnv[k] = val
-		if k == "RELAYCLIENT" {
-			s.relay, s.relaySet = val, true
-		}
-	}
 	for _, k := range v.Unset {
 		delete(s.pluginEnv, k)
+		s.unset[k] = true
 		if k == "RELAYCLIENT" {
 			s.relay, s.relaySet = "", false
 		}
 	}
+	for k, val := range v.Set {
+		s.pluginEnv[k] = val
+		delete(s.unset, k)
+		if k == "RELAYCLIENT" {
+			s.relay, s.relaySet = val, true
+		}
+	}
 	for st, r := range v.Later {
+		if prev := s.later[st]; prev != "" {
+			r = prev + "\r\n" + r
+		}
 		s.later[st] = r
 	}
-	s.headers = append(s.headers, v.Headers...)
+	if stage == spp.Connect || stage == spp.Helo {
+		s.sessionHdrs = append(s.sessionHdrs, v.Headers...)
+	} else {
+		s.headers = append(s.headers, v.Headers...)
+	}
 	for _, p := range v.Print {
 		s.rawReply(p)
 	}
@@ -399,37 +383,37 @@ func (s *session) plugins(stage Stage, extra map[string]string) bool {
 	}
 	switch {
 	case v.Err != nil:
-		s.logf("plugin failure stage=%s: %s", stage, sanitize(v.Err.Error()))
-		s.reply(Reply{451, "4.3.0", "temporary failure in plugin"})
+		s.logf("plugin failure at %s: %s", stage, sanitize(v.Err.Error()))
+		s.reply(Reply{451, "4.3.0", "qmail-spp failure: " + sanitize(v.Err.Error())})
 		return false
 	case v.Hangup:
-		if v.Reply != "" {
-			s.rawReply(v.Reply)
-		}
 		s.end = "dropped by plugin at " + string(stage)
 		s.hangup = true
 		return false
-	case v.Reply != "":
-		s.rawReply(v.Reply)
+	case v.Refuse:
 		return false
 	}
 	return true
 }
 
 // laterReply answers a command with an error a plugin scheduled for it.
-func (s *session) laterReply(stage Stage) bool {
-	if r, ok := s.later[stage]; ok {
-		s.rawReply(r)
-		return true
+func (s *session) laterReply(stage spp.Stage) bool {
+	r, ok := s.later[stage]
+	if !ok {
+		return false
 	}
-	return false
+	for _, l := range strings.Split(r, "\r\n") {
+		s.rawReply(l)
+	}
+	return true
 }
 
 func (s *session) hello(arg string, esmtp bool) error {
 	arg = strings.TrimLeft(arg, " ")
 	s.helo = arg
 	s.abandon()
-	if !s.plugins(StageHelo, map[string]string{"SMTPHELOHOST": arg}) {
+	clear(s.later)
+	if !s.plugins(spp.Helo, map[string]string{"SMTPHELOHOST": arg}) {
 		return s.afterPlugins()
 	}
 	s.pluginEnv["SMTPHELOHOST"] = arg
@@ -503,10 +487,10 @@ func (s *session) mail(arg string) error {
 		s.reply(r)
 		return nil
 	}
-	if s.laterReply(StageMail) {
+	if s.laterReply(spp.Mail) {
 		return nil
 	}
-	if !s.plugins(StageMail, map[string]string{"SMTPMAILFROM": p.addr}) {
+	if !s.plugins(spp.Mail, map[string]string{"SMTPMAILFROM": p.addr}) {
 		return s.afterPlugins()
 	}
 	if c := s.lastVerdict.Change; c != "" {
@@ -559,7 +543,7 @@ func (s *session) rcpt(arg string) error {
 		return nil
 	}
 	s.rcptAll++
-	if s.laterReply(StageRcpt) {
+	if s.laterReply(spp.Rcpt) {
 		s.rejected = append(s.rejected, p.addr)
 		return nil
 	}
@@ -580,10 +564,10 @@ func (s *session) rcpt(arg string) error {
 		"SMTPRCPTCOUNT":    strconv.Itoa(len(s.rcpts)),
 		"SMTPRCPTHOSTSOK":  "0",
 	}
-	if allowed == nil {
+	if allowed == nil || s.relaySet {
 		env["SMTPRCPTHOSTSOK"] = "1"
 	}
-	if !s.plugins(StageRcpt, env) {
+	if !s.plugins(spp.Rcpt, env) {
 		s.rejected = append(s.rejected, p.addr)
 		return s.afterPlugins()
 	}
@@ -686,10 +670,10 @@ func (s *session) data(arg string) error {
 		s.reply(replyArgSyntax)
 		return nil
 	}
-	if s.laterReply(StageData) {
+	if s.laterReply(spp.Data) {
 		return nil
 	}
-	if !s.plugins(StageData, nil) {
+	if !s.plugins(spp.Data, nil) {
 		return s.afterPlugins()
 	}
 	s.messages++
@@ -714,7 +698,7 @@ func (s *session) data(arg string) error {
 	}
 	w := &queueWriter{msg: msg}
 	io.WriteString(w, s.received())
-	for _, h := range s.headers {
+	for _, h := range append(append([]string(nil), s.sessionHdrs...), s.headers...) {
 		io.WriteString(w, sanitize(h)+"\n")
 	}
 	res := readData(s.br, w, dataLimits{maxBytes: s.cfg.DataBytes, maxHeader: s.cfg.MaxHdr}, s.setReadDeadline)
