@@ -61,6 +61,13 @@ func run() (code int) {
 	// No cleanup when the time is up: the main goroutine may just have linked the
 	// message into todo/, and stale files are qmail-send's to remove.
 	time.AfterFunc(queue.Death, func() { os.Exit(queue.ExitTimeout) })
+	// SIGALRM is qmail-queue's timeout signal; whoever sends it gets the same answer.
+	alarm := make(chan os.Signal, 1)
+	signal.Notify(alarm, syscall.SIGALRM)
+	go func() {
+		<-alarm
+		os.Exit(queue.ExitTimeout)
+	}()
 
 	err := queue.Enqueue(queue.Open("."), os.Stdin, os.NewFile(1, "envelope"), caller)
 	if err != nil {

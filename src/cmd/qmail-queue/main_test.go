@@ -377,3 +377,43 @@ func TestConcurrentQueueing(t *testing.T) {
 		t.Errorf("pid/ not empty: %v", ents)
 	}
 }
+
+// SIGALRM ends qmail-queue with 52 (timeout), as qmail's alarm does, leaving the
+// queue as it was: no message in todo/.
+func TestAlarmIsTimeout(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{Split: 3})
+	cmd := h.Command("qmail-queue")
+	s := start(t, cmd)
+	io.WriteString(s.msg, "Subject: slow\n\n") // and then nothing: it waits for more
+	// Wait until it has made its message file, so the signal handler is in place.
+	q := h.Queue()
+	guard := time.Now().Add(time.Minute)
+	for {
+		n := 0
+		filepath.WalkDir(filepath.Join(q.Dir, "mess"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		if n > 0 {
+			break
+		}
+		if time.Now().After(guard) { // a hang guard, not a performance expectation
+			cmd.Process.Kill()
+			t.Fatalf("qmail-queue made no message file: %s", s.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGALRM)
+	err := cmd.Wait()
+	s.msg.Close()
+	s.env.Close()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != queue.ExitTimeout {
+		t.Fatalf("after SIGALRM: %v, want exit 52", err)
+	}
+	if ids, _ := q.Todo(); len(ids) != 0 {
+		t.Errorf("todo: %v", ids)
+	}
+}
