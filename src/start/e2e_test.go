@@ -1,0 +1,308 @@
+package start_test
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/notqmail/notqmail/src/sandbox"
+)
+
+// logBuffer collects qmail-send's log from several runs.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// mta is a running qmail-start in a sandbox home.
+type mta struct {
+	h      *sandbox.Home
+	cmd    *exec.Cmd
+	log    *logBuffer
+	done   chan error
+	exited bool
+}
+
+func startMTA(t *testing.T, h *sandbox.Home, log *logBuffer) *mta {
+	t.Helper()
+	cmd := h.Command("qmail-start", "./Maildir/")
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &mta{h: h, cmd: cmd, log: log, done: make(chan error, 1)}
+	go func() { m.done <- cmd.Wait() }()
+	return m
+}
+
+// stop ends the MTA with SIGTERM, as a supervisor would, and waits for it.
+func (m *mta) stop(t *testing.T) {
+	t.Helper()
+	if m.exited {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	m.wait(t)
+}
+
+func (m *mta) wait(t *testing.T) {
+	t.Helper()
+	if m.exited {
+		return
+	}
+	select {
+	case <-m.done:
+		m.exited = true
+	case <-time.After(60 * time.Second):
+		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		t.Fatalf("qmail-start did not exit; log:\n%s", m.log.String())
+	}
+}
+
+func (m *mta) signal(sig syscall.Signal) { m.cmd.Process.Signal(sig) }
+
+// sendPID finds qmail-send among qmail-start's children.
+func (m *mta) sendPID() int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 || s[open+1:close] != "qmail-send" {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if len(f) > 2 && f[2] == strconv.Itoa(m.cmd.Process.Pid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+func newHome(t *testing.T, users ...string) *sandbox.Home {
+	t.Helper()
+	h := sandbox.New(t, sandbox.Options{Users: users})
+	return h
+}
+
+// writeOwned writes a file in the home as its owner would.
+func writeOwned(t *testing.T, h *sandbox.Home, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(path, h.UID, h.GID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func submit(t *testing.T, h *sandbox.Home, from, to, subject string) {
+	t.Helper()
+	msg := "From: " + from + "\nTo: " + to + "\nSubject: " + subject + "\n\nbody of " + subject + "\n"
+	if err := h.Submit(strings.NewReader(msg), from, []string{to}); err != nil {
+		t.Fatalf("queueing %s: %v", subject, err)
+	}
+}
+
+// waitQueueEmpty waits until qmail-send has finished every message: nothing left in
+// todo/ or info/. (A crash between removing info/ and qmail-clean's work leaves a mess/
+// file that the 36-hour cleanup removes, as in qmail.)
+func waitQueueEmpty(t *testing.T, h *sandbox.Home, log *logBuffer) {
+	t.Helper()
+	q := h.Queue()
+	for i := 0; i < 3000; i++ {
+		n := 0
+		for _, sub := range []string{"info"} {
+			for s := 0; s < q.Split; s++ {
+				ents, _ := os.ReadDir(filepath.Join(q.Dir, sub, strconv.Itoa(s)))
+				n += len(ents)
+			}
+		}
+		ents, _ := os.ReadDir(filepath.Join(q.Dir, "todo"))
+		n += len(ents)
+		if n == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, _ := exec.Command("find", q.Dir, "-type", "f").Output()
+	t.Fatalf("queue not empty:\n%s\nlog:\n%s", out, log.String())
+}
+
+func TestEndToEndDelivery(t *testing.T) {
+	h := newHome(t, "alice")
+	log := &logBuffer{}
+	m := startMTA(t, h, log)
+	defer m.stop(t)
+	submit(t, h, "someone@far.example", "alice@"+h.Domain, "first")
+	msgs := h.WaitMessages(t, "alice", 1)
+	if !bytes.Contains(msgs[0].Data, []byte("Subject: first\n")) ||
+		!bytes.Contains(msgs[0].Data, []byte("Delivered-To: alice@"+h.Domain+"\n")) {
+		t.Errorf("delivered message:\n%s", msgs[0].Data)
+	}
+	waitQueueEmpty(t, h, log)
+	l := log.String()
+	for _, want := range []string{"status: local 0/10 remote 0/20\n", "new msg ", "info msg ",
+		"from <someone@far.example> qp ", "to local alice@" + h.Domain + "\n", ": success: ", "end msg "} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log lacks %q:\n%s", want, l)
+		}
+	}
+	m.stop(t)
+	if !strings.HasSuffix(log.String(), "status: exiting\n") {
+		t.Errorf("no clean exit:\n%s", log.String())
+	}
+}
+
+func TestRetryThenBounceThenDoubleBounce(t *testing.T) {
+	h := newHome(t, "alice", "bob")
+	// bob's deliveries fail temporarily; the queue lifetime is short so the final try
+	// comes after a few forced retries.
+	writeOwned(t, h, filepath.Join(h.UserHome("bob"), ".qmail"), "|exit 111\n", 0644)
+	writeOwned(t, h, filepath.Join(h.Dir, "control", "queuelifetime"), "2\n", 0644)
+	log := &logBuffer{}
+	m := startMTA(t, h, log)
+	defer m.stop(t)
+
+	submit(t, h, "alice@"+h.Domain, "bob@"+h.Domain, "to-bob")
+	// A bounce whose sender does not exist either: it bounces, and the double bounce
+	// goes to the postmaster (the alias user's Maildir in the sandbox).
+	submit(t, h, "ghost1@"+h.Domain, "ghost2@"+h.Domain, "ghostly")
+
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				m.signal(syscall.SIGALRM) // qmail-start passes it on to qmail-send
+			}
+		}
+	}()
+	bounces := h.WaitMessages(t, "alice", 1)
+	b := string(bounces[0].Data)
+	for _, want := range []string{
+		"From: MAILER-DAEMON@" + h.Domain + "\n",
+		"Subject: failure notice\n",
+		"Hi. This is the qmail-send program at " + h.Domain + ".\n",
+		"<bob@" + h.Domain + ">:\n",
+		"I'm not going to try again; this message has been in the queue too long.\n",
+		"--- Below this line is a copy of the message.\n\nReturn-Path: <alice@" + h.Domain + ">\n",
+		"Subject: to-bob\n",
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, b)
+		}
+	}
+	if n := strings.Count(log.String(), "to local bob@"+h.Domain+"\n"); n < 2 {
+		t.Errorf("bob's delivery was tried %d times; want retries", n)
+	}
+	if !strings.Contains(log.String(), ": deferral: ") {
+		t.Errorf("no deferral logged:\n%s", log.String())
+	}
+
+	dbl := h.WaitMessages(t, "alias", 1)
+	d := string(dbl[0].Data)
+	for _, want := range []string{
+		"I tried to deliver a bounce message to this address, but the bounce bounced!\n",
+		"<ghost1@" + h.Domain + ">:\n",
+		"--- Below this line is the original bounce.\n\nReturn-Path: <>\n",
+		"<ghost2@" + h.Domain + ">:\n",
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("double bounce lacks %q:\n%s", want, d)
+		}
+	}
+	waitQueueEmpty(t, h, log)
+}
+
+// TestCrashSafety kills qmail-send, or the whole MTA, with SIGKILL at random points
+// while mail flows, restarts it, and checks at the end that every queued message was
+// delivered at least once.
+func TestCrashSafety(t *testing.T) {
+	h := newHome(t, "alice")
+	log := &logBuffer{}
+	seed := time.Now().UnixNano()
+	t.Logf("kill points from seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	const rounds = 25
+	const perRound = 4
+	sent := 0
+	for r := 0; r < rounds; r++ {
+		m := startMTA(t, h, log)
+		for i := 0; i < perRound; i++ {
+			submit(t, h, "crash@far.example", "alice@"+h.Domain, fmt.Sprintf("crash-%d", sent))
+			sent++
+		}
+		time.Sleep(time.Duration(rng.Intn(60)) * time.Millisecond)
+		if rng.Intn(2) == 0 {
+			if pid := m.sendPID(); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			} else {
+				syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+			}
+		} else {
+			syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		m.wait(t)
+	}
+	m := startMTA(t, h, log)
+	defer m.stop(t)
+	msgs := h.WaitMessages(t, "alice", sent)
+	waitQueueEmpty(t, h, log)
+	msgs, err := h.Messages("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, msg := range msgs {
+		for _, line := range strings.Split(string(msg.Data), "\n") {
+			if strings.HasPrefix(line, "Subject: crash-") {
+				seen[strings.TrimPrefix(line, "Subject: ")]++
+			}
+		}
+	}
+	for i := 0; i < sent; i++ {
+		if seen[fmt.Sprintf("crash-%d", i)] == 0 {
+			t.Errorf("crash-%d was never delivered", i)
+		}
+	}
+	t.Logf("%d messages, %d deliveries", sent, len(msgs))
+}
