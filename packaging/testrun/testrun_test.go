@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/notqmail/notqmail/src/sandbox"
 	"github.com/notqmail/notqmail/src/testpeer"
 )
 
@@ -107,6 +108,36 @@ func TestRootInstallsThenTests(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "PASS") {
 		t.Errorf("no PASS line:\n%s", out)
+	}
+}
+
+// In the project tree the sandbox binaries are built once and handed to go test.
+func TestSandboxBinariesBuiltOnce(t *testing.T) {
+	root := t.TempDir()
+	for _, b := range sandbox.Binaries {
+		os.MkdirAll(filepath.Join(root, "src", "cmd", b), 0o755)
+	}
+	f := &fakeSystem{have: map[string]bool{"cdb": true, "swaks": true, "smtp-sink": true, "smtp-source": true}}
+	o, out := f.options(0, true)
+	o.Root = root
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(f.calls) != 3 || !strings.HasPrefix(f.calls[1], "go build -o ") ||
+		!strings.HasSuffix(f.calls[1], "./src/cmd/notqmail ./src/cmd/qmail-queue") {
+		t.Fatalf("calls = %q", f.calls)
+	}
+	var binDir string
+	for _, kv := range f.envs[2] {
+		if v, ok := strings.CutPrefix(kv, sandbox.BinEnv+"="); ok {
+			binDir = v
+		}
+	}
+	if binDir == "" || !strings.Contains(f.calls[1], binDir) {
+		t.Errorf("go test env %q does not point %s at the build's output (%s)", f.envs[2], sandbox.BinEnv, f.calls[1])
+	}
+	if _, err := os.Stat(binDir); !os.IsNotExist(err) {
+		t.Errorf("binary directory %s left behind", binDir)
 	}
 }
 
