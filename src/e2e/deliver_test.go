@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/notqmail/notqmail/src/sandbox"
 )
@@ -95,12 +96,15 @@ func subjectOf(msg string) int {
 func TestThousandMessages(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{Domain: domain, Users: []string{"alice", "bob"}})
 	setupAlice(t, h)
+	ownedFile(t, h, filepath.Join(h.Dir, "control", "concurrencylocal"), "40\n", 0644)
 
+	start := time.Now()
 	// Inject with qmail-send not running, so the queue can be checked as written.
 	var wg sync.WaitGroup
 	errs := make(chan error, messages)
 	work := make(chan int)
-	for w := 0; w < 4; w++ {
+	// Several at once: each qmail-queue waits on fsync.
+	for w := 0; w < 8; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -152,10 +156,13 @@ func TestThousandMessages(t *testing.T) {
 		}
 	}
 
+	t.Logf("injected and checked %d messages in %v", messages, time.Since(start))
 	needDaemons(t, h)
+	start = time.Now()
 	m := startMTA(t, h)
 	m.waitFor("the queue to empty", func() bool { return queueEmpty(h) })
 	m.stop()
+	t.Logf("delivered in %v", time.Since(start))
 	checkDeliveries(t, h)
 }
 
