@@ -28,9 +28,10 @@ type Queue struct {
 	Split int
 }
 
-// Open returns the queue at dir. The split count is taken from the queue itself (the
-// number of subdirectories of mess/), so a queue built with another conf-split is read
-// correctly; a queue without mess/ gets DefaultSplit.
+// Open returns the queue at dir. The split count is taken from the queue itself, so a
+// queue built with another conf-split is read correctly: it is one more than the highest
+// numbered subdirectory of any split directory, so that one missing subdirectory cannot
+// shrink it and send lookups to the wrong place. A queue without any gets DefaultSplit.
 func Open(dir string) Queue {
 	return Queue{Dir: dir, Split: detectSplit(dir)}
 }
@@ -39,23 +40,27 @@ func Open(dir string) Queue {
 func Default() Queue { return Open(home.Path("queue")) }
 
 func detectSplit(dir string) int {
-	ents, err := os.ReadDir(filepath.Join(dir, "mess"))
-	if err != nil {
-		return DefaultSplit
-	}
-	n := 0
-	for _, e := range ents {
-		if !e.IsDir() {
+	highest := -1
+	for _, sub := range SplitDirs {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
 			continue
 		}
-		if i, err := strconv.Atoi(e.Name()); err == nil && i >= 0 && strconv.Itoa(i) == e.Name() {
-			n++
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			i, err := strconv.Atoi(e.Name())
+			if err != nil || i < 0 || strconv.Itoa(i) != e.Name() {
+				continue
+			}
+			highest = max(highest, i)
 		}
 	}
-	if n == 0 {
+	if highest < 0 {
 		return DefaultSplit
 	}
-	return n
+	return highest + 1
 }
 
 // IsSplit reports whether a queue subdirectory is split.

@@ -40,4 +40,11 @@ func TestOpenDetectsSplit(t *testing.T) {
 	if q := Open(d); q.Split != 101 {
 		t.Fatalf("split = %d, want 101", q.Split)
 	}
+	// A lost subdirectory in mess/ must not change the split: info/ still has it.
+	os.MkdirAll(filepath.Join(d, "info", "100"), 0700)
+	os.Remove(filepath.Join(d, "mess", "100"))
+	os.Remove(filepath.Join(d, "mess", "50"))
+	if q := Open(d); q.Split != 101 {
+		t.Fatalf("split with mess/50 and mess/100 missing = %d, want 101", q.Split)
+	}
 }
