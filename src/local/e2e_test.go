@@ -46,7 +46,7 @@ func setup(m *testing.M) (int, error) {
 	if err != nil {
 		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	out, err := exec.Command(gobin, "build", "-o", filepath.Join(dir, "notqmail"),
+	out, err := exec.Command(gobin, "build", "-buildvcs=false", "-o", filepath.Join(dir, "notqmail"),
 		"github.com/notqmail/notqmail/src/cmd/notqmail").CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("building notqmail: %v\n%s", err, out)
