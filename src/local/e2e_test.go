@@ -362,6 +362,9 @@ func TestE2EPermissionRefusals(t *testing.T) {
 	w.expect(code, out, 111, "Home directory is sticky: user is editing his .qmail file. (#4.2.1)\n")
 	code, out = w.local(msg, "", "", "-n")
 	w.expect(code, out, 0, "Warning: home directory is sticky.\nmaildir ./Maildir/\ndid 1+0+0\n")
+	os.Chmod(w.home, 0o600)
+	code, out = w.local(msg, "", "")
+	w.expect(code, out, 111, "Unable to switch to "+w.home+": permission denied. (#4.3.0)\n")
 }
 
 func TestE2EUnwritableMaildirIsTemporary(t *testing.T) {

@@ -218,6 +218,10 @@ func (d *delivery) checkHome() error {
 	if !fi.IsDir() {
 		return temp("Unable to switch to %s: %s. (#4.3.0)", d.p.Home, syscall.ENOTDIR.Error())
 	}
+	// qmail-local changes into the home directory; be refused where it would be.
+	if err := syscall.Access(d.p.Home, 1); err != nil {
+		return temp("Unable to switch to %s: %s. (#4.3.0)", d.p.Home, dotqmail.ErrText(err))
+	}
 	if fi.Mode().Perm()&dotqmail.Patrn != 0 {
 		return temp("Uh-oh: home directory is writable. (#4.7.0)")
 	}
