@@ -532,3 +532,23 @@ func TestE2EGetpwSystem(t *testing.T) {
 		t.Fatalf("usage: exit %d", code)
 	}
 }
+
+// Programs must get SIGPIPE's default action even though qmail-local itself survives
+// a vanished reader: a pipeline such as "yes | head -1" must end.
+func TestE2EProgramsGetDefaultSIGPIPE(t *testing.T) {
+	w := newWorld(t)
+	w.write(".qmail", "|grep SigIgn /proc/self/status\n|yes | head -1\n", 0o644)
+	w.ready(0o755)
+	code, out := w.local(msg, "", "")
+	m := regexp.MustCompile(`^SigIgn:\s+([0-9a-f]+)\ny\ndid 0\+0\+2\n$`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("exit %d, output %q", code, out)
+	}
+	mask, err := strconv.ParseUint(m[1], 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mask&(1<<(uint(syscall.SIGPIPE)-1)) != 0 {
+		t.Fatalf("SIGPIPE ignored in programs (SigIgn %s)", m[1])
+	}
+}
