@@ -29,7 +29,7 @@ func (e *NoMaildirError) Unwrap() error { return e.Err }
 
 var seq atomic.Uint64
 
-// uniqueName is a maildir file name: seconds, then M<microseconds>P<pid>Q<sequence>,
+// uniqueName is a maildir file name: seconds, then M<microseconds, 6 digits>P<pid>Q<sequence>,
 // then the host name, so that two deliveries never pick the same name even within a
 // microsecond in one process. Characters that would break the name are escaped as
 // the maildir convention asks ('/' as \057, ':' as \072).
@@ -39,7 +39,7 @@ func uniqueName(now time.Time, host string) string {
 	if host == "" {
 		host = "localhost"
 	}
-	return strconv.FormatInt(now.Unix(), 10) + ".M" + strconv.Itoa(now.Nanosecond()/1000) +
+	return strconv.FormatInt(now.Unix(), 10) + fmt.Sprintf(".M%06d", now.Nanosecond()/1000) +
 		"P" + strconv.Itoa(os.Getpid()) + "Q" + strconv.FormatUint(seq.Add(1), 10) + "." + host
 }
 

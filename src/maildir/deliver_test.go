@@ -149,3 +149,11 @@ func TestDeliverDiskFull(t *testing.T) {
 }
 
 var timeZero = time.Unix(0, 0)
+
+func TestUniqueNamesSortByTime(t *testing.T) {
+	a := uniqueName(time.Unix(1700000000, 99_000), "h")
+	b := uniqueName(time.Unix(1700000000, 100_000_000), "h")
+	if !(a < b) || !strings.HasPrefix(a, "1700000000.M000099P") {
+		t.Fatalf("%q should sort before %q", a, b)
+	}
+}
