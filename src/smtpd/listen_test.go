@@ -15,7 +15,11 @@ import (
 // startListener runs a sandbox's bin/qmail-smtpd with its built-in listener.
 func startListener(t *testing.T, h *sandbox.Home, args ...string) string {
 	t.Helper()
-	addr := "127.0.0.1:" + freePort(t)
+	return startListenerAt(t, h, "127.0.0.1:"+freePort(t), args...)
+}
+
+func startListenerAt(t *testing.T, h *sandbox.Home, addr string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(h.Bin, "qmail-smtpd"), append([]string{"-l", addr}, args...)...)
 	cmd.Env = h.Env()
 	logf, err := os.Create(filepath.Join(t.TempDir(), "smtpd.log"))

@@ -87,11 +87,11 @@ type Config struct {
 	// Plugins, when set, are run at each stage as qmail-spp does.
 	Plugins Plugins
 
-	Log      io.Writer // one line per session and per message; nil discards
-	ID       string    // session id for the logs; default the process id
-	MaxRcpts int       // default DefaultMaxRcpts
-	MaxHdr   int64     // default DefaultMaxHdr
-	Now      func() time.Time
+	Log      io.Writer        // one line per session and per message; nil discards
+	ID       string           // session id for the logs; default the process id
+	MaxRcpts int              // default DefaultMaxRcpts
+	MaxHdr   int64            // default DefaultMaxHdr
+	Now      func() time.Time // the clock for Received lines, replies and logs (timeouts use the real one)
 }
 
 // Plugins runs a stage's qmail-spp plugins with the session's variables (set, and
@@ -268,7 +268,7 @@ func sanitize(t string) string {
 
 func (s *session) flush() error {
 	if s.dl != nil && s.cfg.Timeout > 0 {
-		s.dl.SetWriteDeadline(s.cfg.Now().Add(s.cfg.Timeout))
+		s.dl.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
 	}
 	return s.bw.Flush()
 }
@@ -292,7 +292,7 @@ func peek(br *bufio.Reader, n int) []byte {
 
 func (s *session) setReadDeadline() {
 	if s.dl != nil && s.cfg.Timeout > 0 {
-		s.dl.SetReadDeadline(s.cfg.Now().Add(s.cfg.Timeout))
+		s.dl.SetReadDeadline(time.Now().Add(s.cfg.Timeout))
 	}
 }
 
