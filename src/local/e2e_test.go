@@ -552,3 +552,15 @@ func TestE2EProgramsGetDefaultSIGPIPE(t *testing.T) {
 		t.Fatalf("SIGPIPE ignored in programs (SigIgn %s)", m[1])
 	}
 }
+
+func fileOwner(path string) (int, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
+}
