@@ -42,18 +42,33 @@ type mta struct {
 	log    *logBuffer
 	done   chan error
 	exited bool
+
+	logStart int // where this run's log begins
 }
 
-func startMTA(t *testing.T, h *sandbox.Home, log *logBuffer) *mta {
+// waitUp waits for qmail-send's first status line: from then on it handles signals.
+func (m *mta) waitUp(t *testing.T) {
+	t.Helper()
+	for i := 0; i < 3000; i++ {
+		if strings.Contains(m.log.String()[m.logStart:], "status: local") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("qmail-send did not start:\n%s", m.log.String())
+}
+
+func startMTA(t *testing.T, h *sandbox.Home, log *logBuffer, env ...string) *mta {
 	t.Helper()
 	cmd := h.Command("qmail-start", "./Maildir/")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m := &mta{h: h, cmd: cmd, log: log, done: make(chan error, 1)}
+	m := &mta{h: h, cmd: cmd, log: log, done: make(chan error, 1), logStart: len(log.String())}
 	go func() { m.done <- cmd.Wait() }()
 	return m
 }
@@ -198,6 +213,7 @@ func TestRetryThenBounceThenDoubleBounce(t *testing.T) {
 	log := &logBuffer{}
 	m := startMTA(t, h, log)
 	defer m.stop(t)
+	m.waitUp(t)
 
 	submit(t, h, "alice@"+h.Domain, "bob@"+h.Domain, "to-bob")
 	// A bounce whose sender does not exist either: it bounces, and the double bounce
@@ -305,4 +321,101 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages, %d deliveries", sent, len(msgs))
+}
+
+// TestPicksUpQmailQueue builds queue entries by hand the way qmail's qmail-queue and
+// qmail-send leave them (inode-number ids, qmail's modes and records) and checks that
+// they are delivered.
+func TestPicksUpQmailQueue(t *testing.T) {
+	h := newHome(t, "alice")
+	q := h.Queue()
+	own := func(p string, mode os.FileMode) {
+		os.Chmod(p, mode)
+		if os.Geteuid() == 0 {
+			os.Chown(p, h.UID, h.GID)
+		}
+	}
+	newID := func(body string) uint64 {
+		pid := filepath.Join(q.Dir, "pid", fmt.Sprintf("%d.%d.1", os.Getpid(), time.Now().UnixNano()))
+		if err := os.WriteFile(pid, []byte(body), 0644); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(pid)
+		id := fi.Sys().(*syscall.Stat_t).Ino
+		if err := os.Link(pid, q.Path("mess", id)); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(pid)
+		own(q.Path("mess", id), 0644)
+		return id
+	}
+	// State after qmail-queue: mess, intd and its link todo.
+	a := newID("Received: (qmail 1 invoked by uid 0); 1 Jan 2026 00:00:00 -0000\nSubject: from-todo\n\nhi\n")
+	env := "u0\x00p1\x00Fsender@far.example\x00Talice@" + h.Domain + "\x00"
+	os.WriteFile(q.Path("intd", a), []byte(env), 0644)
+	own(q.Path("intd", a), 0644)
+	os.Link(q.Path("intd", a), q.Path("todo", a))
+	// State after qmail-send's preprocessing and one delivery: info, local with D and T.
+	b := newID("Subject: from-info\n\nhi\n")
+	os.WriteFile(q.Path("info", b), []byte("Fsender@far.example\x00"), 0600)
+	own(q.Path("info", b), 0600)
+	os.WriteFile(q.Path("local", b), []byte("Dnobody-done@"+h.Domain+"\x00Talice@"+h.Domain+"\x00"), 0600)
+	own(q.Path("local", b), 0600)
+
+	log := &logBuffer{}
+	m := startMTA(t, h, log)
+	defer m.stop(t)
+	msgs := h.WaitMessages(t, "alice", 2)
+	waitQueueEmpty(t, h, log)
+	var subjects []string
+	for _, msg := range msgs {
+		for _, line := range strings.Split(string(msg.Data), "\n") {
+			if strings.HasPrefix(line, "Subject: ") {
+				subjects = append(subjects, line)
+			}
+		}
+	}
+	if len(subjects) != 2 || !strings.Contains(strings.Join(subjects, ","), "from-todo") || !strings.Contains(strings.Join(subjects, ","), "from-info") {
+		t.Errorf("subjects %q", subjects)
+	}
+	if strings.Contains(log.String(), "nobody-done") {
+		t.Errorf("a done recipient was delivered:\n%s", log.String())
+	}
+}
+
+// TestRemoteThroughQMAILREMOTE delivers a remote recipient through the QMAILREMOTE
+// seam, and checks that a missing remote program only defers.
+func TestRemoteThroughQMAILREMOTE(t *testing.T) {
+	h := newHome(t, "alice")
+	script := filepath.Join(h.Dir, "fake-remote")
+	out := filepath.Join(h.Dir, "remote-out")
+	os.Mkdir(out, 0755)
+	if os.Geteuid() == 0 {
+		os.Chown(out, h.UID, h.GID)
+	}
+	os.WriteFile(script, []byte("#!/bin/sh\ncat > "+out+"/\"$3\"\nprintf 'r\\000Kfake remote took it for %s from %s\\000' \"$1\" \"$2\"\n"), 0755)
+
+	log := &logBuffer{}
+	m := startMTA(t, h, log, "QMAILREMOTE=/nonexistent/qmail-remote")
+	submit(t, h, "alice@"+h.Domain, "bob@far.example", "remote-1")
+	for i := 0; i < 3000 && !strings.Contains(log.String(), ": deferral: Unable_to_run_qmail-remote./"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), ": deferral: Unable_to_run_qmail-remote./") {
+		t.Fatalf("no deferral for a missing qmail-remote:\n%s", log.String())
+	}
+	m.stop(t)
+
+	m = startMTA(t, h, log, "QMAILREMOTE="+script)
+	defer m.stop(t)
+	m.waitUp(t)
+	m.signal(syscall.SIGALRM)
+	waitQueueEmpty(t, h, log)
+	b, err := os.ReadFile(filepath.Join(out, "bob@far.example"))
+	if err != nil || !strings.Contains(string(b), "Subject: remote-1\n") {
+		t.Fatalf("remote program got %q, %v", b, err)
+	}
+	if !strings.Contains(log.String(), ": success: fake_remote_took_it_for_far.example_from_alice@"+h.Domain+"\n") {
+		t.Errorf("log:\n%s", log.String())
+	}
 }
