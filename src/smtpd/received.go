@@ -94,6 +94,9 @@ func (s *session) logMessage(qp int, size int64, r Reply, note string) {
 	if note != "" && r.Code != 0 {
 		extra = " note=" + strconv.Quote(note)
 	}
+	if more := s.rejectedN - len(s.rejected); more > 0 {
+		rj = append(rj, fmt.Sprintf("...%d more", more))
+	}
 	s.logf("message remote=%s from=%s rcpts=[%s] rejected=[%s] bytes=%d qp=%d result=%s%s",
 		safe(s.remoteIP()), strconv.Quote(s.from), strings.Join(rc, ","), strings.Join(rj, ","), size, qp, strconv.Quote(result), extra)
 }

@@ -37,12 +37,14 @@ type Message interface {
 
 // Limits that keep a session's memory bounded.
 const (
-	MaxCommandLine  = 2048    // bytes of one command line with its CRLF
-	DefaultMaxRcpts = 1000    // recipients per message (RFC 5321 asks for at least 100)
-	DefaultMaxHdr   = 1 << 20 // bytes of a message's header section
-	maxErrors       = 50      // bad commands before the server hangs up
-	readBufferSize  = 16 * 1024
-	maxHops         = 100 // Received and Delivered-To lines that make a loop (qmail's MAXHOPS)
+	MaxCommandLine   = 2048      // bytes of one command line with its CRLF
+	DefaultMaxRcpts  = 1000      // recipients per message (RFC 5321 asks for at least 100)
+	DefaultMaxHdr    = 1 << 20   // bytes of a message's header section
+	maxErrors        = 50        // bad commands before the server hangs up
+	maxLoggedRejects = 100       // refused recipients named in a transaction's log line
+	maxPluginText    = 64 * 1024 // plugin headers per session, deferred replies per stage
+	readBufferSize   = 16 * 1024
+	maxHops          = 100 // Received and Delivered-To lines that make a loop (qmail's MAXHOPS)
 )
 
 // Config is one session's settings: the control files, the client's environment
@@ -127,21 +129,23 @@ type session struct {
 	relaySet bool
 
 	// the current transaction
-	inMail      bool
-	from        string
-	utf8        bool
-	barf        bool
-	rcpts       []string
-	rejected    []string
-	rcptAll     int
-	headers     []string
-	later       map[spp.Stage]string
-	sessionHdrs []string // plugin headers from connect and HELO: for every message
-	unset       map[string]bool
-	noPlugins   bool
-	pluginEnv   map[string]string
-	lastVerdict spp.Verdict
-	hangup      bool
+	inMail         bool
+	from           string
+	utf8           bool
+	barf           bool
+	rcpts          []string
+	rejected       []string
+	rejectedN      int
+	rcptAll        int
+	headers        []string
+	later          map[spp.Stage]string
+	sessionHdrs    []string // plugin headers from connect and HELO: for every message
+	pluginHdrBytes int
+	unset          map[string]bool
+	noPlugins      bool
+	pluginEnv      map[string]string
+	lastVerdict    spp.Verdict
+	hangup         bool
 
 	messages, accepted int
 	end                string
@@ -366,14 +370,24 @@ func (s *session) plugins(stage spp.Stage, extra map[string]string) bool {
 	}
 	for st, r := range v.Later {
 		if prev := s.later[st]; prev != "" {
+			if len(prev)+len(r) > maxPluginText {
+				continue
+			}
 			r = prev + "\r\n" + r
 		}
 		s.later[st] = r
 	}
-	if stage == spp.Connect || stage == spp.Helo {
-		s.sessionHdrs = append(s.sessionHdrs, v.Headers...)
-	} else {
-		s.headers = append(s.headers, v.Headers...)
+	for _, h := range v.Headers {
+		// Plugins may add headers on every RCPT; the total stays bounded.
+		if s.pluginHdrBytes += len(h); s.pluginHdrBytes > maxPluginText {
+			s.logf("plugin headers over %d bytes dropped", maxPluginText)
+			break
+		}
+		if stage == spp.Connect || stage == spp.Helo {
+			s.sessionHdrs = append(s.sessionHdrs, h)
+		} else {
+			s.headers = append(s.headers, h)
+		}
 	}
 	for _, p := range v.Print {
 		s.rawReply(p)
@@ -544,7 +558,7 @@ func (s *session) rcpt(arg string) error {
 	}
 	s.rcptAll++
 	if s.laterReply(spp.Rcpt) {
-		s.rejected = append(s.rejected, p.addr)
+		s.noteRejected(p.addr)
 		return nil
 	}
 	if s.barf {
@@ -568,7 +582,7 @@ func (s *session) rcpt(arg string) error {
 		env["SMTPRCPTHOSTSOK"] = "1"
 	}
 	if !s.plugins(spp.Rcpt, env) {
-		s.rejected = append(s.rejected, p.addr)
+		s.noteRejected(p.addr)
 		return s.afterPlugins()
 	}
 	addr := p.addr
@@ -612,8 +626,17 @@ func (s *session) rcpt(arg string) error {
 // Error lets a Reply be returned by CheckRcpt.
 func (r *Reply) Error() string { return r.String() }
 
+// noteRejected keeps a refused recipient for the transaction's log line; past
+// maxLoggedRejects only the count grows, so a client cannot grow the list forever.
+func (s *session) noteRejected(addr string) {
+	s.rejectedN++
+	if len(s.rejected) < maxLoggedRejects {
+		s.rejected = append(s.rejected, addr)
+	}
+}
+
 func (s *session) reject(addr string, r Reply) {
-	s.rejected = append(s.rejected, addr)
+	s.noteRejected(addr)
 	s.reply(r)
 }
 
@@ -830,7 +853,12 @@ func (s *session) resetTransaction() {
 	s.barf = false
 	s.rcpts = nil
 	s.rejected = nil
+	s.rejectedN = 0
+	s.rejectedN = 0
 	s.rcptAll = 0
+	for _, h := range s.headers {
+		s.pluginHdrBytes -= len(h)
+	}
 	s.headers = nil
 	delete(s.pluginEnv, "SMTPMAILFROM")
 	delete(s.pluginEnv, "SMTPRCPTTO")

@@ -235,3 +235,15 @@ func TestTooManyRecipients(t *testing.T) {
 		t.Errorf("%s", out)
 	}
 }
+
+func TestRejectedRecipientsBounded(t *testing.T) {
+	cfg := testConfig(&memQueue{})
+	var log bytes.Buffer
+	cfg.Log = &log
+	dialog(t, cfg, "MAIL FROM:<a@x.example>\r\n"+strings.Repeat("RCPT TO:<u@far.example>\r\n", 5000)+"QUIT\r\n")
+	l := log.String()
+	if strings.Count(l, `"u@far.example"`) != maxLoggedRejects || !strings.Contains(l, `...4900 more`) {
+		t.Errorf("log line not bounded: %d bytes", len(l))
+	}
+	mustContain(t, l, `result="abandoned"`)
+}
