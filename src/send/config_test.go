@@ -157,3 +157,18 @@ func TestBadTodoStays(t *testing.T) {
 		t.Error("delivered from a bad envelope")
 	}
 }
+
+func TestConcurrencyZeroHolds(t *testing.T) {
+	q := makeQueue(t)
+	h := startDaemonWith(t, q, 604800, [nchan]int{0, 1})
+	held := enqueue(t, q, "joe@x", "ok@here.example")
+	sent := enqueue(t, q, "joe@x", "ok@far.example")
+	h.pull()
+	waitFor(t, h, "remote delivery", func() bool { return gone(q, sent) })
+	if gone(q, held) || h.spawn[Local].count("ok@here.example") != 0 {
+		t.Error("local delivery made with concurrencylocal 0")
+	}
+	if !strings.Contains(h.log.String(), "status: local 0/0 remote 0/1\n") {
+		t.Errorf("log:\n%s", h.log.String())
+	}
+}

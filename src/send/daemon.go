@@ -26,6 +26,9 @@ const (
 	ossified     = 129600 // 36 h: a mess file this old with no info or todo is garbage
 	reportMax    = 10000  // longest report accepted from a spawner
 	recordMax    = 1 << 20
+	// todoBatch is how many new messages one round of the main loop preprocesses, so a
+	// flood of new mail is not starved by delivery reports (and the reverse).
+	todoBatch = 8
 )
 
 // Injector queues a message, as qmail-send does with qmail-queue for bounces. qp is
@@ -203,7 +206,8 @@ func (d *Daemon) Run() error {
 		d.wait(timeout)
 
 		d.recent = now()
-		d.todoDo()
+		for i := 0; i < todoBatch && d.todoDo(); i++ {
+		}
 		d.passDo()
 		d.cleanupDo()
 	}
@@ -843,7 +847,8 @@ func (d *Daemon) passDoChan(c int) bool {
 	}
 	p := &d.pass[c]
 	if !p.active {
-		if !d.jobAvail() {
+		// A held channel (concurrency 0) must not take a job the other one needs.
+		if d.concurrency[c] == 0 || !d.jobAvail() {
 			return false
 		}
 		pe, ok := d.pqch[c].min()
@@ -1016,20 +1021,22 @@ func (d *Daemon) todoSelprep(wakeup *int64) {
 	}
 }
 
-func (d *Daemon) todoDo() {
+// todoDo preprocesses the next entry of todo/, if it is time to; it reports whether
+// it made progress.
+func (d *Daemon) todoDo() bool {
 	if d.exitASAP {
-		return
+		return false
 	}
 	if d.todoDir == nil {
 		if !d.triggered && d.recent < d.nextTodoRun {
-			return
+			return false
 		}
 		d.triggered = false
 		f, err := os.Open(filepath.Join(d.Queue.Dir, "todo"))
 		if err != nil {
 			d.Log.Alert("unable to opendir todo, sleeping...")
 			time.Sleep(10 * time.Second)
-			return
+			return false
 		}
 		d.todoDir = f
 		d.todoNames = nil
@@ -1040,7 +1047,7 @@ func (d *Daemon) todoDo() {
 		if err != nil || len(names) == 0 {
 			d.todoDir.Close()
 			d.todoDir = nil
-			return
+			return false
 		}
 		d.todoNames = names
 	}
@@ -1049,6 +1056,7 @@ func (d *Daemon) todoDo() {
 	if id, ok := parseID(name); ok {
 		d.preprocess(id)
 	}
+	return true
 }
 
 // preprocess turns todo/<id> into info/<id>, local/<id> and remote/<id>, then has

@@ -187,11 +187,16 @@ type harness struct {
 
 func startDaemon(t *testing.T, q queue.Queue, lifetime int64) *harness {
 	t.Helper()
+	return startDaemonWith(t, q, lifetime, [nchan]int{10, 20})
+}
+
+func startDaemonWith(t *testing.T, q queue.Queue, lifetime int64, conc [nchan]int) *harness {
+	t.Helper()
 	h := &harness{q: q, log: &syncBuffer{}, inj: &recordingInjector{}, trigger: make(chan struct{}, 1),
 		sigs: make(chan os.Signal, 4), done: make(chan error, 1)}
 	rw := &Rewriter{EnvNoAtHost: "here.example", Locals: map[string]bool{"here.example": true},
 		PercentHack: map[string]bool{}, VirtualDoms: map[string]string{"virt.example": "v"}}
-	cfg := &Config{Lifetime: lifetime, Concurrency: [nchan]int{10, 20}, BounceFrom: "MAILER-DAEMON",
+	cfg := &Config{Lifetime: lifetime, Concurrency: conc, BounceFrom: "MAILER-DAEMON",
 		BounceHost: "here.example", DoubleBounceTo: "postmaster@here.example", Rewriter: rw}
 	var conns [nchan]Conn
 	for c := 0; c < nchan; c++ {
