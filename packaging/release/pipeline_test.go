@@ -3,9 +3,11 @@ package release
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +19,9 @@ import (
 const root = "../.."
 
 // One packaging run is shared by the tests below: cross-building two architectures is
-// the slow part.
+// the slow part. It builds from a snapshot of the tree, so that work going on in the
+// tree meanwhile cannot make the two builds of the reproducibility test differ, with a
+// VERSION file, so the version's way into each format is checked too.
 var shared struct {
 	once sync.Once
 	dir  string
@@ -25,6 +29,13 @@ var shared struct {
 	log  bytes.Buffer
 	err  error
 }
+
+const (
+	snapshotVersion = "1.2.3-rc1"
+	snapshotEpoch   = 1700000000 // 2023-11-14
+)
+
+func snapshotRoot() string { return filepath.Join(shared.dir, "src") }
 
 func packaged(t *testing.T) (dist string, arts []Artifact) {
 	t.Helper()
@@ -34,7 +45,13 @@ func packaged(t *testing.T) (dist string, arts []Artifact) {
 		if s.err != nil {
 			return
 		}
-		o := Options{Root: root, Build: filepath.Join(s.dir, "build"), Dist: filepath.Join(s.dir, "dist"), Log: &s.log}
+		if s.err = snapshot(root, snapshotRoot()); s.err != nil {
+			return
+		}
+		if s.err = os.WriteFile(filepath.Join(snapshotRoot(), "VERSION"), []byte(snapshotVersion+"\n"), 0o644); s.err != nil {
+			return
+		}
+		o := Options{Root: snapshotRoot(), Build: filepath.Join(s.dir, "build"), Dist: filepath.Join(s.dir, "dist"), Log: &s.log}
 		s.arts, s.err = Package(context.Background(), o)
 	})
 	if s.err != nil {
@@ -43,7 +60,46 @@ func packaged(t *testing.T) (dist string, arts []Artifact) {
 	return filepath.Join(s.dir, "dist"), s.arts
 }
 
+// snapshot copies the source tree, without .git and without build output.
+func snapshot(from, to string) error {
+	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (rel == ".git" || rel == "build" || rel == "dist") {
+			return filepath.SkipDir
+		}
+		dst := filepath.Join(to, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, dst)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(dst, b, fi.Mode().Perm())
+		}
+		return nil
+	})
+}
+
 func TestMain(m *testing.M) {
+	os.Setenv("SOURCE_DATE_EPOCH", strconv.Itoa(snapshotEpoch))
 	code := m.Run()
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
@@ -152,7 +208,7 @@ func TestPackagesReadByRealTools(t *testing.T) {
 
 	// What every package must hold, in each tool's listing format.
 	binWant := []string{"usr/lib/notqmail/bin/notqmail", "usr/share/man/man8/notqmail.8.gz", "etc/qmail/defaultdelivery", "var/qmail/bin"}
-	if fileExists(filepath.Join(root, "src", "cmd", "qmail-queue")) {
+	if fileExists(filepath.Join(snapshotRoot(), "src", "cmd", "qmail-queue")) {
 		binWant = append(binWant, "usr/lib/notqmail/bin/qmail-queue")
 	}
 
@@ -168,6 +224,9 @@ func TestPackagesReadByRealTools(t *testing.T) {
 		arch := strings.TrimSpace(run(t, dpkgDeb, "-f", p, "Architecture"))
 		if !strings.Contains(d, "_"+arch+".deb") {
 			t.Errorf("%s: Architecture %s", d, arch)
+		}
+		if v := strings.TrimSpace(run(t, dpkgDeb, "-f", p, "Version")); v != "1.2.3~rc1-1" {
+			t.Errorf("%s: Version %s, want 1.2.3~rc1-1 (from VERSION %s)", d, v, snapshotVersion)
 		}
 		list := run(t, dpkgDeb, "-c", p)
 		for _, w := range binWant {
@@ -187,6 +246,9 @@ func TestPackagesReadByRealTools(t *testing.T) {
 		if !strings.Contains(info, "notqmail") || !strings.Contains(info, "Architecture:") {
 			t.Errorf("%s: rpm -qip:\n%s", r, info)
 		}
+		if v := run(t, rpm, "-qp", "--qf", "%{VERSION}-%{RELEASE} %{BUILDTIME}", p); v != "1.2.3~rc1-1 "+strconv.Itoa(snapshotEpoch) {
+			t.Errorf("%s: version and build time %q", r, v)
+		}
 		list := run(t, rpm, "-qlp", p)
 		for _, w := range binWant {
 			if !strings.Contains(list, "/"+w) {
@@ -205,6 +267,9 @@ func TestPackagesReadByRealTools(t *testing.T) {
 
 	tar := testpeer.Need(t, "tar")
 	for _, a := range apks {
+		if info := run(t, tar, "-xzOf", filepath.Join(dist, a), ".PKGINFO"); !strings.Contains(info, "pkgver = 1.2.3_rc1-r0\n") {
+			t.Errorf("%s: .PKGINFO:\n%s", a, info)
+		}
 		list := run(t, tar, "-tzf", filepath.Join(dist, a))
 		for _, w := range append([]string{".PKGINFO", ".pre-install"}, binWant...) {
 			if !strings.Contains(list, w) {
@@ -236,7 +301,7 @@ func TestPackagesAreReproducible(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var log bytes.Buffer
-	o := Options{Root: root, Build: filepath.Join(dir, "build"), Dist: filepath.Join(dir, "dist"), Log: &log}
+	o := Options{Root: snapshotRoot(), Build: filepath.Join(dir, "build"), Dist: filepath.Join(dir, "dist"), Log: &log}
 	if _, err := Package(context.Background(), o); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
