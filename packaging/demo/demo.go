@@ -151,6 +151,9 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	fmt.Fprintf(o.Out, "==> creating the sandbox home %s\n", o.Dir)
 	h, err := sandbox.Create(o.Dir, sandbox.Options{BinDir: o.Bin})
 	if err != nil {
+		if os.Geteuid() == 0 {
+			return nil, fmt.Errorf("%w (as root the demo runs as %s; run it as an ordinary user, or from a checkout every user can reach)", err, sandbox.SandboxUser)
+		}
 		return nil, err
 	}
 	progs, err := release.Programs(ctx, filepath.Join(h.Bin, release.MultiCall))
