@@ -16,6 +16,10 @@ func init() { register("qmail-send", sendMain) }
 // sendMain runs qmail-send with qmail-start's descriptors: the log on fd 0, the
 // spawners on 1-4 and qmail-clean on 5-6.
 func sendMain(args []string) int {
+	// Catch the signals first: qmail-start may pass one on as soon as we exist.
+	signal.Ignore(syscall.SIGPIPE) // a dead helper must show up as a write error
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
 	log := send.Logger{W: os.Stdin}
 	if err := os.Chdir(home.Dir()); err != nil {
 		log.Alert("cannot start: unable to switch to home directory")
@@ -31,10 +35,6 @@ func sendMain(args []string) int {
 		log.Alert("cannot start: unable to switch to queue directory")
 		return 111
 	}
-	// A helper that died must show up as a write error, not kill us.
-	signal.Ignore(syscall.SIGPIPE)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
 	syscall.Umask(077)
 
 	trigger, err := send.OpenTrigger(q.Trigger())
