@@ -137,5 +137,95 @@ func punycode(label string) (string, error) {
 		delta++
 		n++
 	}
+	if len(out) > 59 { // "xn--" and this must fit DNS's 63-byte label
+		return "", errors.New("label too long")
+	}
+	return string(out), nil
+}
+
+// unicodeDomain returns the domain with every A-label ("xn--...") decoded, lowercased;
+// ok is false when a label does not decode.
+func unicodeDomain(d string) (string, bool) {
+	labels := strings.Split(strings.ToLower(d), ".")
+	changed := false
+	for i, l := range labels {
+		if strings.HasPrefix(l, "xn--") {
+			u, err := unpunycode(l[4:])
+			if err != nil {
+				return "", false
+			}
+			labels[i], changed = u, true
+		}
+	}
+	return strings.Join(labels, "."), changed
+}
+
+func pcValue(c byte) (int, bool) {
+	switch {
+	case c >= 'a' && c <= 'z':
+		return int(c - 'a'), true
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 26, true
+	}
+	return 0, false
+}
+
+// unpunycode decodes one label (RFC 3492 section 6.2).
+func unpunycode(s string) (string, error) {
+	if len(s) > 59 {
+		return "", errors.New("label too long")
+	}
+	var out []rune
+	rest := s
+	if i := strings.LastIndexByte(s, '-'); i >= 0 {
+		for j := 0; j < i; j++ {
+			if s[j] >= 0x80 {
+				return "", errors.New("non-ASCII in punycode")
+			}
+			out = append(out, rune(s[j]))
+		}
+		rest = s[i+1:]
+	}
+	n, bias, i := pcInitialN, pcInitialBias, 0
+	for pos := 0; pos < len(rest); {
+		oldi, w := i, 1
+		for k := pcBase; ; k += pcBase {
+			if pos >= len(rest) {
+				return "", errors.New("truncated punycode")
+			}
+			digit, ok := pcValue(rest[pos])
+			pos++
+			if !ok {
+				return "", errors.New("bad punycode digit")
+			}
+			if digit > (1<<30-i)/w {
+				return "", errors.New("punycode overflow")
+			}
+			i += digit * w
+			t := k - bias
+			if t < pcTMin {
+				t = pcTMin
+			} else if t > pcTMax {
+				t = pcTMax
+			}
+			if digit < t {
+				break
+			}
+			if w > (1<<30)/(pcBase-t) {
+				return "", errors.New("punycode overflow")
+			}
+			w *= pcBase - t
+		}
+		bias = pcAdapt(i-oldi, len(out)+1, oldi == 0)
+		n += i / (len(out) + 1)
+		i %= len(out) + 1
+		if n > utf8.MaxRune || n >= 0xD800 && n <= 0xDFFF {
+			return "", errors.New("bad code point")
+		}
+		out = append(out, 0)
+		copy(out[i+1:], out[i:])
+		out[i] = rune(n)
+		i++
+	}
 	return string(out), nil
 }

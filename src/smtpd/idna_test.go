@@ -1,6 +1,10 @@
 package smtpd
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 func TestASCIIDomain(t *testing.T) {
 	// Expected A-labels from RFC 3492 section 7.1 and well-known registrations.
@@ -19,7 +23,37 @@ func TestASCIIDomain(t *testing.T) {
 			t.Errorf("asciiDomain(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
+	for in, want := range cases {
+		if u, ok := unicodeDomain(want); strings.ToLower(in) != u || ok != !isASCII(in) {
+			t.Errorf("unicodeDomain(%q) = %q, %v; want %q", want, u, ok, strings.ToLower(in))
+		}
+	}
+	for _, bad := range []string{"xn--99999999999999.example", "xn--ab!c.example", "xn--" + strings.Repeat("z", 70)} {
+		if _, ok := unicodeDomain(bad); ok {
+			t.Errorf("unicodeDomain(%q) accepted", bad)
+		}
+	}
 	if _, err := asciiDomain("a\xffb.example"); err == nil {
 		t.Error("invalid UTF-8 accepted")
 	}
+}
+
+// FuzzPunycode: decoding an encoded label gives the label back.
+func FuzzPunycode(f *testing.F) {
+	for _, s := range []string{"bücher", "例え", "ñandú", "a-b", "ü-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, l string) {
+		if !utf8.ValidString(l) || isASCII(l) || strings.ContainsAny(l, ".") {
+			return
+		}
+		p, err := punycode(l)
+		if err != nil {
+			return
+		}
+		back, err := unpunycode(p)
+		if err != nil || back != l {
+			t.Fatalf("%q -> %q -> %q, %v", l, p, back, err)
+		}
+	})
 }

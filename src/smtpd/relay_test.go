@@ -137,3 +137,13 @@ func TestMailParameters(t *testing.T) {
 	out := dialog(t, testConfig(&memQueue{}), "MAIL TO:<a@b>\r\n")
 	mustContain(t, out, "501 syntax error in parameters (#5.5.4)")
 }
+
+func TestRcptHostsULabels(t *testing.T) {
+	cfg := testConfig(&memQueue{})
+	cfg.RcptHosts = func(d string) (bool, error) { return d == "münchen.example", nil }
+	out := dialog(t, cfg, "MAIL FROM:<a@x.example> SMTPUTF8\r\nRCPT TO:<u@xn--mnchen-3ya.example>\r\nRCPT TO:<u@MÜNCHEN.example>\r\nRCPT TO:<u@munchen.example>\r\n")
+	r := replies(out)
+	if len(r) != 5 || r[2] != "250 ok" || r[3] != "250 ok" || !strings.HasPrefix(r[4], "553 ") {
+		t.Errorf("replies %q", r)
+	}
+}

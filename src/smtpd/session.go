@@ -663,8 +663,17 @@ func (s *session) relayAllowed(p path) (*Reply, error) {
 				r := replySyntax
 				return &r, nil
 			}
-			if s.cfg.RcptHosts != nil {
-				if ok, err = s.cfg.RcptHosts(a); err != nil {
+			// rcpthosts may list an internationalized domain as its A-label or
+			// its U-label: try both.
+			forms := []string{a}
+			if u, decoded := unicodeDomain(a); decoded && u != a {
+				forms = append(forms, u)
+			}
+			for _, f := range forms {
+				if s.cfg.RcptHosts == nil || ok {
+					break
+				}
+				if ok, err = s.cfg.RcptHosts(f); err != nil {
 					return nil, err
 				}
 			}
