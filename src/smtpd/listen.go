@@ -4,7 +4,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
@@ -76,6 +79,26 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 			Run(c, control.Default(), env, id, opt.Log)
 		},
 	}
+	// SIGTERM or SIGINT stops accepting; sessions under way finish (each is bounded
+	// by timeoutsmtpd), so no client is cut off between qmail-queue's success and
+	// the 250 that tells it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case s := <-sig:
+			if opt.Log != nil {
+				io.WriteString(opt.Log, "qmail-smtpd: "+s.String()+": no new connections; finishing sessions\n")
+			}
+			for _, ln := range lns {
+				ln.Close()
+			}
+		case <-stop:
+		}
+	}()
 	errs := make(chan error, len(lns))
 	var wg sync.WaitGroup
 	for _, ln := range lns {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/notqmail/notqmail/src/sandbox"
@@ -110,5 +112,61 @@ func TestListenerStalledClient(t *testing.T) {
 	}
 	if len(lines) != 2 || lines[1] != "451 timeout (#4.4.2)" {
 		t.Errorf("stalled client saw %q", lines)
+	}
+}
+
+// TestListenerSIGTERM: after SIGTERM the listener takes no new connections, lets the
+// open session finish its message, and exits 0.
+func TestListenerSIGTERM(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	addr := "127.0.0.1:" + freePort(t)
+	cmd := exec.Command(filepath.Join(h.Bin, "qmail-smtpd"), "-l", addr)
+	cmd.Env = h.Env()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	defer func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+		}
+	}()
+	waitListening(t, addr, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	br.ReadString('\n')
+	c.Write([]byte("MAIL FROM:<a@example.net>\r\nRCPT TO:<alice@sandbox.example>\r\nDATA\r\n"))
+	for i := 0; i < 3; i++ {
+		br.ReadString('\n')
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	// The listening socket closes; the session goes on.
+	for {
+		if c2, err := net.Dial("tcp", addr); err != nil {
+			break
+		} else {
+			c2.Close()
+		}
+	}
+	c.Write([]byte("Subject: after SIGTERM\r\n\r\nstill here\r\n.\r\nQUIT\r\n"))
+	l, _ := br.ReadString('\n')
+	if !strings.HasPrefix(l, "250 ok ") {
+		t.Errorf("message after SIGTERM: %q", l)
+	}
+	br.ReadString('\n')
+	if err := <-exited; err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	close(done)
+	if n := len(queuedMessages(t, h)); n != 1 {
+		t.Errorf("queued %d", n)
 	}
 }
