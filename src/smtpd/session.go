@@ -294,9 +294,14 @@ func peek(br *bufio.Reader, n int) []byte {
 	return b
 }
 
+// setReadDeadline arms the timeout for the next read, and for writes too: a client
+// that pipelines without reading makes the reply buffer flush on its own, and that
+// write must not wait forever either.
 func (s *session) setReadDeadline() {
 	if s.dl != nil && s.cfg.Timeout > 0 {
-		s.dl.SetReadDeadline(time.Now().Add(s.cfg.Timeout))
+		t := time.Now().Add(s.cfg.Timeout)
+		s.dl.SetReadDeadline(t)
+		s.dl.SetWriteDeadline(t)
 	}
 }
 

@@ -2,8 +2,10 @@ package smtpd
 
 import (
 	"bytes"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBasicTransaction(t *testing.T) {
@@ -246,4 +248,22 @@ func TestRejectedRecipientsBounded(t *testing.T) {
 		t.Errorf("log line not bounded: %d bytes", len(l))
 	}
 	mustContain(t, l, `result="abandoned"`)
+}
+
+// TestClientNeverReads: a client that pipelines commands but never reads replies is
+// cut off by the timeout on writes, not left holding the session forever.
+func TestClientNeverReads(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	cfg := testConfig(&memQueue{})
+	cfg.Timeout = 200 * time.Millisecond
+	go func() {
+		for {
+			if _, err := client.Write([]byte(strings.Repeat("NOOP\r\n", 1000))); err != nil {
+				return
+			}
+		}
+	}()
+	Serve(server, cfg) // returns once the server gives up writing
+	server.Close()
 }

@@ -311,7 +311,12 @@ func clean(s string) string {
 func envList(env map[string]string) []string {
 	out := make([]string, 0, len(env))
 	for k, v := range env {
-		out = append(out, k+"="+v)
+		// A NUL ends a C string: the plugin sees what qmail-spp would pass.
+		k, _, _ = strings.Cut(k, "\x00")
+		v, _, _ = strings.Cut(v, "\x00")
+		if k != "" && !strings.Contains(k, "=") {
+			out = append(out, k+"="+v)
+		}
 	}
 	sort.Strings(out)
 	return out

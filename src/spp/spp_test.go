@@ -105,3 +105,13 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("slow plugin: %+v", v)
 	}
 }
+
+func TestNULInEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	p := plugin(t, dir, "helo", `echo "E550 helo=$SMTPHELOHOST"`)
+	r := &Runner{Sections: map[Stage][]string{Helo: {p}}, Dir: dir}
+	v := r.Run(Helo, nil, map[string]string{"SMTPHELOHOST": "a\x00b", "BAD=NAME": "x"}, nil)
+	if v.Err != nil || len(v.Print) != 1 || v.Print[0] != "550 helo=a" {
+		t.Errorf("verdict %+v", v)
+	}
+}
