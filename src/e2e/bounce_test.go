@@ -27,6 +27,7 @@ func lineCount(path string) int {
 // bounces at once to the sender; a bounce that cannot be delivered goes to the
 // postmaster as a double bounce.
 func TestRetryBounceDoubleBounce(t *testing.T) {
+	t.Parallel() // independent sandboxes; overlap the retry test's waiting
 	h := sandbox.New(t, sandbox.Options{Domain: domain, Users: []string{"alice"}})
 	needDaemons(t, h)
 	home := h.UserHome("alice")

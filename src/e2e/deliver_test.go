@@ -94,6 +94,7 @@ func subjectOf(msg string) int {
 // that each is queued with the right envelope, then lets the daemons deliver them and
 // checks every delivery against the .qmail files.
 func TestThousandMessages(t *testing.T) {
+	t.Parallel() // independent sandboxes; overlap the retry test's waiting
 	h := sandbox.New(t, sandbox.Options{Domain: domain, Users: []string{"alice", "bob"}})
 	setupAlice(t, h)
 	ownedFile(t, h, filepath.Join(h.Dir, "control", "concurrencylocal"), "40\n", 0644)

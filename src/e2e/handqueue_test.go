@@ -95,6 +95,7 @@ func envelope(uid, pid int, sender string, rcpts ...string) string {
 // recipient marked D). qmail-send must deliver the first to both recipients, the
 // third to the recipient not yet done, and leave the uncommitted one alone.
 func TestHandWrittenQueue(t *testing.T) {
+	t.Parallel() // independent sandboxes; overlap the retry test's waiting
 	h := sandbox.New(t, sandbox.Options{Domain: domain, Users: []string{"alice", "bob"}})
 	needDaemons(t, h)
 	hq := handQueue{t: t, h: h, dir: filepath.Join(h.Dir, "queue"), split: h.Queue().Split}
