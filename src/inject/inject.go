@@ -25,6 +25,7 @@ const lineLen = 80
 const (
 	MaxFieldBytes  = 1 << 20  // one header field with its continuation lines
 	MaxHeaderBytes = 16 << 20 // the whole header
+	MaxRecipients  = 100000   // envelope recipients of one message
 )
 
 // Error is a failure with qmail-inject's exit code: 100 permanent, 111 temporary.
@@ -330,6 +331,15 @@ func (ij *Injector) Run(in io.Reader, open func() (Queue, error), out io.Writer)
 			if len(rcpts) == 0 {
 				// qmail would queue a message nobody gets; say so instead.
 				return perm("no recipients: give them as arguments or in To, Cc or Bcc")
+			}
+			if len(rcpts) > MaxRecipients {
+				return perm("more than %d recipients", MaxRecipients)
+			}
+			// A NUL would end an envelope record early; qmail-queue cannot carry it.
+			for _, a := range append(rcpts, ij.sender) {
+				if strings.IndexByte(a, 0) >= 0 {
+					return perm("address contains a NUL byte: %q", a)
+				}
 			}
 			opened, err := open()
 			if err != nil {

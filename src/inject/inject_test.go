@@ -329,6 +329,8 @@ func TestErrors(t *testing.T) {
 		{run{in: "To: a@b.c\nX-Long: " + strings.Repeat("x", MaxFieldBytes) + "\n\n"}, 100, "longer than"},
 		{run{in: "To: a@b.c\nX-Long: x\n" + strings.Repeat(" folded\n", MaxFieldBytes/8+1) + "\n"}, 100, "longer than"},
 		{run{control: map[string]string{"defaulthost": "a(b"}}, 100, "unable to parse this line:\n@a(b"},
+		{run{in: "To: a\x00b@c.d\n\n"}, 100, "NUL"},
+		{run{in: "To: " + strings.Repeat("a,", MaxRecipients+1) + "a\n\n"}, 100, "more than"},
 	} {
 		_, err := c.r.try(t)
 		var e *Error
