@@ -185,4 +185,3 @@ func tail(s string) string {
 	}
 	return s
 }
-
