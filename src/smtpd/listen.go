@@ -34,6 +34,7 @@ type ListenOptions struct {
 	RulesFile          string // tcprules text, or a .cdb built by tcprules; "" allows all
 	LocalHost          string
 	Log                io.Writer
+	CheckPassword      []string // turns on SMTP AUTH; see RunOptions
 }
 
 var replyBusy = Reply{421, "4.7.0", "too many connections from your address, try again later"}
@@ -76,7 +77,7 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 			for _, v := range vars {
 				env.Over[v.Name] = v.Value
 			}
-			Run(c, control.Default(), env, id, opt.Log)
+			Run(c, RunOptions{Control: control.Default(), Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword})
 		},
 	}
 	// SIGTERM or SIGINT stops accepting; sessions under way finish (each is bounded

@@ -106,8 +106,8 @@ func (s *session) logSession() {
 	if end == "" {
 		end = "closed"
 	}
-	s.logf("session remote=%s host=%s helo=%s relay=%t messages=%d accepted=%d end=%s duration=%.3fs",
-		safe(s.remoteIP()), strconv.Quote(s.cfg.RemoteHost), strconv.Quote(s.helo), s.relaySet, s.messages, s.accepted, strconv.Quote(end), s.cfg.Now().Sub(s.start).Seconds())
+	s.logf("session remote=%s host=%s helo=%s auth=%s relay=%t messages=%d accepted=%d end=%s duration=%.3fs",
+		safe(s.remoteIP()), strconv.Quote(s.cfg.RemoteHost), strconv.Quote(s.helo), strconv.Quote(s.authUser), s.relaySet, s.messages, s.accepted, strconv.Quote(end), s.cfg.Now().Sub(s.start).Seconds())
 }
 
 func (s *session) remoteIP() string {

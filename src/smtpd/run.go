@@ -40,9 +40,21 @@ func (e Env) List() []string {
 	return out
 }
 
-// Run serves one client with the configuration read now from ctl and env: the whole
-// of qmail-smtpd once its connection is set up. Log gets the session's log lines.
-func Run(conn io.ReadWriter, ctl control.Dir, env Env, id string, log io.Writer) {
+// RunOptions describe one session of qmail-smtpd.
+type RunOptions struct {
+	Control control.Dir
+	Env     Env
+	ID      string    // for the log lines
+	Log     io.Writer // the session's log lines
+	// CheckPassword, when set, is a checkpassword command (program and arguments)
+	// that turns on SMTP AUTH.
+	CheckPassword []string
+}
+
+// Run serves one client with the configuration read now from the control files and
+// the environment: the whole of qmail-smtpd once its connection is set up.
+func Run(conn io.ReadWriter, opt RunOptions) {
+	ctl, env, id, log := opt.Control, opt.Env, opt.ID, opt.Log
 	cfg, closeCfg, err := Load(ctl, env.Lookup)
 	if err != nil {
 		if log != nil {
@@ -56,6 +68,9 @@ func Run(conn io.ReadWriter, ctl control.Dir, env Env, id string, log io.Writer)
 	cfg.Queue = QueueProgram(list)
 	cfg.Log = log
 	cfg.ID = id
+	if len(opt.CheckPassword) > 0 {
+		cfg.Auth = CheckPassword(opt.CheckPassword, list, cfg.Timeout)
+	}
 	if err := loadPlugins(cfg, ctl, env, list, log); err != nil {
 		if log != nil {
 			io.WriteString(log, "qmail-smtpd "+id+": unable to read plugins: "+sanitize(err.Error())+"\n")

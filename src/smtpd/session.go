@@ -86,6 +86,10 @@ type Config struct {
 	// temporary failure. Nil accepts every recipient.
 	CheckRcpt func(addr string) error
 
+	// Auth, when set, offers SMTP AUTH (PLAIN, LOGIN); a client that authenticates
+	// may relay, as with RELAYCLIENT.
+	Auth Authenticator
+
 	// Plugins, when set, are run at each stage as qmail-spp does.
 	Plugins Plugins
 
@@ -127,6 +131,7 @@ type session struct {
 
 	relay    string
 	relaySet bool
+	authUser string
 
 	// the current transaction
 	inMail         bool
@@ -329,6 +334,8 @@ func (s *session) command(line string) error {
 		s.reply(replyVrfy)
 	case "HELP":
 		s.reply(replyHelp)
+	case "AUTH":
+		return s.auth(arg)
 	case "QUIT":
 		s.abandon()
 		s.end = "quit"
@@ -446,7 +453,11 @@ func (s *session) hello(arg string, esmtp bool) error {
 	if s.cfg.DataBytes > 0 {
 		size = "SIZE " + strconv.FormatInt(s.cfg.DataBytes, 10)
 	}
-	s.reply(Reply{250, "", strings.Join([]string{s.cfg.Greeting, "PIPELINING", "8BITMIME", size, "ENHANCEDSTATUSCODES", "SMTPUTF8"}, "\n")})
+	exts := []string{s.cfg.Greeting, "PIPELINING", "8BITMIME", size, "ENHANCEDSTATUSCODES", "SMTPUTF8"}
+	if s.cfg.Auth != nil {
+		exts = append(exts, "AUTH LOGIN PLAIN")
+	}
+	s.reply(Reply{250, "", strings.Join(exts, "\n")})
 	return nil
 }
 

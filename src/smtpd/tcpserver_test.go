@@ -55,9 +55,14 @@ func waitListening(t *testing.T, addr string, exited <-chan struct{}) {
 // port, with extra environment settings, and returns the address.
 func startTCPServer(t *testing.T, h *sandbox.Home, env ...string) string {
 	t.Helper()
-	tcpserver := testpeer.Need(t, "tcpserver")
+	return startTCPServerCmd(t, h, testpeer.Need(t, "tcpserver"), []string{filepath.Join(h.Bin, "qmail-smtpd")}, env...)
+}
+
+// startTCPServerCmd runs argv under tcpserver on a loopback port.
+func startTCPServerCmd(t *testing.T, h *sandbox.Home, tcpserver string, argv []string, env ...string) string {
+	t.Helper()
 	port := freePort(t)
-	cmd := exec.Command(tcpserver, "-R", "-H", "-l", "mx.sandbox.example", "-c", "400", "-b", "250", "127.0.0.1", port, filepath.Join(h.Bin, "qmail-smtpd"))
+	cmd := exec.Command(tcpserver, append([]string{"-R", "-H", "-l", "mx.sandbox.example", "-c", "400", "-b", "250", "127.0.0.1", port}, argv...)...)
 	cmd.Env = append(h.Env(), env...)
 	logf, err := os.Create(filepath.Join(t.TempDir(), "smtpd.log"))
 	if err != nil {

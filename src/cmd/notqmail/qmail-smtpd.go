@@ -23,9 +23,15 @@ func smtpdMain(args []string) int {
 	maxPerIP := fs.Int("i", 0, "at most `n` connections from one address (listener; default 10)")
 	rules := fs.String("x", "", "access rules `file` in tcprules format, text or .cdb (listener)")
 	localHost := fs.String("H", "", "TCPLOCALHOST `name` for listener sessions")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name]")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 1 {
+		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name] [hostname checkpassword [args...]]")
 		return 100
+	}
+	// As with the qmail-smtpd AUTH patch: "hostname checkpassword subprogram..."
+	// turns on SMTP AUTH; the host name is accepted for compatibility.
+	var checkpw []string
+	if fs.NArg() >= 2 {
+		checkpw = fs.Args()[1:]
 	}
 	// qmail-smtpd works in the qmail home: relative plugin paths start there.
 	if err := os.Chdir(home.Dir()); err != nil {
@@ -41,11 +47,14 @@ func smtpdMain(args []string) int {
 		return 111
 	}
 	if listeners == nil {
-		smtpd.Run(smtpd.Stdio(), control.Default(), smtpd.Env{}, strconv.Itoa(os.Getpid()), os.Stderr)
+		smtpd.Run(smtpd.Stdio(), smtpd.RunOptions{
+			Control: control.Default(), ID: strconv.Itoa(os.Getpid()), Log: os.Stderr, CheckPassword: checkpw,
+		})
 		return 0
 	}
 	err = smtpd.Listen(listeners, smtpd.ListenOptions{
 		MaxConns: *maxConns, MaxPerIP: *maxPerIP, RulesFile: *rules, LocalHost: *localHost, Log: os.Stderr,
+		CheckPassword: checkpw,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-smtpd:", err)
