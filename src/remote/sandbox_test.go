@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -38,18 +39,8 @@ func TestSandboxManyToSink(t *testing.T) {
 	}
 	s := startSink(t)
 	h := sandbox.New(t, sandbox.Options{})
-	for _, p := range []string{"qmail-start", "qmail-send", "qmail-rspawn", "qmail-remote", "qmail-clean"} {
-		if _, err := os.Lstat(filepath.Join(h.Bin, p)); err != nil {
-			t.Skipf("the sandbox's notqmail does not serve %s yet", p)
-		}
-	}
-	ctl := func(name, text string) {
-		p := filepath.Join(h.Dir, "control", name)
-		if err := os.WriteFile(p, []byte(text), 0644); err != nil {
-			t.Fatal(err)
-		}
-		os.Chown(p, h.UID, h.GID)
-	}
+	needMTA(t, h)
+	ctl := func(name, text string) { writeOwned(t, h, filepath.Join("control", name), text) }
 	ctl("smtproutes", fmt.Sprintf(":127.0.0.1:%d\n", s.Port))
 	ctl("concurrencyremote", "20\n")
 	ctl("helohost", "sandbox.example\n")
@@ -84,41 +75,9 @@ func TestSandboxManyToSink(t *testing.T) {
 	queued := time.Now()
 	t.Logf("queued %d messages in %v", n, queued.Sub(begin))
 
-	var log syncBuffer
-	cmd := h.Command("qmail-start", "./Maildir/")
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(guard):
-				cmd.Process.Kill()
-				<-exited
-			}
-		})
-	}
-	defer stop()
-
-	deadline := time.Now().Add(guard)
-	for !queueEmpty(h) {
-		select {
-		case err := <-exited:
-			t.Fatalf("qmail-send exited: %v\n%s", err, log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue not empty after %v\n%s", guard, tail(log.String()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
+	m := startMTA(t, h)
+	m.waitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	m.stop()
 	t.Logf("delivered %d messages in %v", n, time.Since(queued))
 
 	got := s.Messages(t)
@@ -142,8 +101,8 @@ func TestSandboxManyToSink(t *testing.T) {
 	if len(got) != n {
 		t.Errorf("smtp-sink captured %d messages, want %d", len(got), n)
 	}
-	if c := strings.Count(log.String(), "success: 127.0.0.1_accepted_message."); c != n && t.Failed() {
-		t.Logf("qmail-send logged %d successes\n%s", c, tail(log.String()))
+	if c := strings.Count(m.log.String(), "success: 127.0.0.1_accepted_message."); c != n && t.Failed() {
+		t.Logf("qmail-send logged %d successes\n%s", c, tail(m.log.String()))
 	}
 }
 
@@ -184,4 +143,111 @@ func tail(s string) string {
 		return "..." + s[len(s)-4000:]
 	}
 	return s
+}
+
+// needMTA skips the test when the sandbox's binary lacks a daemon.
+func needMTA(t *testing.T, h *sandbox.Home) {
+	t.Helper()
+	for _, p := range []string{"qmail-start", "qmail-send", "qmail-lspawn", "qmail-local", "qmail-rspawn", "qmail-remote", "qmail-clean"} {
+		if _, err := os.Lstat(filepath.Join(h.Bin, p)); err != nil {
+			t.Skipf("the sandbox's notqmail does not serve %s yet", p)
+		}
+	}
+}
+
+// writeOwned writes a file in the home, owned by the sandbox's user.
+func writeOwned(t *testing.T, h *sandbox.Home, rel, text string) {
+	t.Helper()
+	p := filepath.Join(h.Dir, rel)
+	if err := os.WriteFile(p, []byte(text), 0644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(p, h.UID, h.GID)
+}
+
+// mta is a running qmail-start (then qmail-send) in a sandbox home.
+type mta struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	exited chan error
+	once   sync.Once
+}
+
+func startMTA(t *testing.T, h *sandbox.Home) *mta {
+	t.Helper()
+	m := &mta{t: t, log: &syncBuffer{}, exited: make(chan error, 1)}
+	m.cmd = h.Command("qmail-start", "./Maildir/")
+	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { m.exited <- m.cmd.Wait() }()
+	t.Cleanup(m.stop)
+	return m
+}
+
+// stop sends SIGTERM and waits for qmail-send to exit.
+func (m *mta) stop() {
+	m.once.Do(func() {
+		m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-m.exited:
+		case <-time.After(guard):
+			m.cmd.Process.Kill()
+			<-m.exited
+			m.t.Errorf("qmail-send ignored SIGTERM\n%s", tail(m.log.String()))
+		}
+	})
+}
+
+// waitFor polls cond until it holds; the guard turns a hang into a failure.
+func (m *mta) waitFor(what string, cond func() bool) {
+	m.t.Helper()
+	deadline := time.Now().Add(guard)
+	for !cond() {
+		select {
+		case err := <-m.exited:
+			m.t.Fatalf("qmail-send exited: %v\n%s", err, tail(m.log.String()))
+		default:
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("waited %v for %s\n%s", guard, what, tail(m.log.String()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSandboxPostfixRetryAndBounce sends through the whole MTA to Postfix: an
+// accepted recipient is delivered, a 4xx leaves the message queued for a retry, and a
+// 5xx bounces to the sender's Maildir with Postfix's words in it.
+func TestSandboxPostfixRetryAndBounce(t *testing.T) {
+	pf := startPostfix(t)
+	h := sandbox.New(t, sandbox.Options{})
+	needMTA(t, h)
+	writeOwned(t, h, "control/smtproutes", fmt.Sprintf("example.test:127.0.0.1:%d\n", pf.Port))
+	sender := "alice@" + h.Domain
+	for _, r := range []string{"ok@example.test", pfTempRcpt, pfPermRcpt} {
+		msg := "Subject: to " + r + "\n\nhello\n"
+		if err := h.Submit(strings.NewReader(msg), sender, []string{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startMTA(t, h)
+	logHas := func(s string) func() bool { return func() bool { return strings.Contains(m.log.String(), s) } }
+	m.waitFor("the delivery to Postfix", logHas("success: 127.0.0.1_accepted_message./Remote_host_said:_250_2.0.0_Ok:_queued_as_"))
+	m.waitFor("the deferral", logHas("deferral: 127.0.0.1_does_not_like_recipient./Remote_host_said:_450_4.2.0_<temp@example.test>"))
+	m.waitFor("the failure", logHas("failure: 127.0.0.1_does_not_like_recipient./Remote_host_said:_550_5.1.1_<perm@example.test>"))
+	msgs := h.WaitMessages(t, "alice", 1)
+	bounce := string(msgs[0].Data)
+	for _, want := range []string{"<perm@example.test>:", "550 5.1.1 <perm@example.test>: Recipient address rejected: no such user here", "TLS unverified"} {
+		if !strings.Contains(bounce, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, bounce)
+		}
+	}
+	m.stop()
+	// The deferred message is still queued for its retry.
+	if queueEmpty(h) {
+		t.Errorf("the 4xx message left the queue\n%s", tail(m.log.String()))
+	}
 }
