@@ -170,19 +170,23 @@ type mta struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	log    *syncBuffer
-	exited chan error
+	exited chan struct{} // closed when qmail-send has exited, err then set
+	err    error
 	once   sync.Once
 }
 
 func startMTA(t *testing.T, h *sandbox.Home) *mta {
 	t.Helper()
-	m := &mta{t: t, log: &syncBuffer{}, exited: make(chan error, 1)}
+	m := &mta{t: t, log: &syncBuffer{}, exited: make(chan struct{})}
 	m.cmd = h.Command("qmail-start", "./Maildir/")
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { m.exited <- m.cmd.Wait() }()
+	go func() {
+		m.err = m.cmd.Wait()
+		close(m.exited)
+	}()
 	t.Cleanup(m.stop)
 	return m
 }
@@ -207,8 +211,8 @@ func (m *mta) waitFor(what string, cond func() bool) {
 	deadline := time.Now().Add(guard)
 	for !cond() {
 		select {
-		case err := <-m.exited:
-			m.t.Fatalf("qmail-send exited: %v\n%s", err, tail(m.log.String()))
+		case <-m.exited:
+			m.t.Fatalf("qmail-send exited: %v\n%s", m.err, tail(m.log.String()))
 		default:
 		}
 		if time.Now().After(deadline) {
