@@ -34,17 +34,19 @@ func LoadConfig(ctl control.Dir) (*Config, error) {
 	if c.Concurrency[Remote], err = ctl.Int("concurrencyremote", 20); err != nil {
 		return nil, err
 	}
-	if c.BounceFrom, err = ctl.LineOr("bouncefrom", "MAILER-DAEMON"); err != nil {
+	if c.BounceFrom, err = lineDefault(ctl, "bouncefrom", false, "MAILER-DAEMON"); err != nil {
 		return nil, err
 	}
-	if c.BounceHost, err = ctl.LineOrMe("bouncehost", "bouncehost"); err != nil {
+	if c.BounceHost, err = lineDefault(ctl, "bouncehost", true, "bouncehost"); err != nil {
 		return nil, err
 	}
-	dbhost, err := ctl.LineOrMe("doublebouncehost", "doublebouncehost")
+	dbhost, err := lineDefault(ctl, "doublebouncehost", true, "doublebouncehost")
 	if err != nil {
 		return nil, err
 	}
-	dbto, err := ctl.LineOr("doublebounceto", "postmaster")
+	// An empty doublebounceto is a known way to throw double bounces away: they go to
+	// "@host", which qmail-lspawn accepts without delivering.
+	dbto, err := lineDefault(ctl, "doublebounceto", false, "postmaster")
 	if err != nil {
 		return nil, err
 	}
@@ -53,4 +55,20 @@ func LoadConfig(ctl control.Dir) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// lineDefault is qmail's control_rldef: the file's first line when the file exists,
+// even if that line is empty; else control/me when useMe and me exists; else def.
+func lineDefault(ctl control.Dir, name string, useMe bool, def string) (string, error) {
+	v, ok, err := ctl.Line(name)
+	if err != nil || ok {
+		return v, err
+	}
+	if useMe {
+		me, ok, err := ctl.Line("me")
+		if err != nil || ok {
+			return me, err
+		}
+	}
+	return def, nil
 }

@@ -42,6 +42,16 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestEmptyControlFilesCount(t *testing.T) {
+	c, err := LoadConfig(controlDir(t, map[string]string{"me": "mx.example.org\n", "doublebounceto": "\n", "bouncefrom": ""}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DoubleBounceTo != "@mx.example.org" || c.BounceFrom != "" {
+		t.Errorf("empty files: doublebounceto %q bouncefrom %q", c.DoubleBounceTo, c.BounceFrom)
+	}
+}
+
 func TestLoadConfigFiles(t *testing.T) {
 	c, err := LoadConfig(controlDir(t, map[string]string{
 		"me":                "mx.example.org\n",

@@ -20,7 +20,7 @@ type Rewriter struct {
 func LoadRewriter(ctl control.Dir) (*Rewriter, error) {
 	r := &Rewriter{}
 	var err error
-	if r.EnvNoAtHost, err = ctl.LineOrMe("envnoathost", "envnoathost"); err != nil {
+	if r.EnvNoAtHost, err = lineDefault(ctl, "envnoathost", true, "envnoathost"); err != nil {
 		return nil, err
 	}
 	if err := r.Reload(ctl); err != nil {
