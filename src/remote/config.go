@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/netip"
 	"strconv"
@@ -205,6 +206,9 @@ func LoadConfig(ctl control.Dir) (*Config, error) {
 	var err error
 	if c.Helo, err = ctl.LineOrMe("helohost", "localhost"); err != nil {
 		return nil, err
+	}
+	if strings.ContainsFunc(c.Helo, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, &control.Error{File: ctl.File("helohost"), Line: 1, Msg: fmt.Sprintf("white space or control character in %q", c.Helo)}
 	}
 	n, err := ctl.Int("timeoutconnect", 60)
 	if err != nil {

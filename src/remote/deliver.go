@@ -72,15 +72,17 @@ func nulFree(s string) string { return strings.ReplaceAll(s, "\x00", "?") }
 
 // Fixed texts, in qmail's words where qmail has them.
 const (
-	textNoConn   = "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
-	textReadMsg  = "Unable to read message. (#4.3.0)\n"
-	textTempDNS  = "Sorry, I couldn't find any host by that name. (#4.1.2)\n"
-	textNoMX     = "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n"
-	textAmbigMX  = "Sorry. Although I'm listed as a best-preference MX or A for that host,\nit isn't in my control/locals file, so I don't treat it as local. (#5.4.6)\n"
-	textUsage    = "I (qmail-remote) was invoked improperly. (#5.3.5)\n"
-	textControl  = "Unable to read control files. (#4.3.0)\n"
-	prefRelay    = 300000 // smtproutes: every address may be used
-	prefAnything = 1 << 30
+	textNoConn    = "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
+	textReadMsg   = "Unable to read message. (#4.3.0)\n"
+	textTempDNS   = "Sorry, I couldn't find any host by that name. (#4.1.2)\n"
+	textNoMX      = "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n"
+	textAmbigMX   = "Sorry. Although I'm listed as a best-preference MX or A for that host,\nit isn't in my control/locals file, so I don't treat it as local. (#5.4.6)\n"
+	textUsage     = "I (qmail-remote) was invoked improperly. (#5.3.5)\n"
+	textControl   = "Unable to read control files. (#4.3.0)\n"
+	textBadSender = "The envelope sender contains a control character, which SMTP cannot carry. (#5.1.7)\n"
+	textBadRcpt   = "The recipient address contains a control character, which SMTP cannot carry. (#5.1.3)\n"
+	prefRelay     = 300000 // smtproutes: every address may be used
+	prefAnything  = 1 << 30
 )
 
 // UsageOutcome is the report for bad arguments.
@@ -94,6 +96,20 @@ func ControlOutcome(err error) Outcome {
 // Deliver delivers the message on msg from sender to recipients, all at host, and
 // returns the outcome.
 func Deliver(ctx context.Context, cfg *Config, host, sender string, recipients []string, msg io.Reader) Outcome {
+	// An address with a line break would smuggle SMTP commands; refuse it rather
+	// than send it.
+	if !sendable(sender) {
+		return Outcome{Status: MsgPerm, Text: textBadSender}
+	}
+	var good []string
+	for _, r := range recipients {
+		if sendable(r) {
+			good = append(good, r)
+		}
+	}
+	if len(good) < len(recipients) {
+		return mergeRefused(recipients, func(rs []string) Outcome { return Deliver(ctx, cfg, host, sender, rs, msg) })
+	}
 	m, err := PrepareMessage(msg)
 	if err != nil {
 		return Outcome{Status: MsgTemp, Text: textReadMsg}
@@ -360,4 +376,51 @@ func (o Outcome) String() string {
 	}
 	fmt.Fprintf(&b, "%c%s", o.Status, o.Text)
 	return b.String()
+}
+
+// sendable reports whether an address can go into an SMTP command: no control
+// characters (CR and LF above all) and not absurdly long.
+func sendable(addr string) bool {
+	if len(addr) > 1000 {
+		return false
+	}
+	for i := 0; i < len(addr); i++ {
+		if addr[i] < 32 || addr[i] == 127 {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeRefused refuses the unsendable recipients itself, delivers to the others with
+// deliver, and puts the reports back in the recipients' order.
+func mergeRefused(recipients []string, deliver func([]string) Outcome) Outcome {
+	var good []string
+	for _, r := range recipients {
+		if sendable(r) {
+			good = append(good, r)
+		}
+	}
+	if len(good) == 0 {
+		out := Outcome{Status: MsgPerm, Text: "Giving up: no recipient can be sent.\n"}
+		for range recipients {
+			out.Recipients = append(out.Recipients, RecipientResult{Status: RcptPerm, Text: textBadRcpt})
+		}
+		return out
+	}
+	sub := deliver(good)
+	out := Outcome{Status: sub.Status, Text: sub.Text}
+	if len(sub.Recipients) == 0 {
+		return out // the message failed as a whole: no recipient reports at all
+	}
+	j := 0
+	for _, r := range recipients {
+		if !sendable(r) {
+			out.Recipients = append(out.Recipients, RecipientResult{Status: RcptPerm, Text: textBadRcpt})
+			continue
+		}
+		out.Recipients = append(out.Recipients, sub.Recipients[j])
+		j++
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net/netip"
@@ -12,9 +13,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/dnsresolve"
+	"github.com/notqmail/notqmail/src/tcpto"
 )
 
 func TestReadReply(t *testing.T) {
@@ -337,3 +340,53 @@ func TestUnreadableMessage(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+func TestUnsendableAddresses(t *testing.T) {
+	s := startSink(t)
+	rec := startRecorder(t, "127.0.0.1:"+itoa(s.Port))
+	cfg := relayConfig(portOf(rec.Addr))
+	out := deliver(t, cfg, "s@c.test", []string{"a@example.test", "evil@example.test>\r\nRSET\r\nRCPT TO:<x@example.test", "b@example.test"}, "Subject: x\n\nhi\n")
+	if out.Status != MsgOK || len(out.Recipients) != 3 || out.Recipients[0].Status != RcptOK || out.Recipients[1].Status != RcptPerm || out.Recipients[2].Status != RcptOK {
+		t.Fatalf("%s", out)
+	}
+	if w := rec.Sent(); strings.Contains(w, "RSET") || strings.Contains(w, "evil") {
+		t.Fatalf("smuggled command went out:\n%q", w)
+	}
+	out = deliver(t, cfg, "s@c.test\r\nDATA", []string{"a@example.test"}, "x\n")
+	if out.Status != MsgPerm || !strings.Contains(out.Text, "control character") {
+		t.Fatalf("%s", out)
+	}
+	out = deliver(t, cfg, "s@c.test", []string{"a\n@example.test"}, "x\n")
+	if out.Status != MsgPerm || len(out.Recipients) != 1 || out.Recipients[0].Status != RcptPerm {
+		t.Fatalf("%s", out)
+	}
+	if _, err := LoadConfig(writeControl(t, map[string]string{"helohost": "bad name\n"})); err == nil {
+		t.Error("helohost with a space accepted")
+	}
+}
+
+func TestTCPTOSkipsTimedOutHost(t *testing.T) {
+	s := startSink(t)
+	p := filepath.Join(t.TempDir(), "tcpto")
+	rec := make([]byte, tcpto.Size)
+	copy(rec, []byte{127, 0, 0, 1, 2})
+	binary.LittleEndian.PutUint32(rec[8:], uint32(time.Now().Unix()))
+	os.WriteFile(p, rec, 0644)
+	cfg := relayConfig(s.Port)
+	cfg.TCPTO = &tcpto.File{Path: p}
+	out := deliver(t, cfg, "s@c.test", []string{"a@example.test"}, "x\n")
+	if out.Status != MsgTemp || !strings.Contains(out.Text, "lock/tcpto") {
+		t.Fatalf("%s", out)
+	}
+	// Once cleared (qmail-tcpok), the host is used, and a good connection keeps the
+	// record clear.
+	if err := cfg.TCPTO.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if out := deliver(t, cfg, "s@c.test", []string{"a@example.test"}, "x\n"); out.Status != MsgOK {
+		t.Fatalf("%s", out)
+	}
+	if rs, _ := cfg.TCPTO.Records(); len(rs) != 0 {
+		t.Errorf("records %+v", rs)
+	}
+}
