@@ -419,3 +419,28 @@ func TestRemoteThroughQMAILREMOTE(t *testing.T) {
 		t.Errorf("log:\n%s", log.String())
 	}
 }
+
+// TestLoggerArgument runs qmail-send's log through a logger command, as
+// "qmail-start ./Maildir/ splogger qmail" does.
+func TestLoggerArgument(t *testing.T) {
+	h := newHome(t, "alice")
+	log := &logBuffer{}
+	cmd := h.Command("qmail-start", "./Maildir/", "sed", "-u", "s/^/LOGGED: /")
+	cmd.Stdout = log
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &mta{h: h, cmd: cmd, log: log, done: make(chan error, 1)}
+	go func() { m.done <- cmd.Wait() }()
+	defer m.stop(t)
+	submit(t, h, "x@far.example", "alice@"+h.Domain, "logged")
+	h.WaitMessages(t, "alice", 1)
+	waitQueueEmpty(t, h, log)
+	m.stop(t)
+	l := log.String()
+	if !strings.Contains(l, "LOGGED: status: local 0/10 remote 0/20\n") || !strings.Contains(l, "LOGGED: end msg ") ||
+		!strings.HasSuffix(l, "LOGGED: status: exiting\n") {
+		t.Errorf("log:\n%s", l)
+	}
+}
