@@ -404,6 +404,20 @@ func TestRemoteThroughQMAILREMOTE(t *testing.T) {
 	if !strings.Contains(log.String(), ": deferral: Unable_to_run_qmail-remote./") {
 		t.Fatalf("no deferral for a missing qmail-remote:\n%s", log.String())
 	}
+	// The waiting message, as qmail-qread and qmail-qstat see it.
+	qr, err := h.Command("qmail-qread").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(string(qr), "\n"); len(lines) != 3 ||
+		!strings.Contains(lines[0], " GMT  #") || !strings.HasSuffix(lines[0], "  <alice@"+h.Domain+"> ") ||
+		lines[1] != "\tremote\tbob@far.example" {
+		t.Errorf("qmail-qread:\n%s", qr)
+	}
+	qs, err := h.Command("qmail-qstat").Output()
+	if err != nil || string(qs) != "messages in queue: 1\nmessages in queue but not yet preprocessed: 0\n" {
+		t.Errorf("qmail-qstat: %q %v", qs, err)
+	}
 	m.stop(t)
 
 	m = startMTA(t, h, log, "QMAILREMOTE="+script)
