@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/notqmail/notqmail/src/control"
@@ -21,6 +22,8 @@ func sendMain(args []string) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
 	log := send.Logger{W: os.Stdin}
+	// fd 2 is qmail-lspawn's report pipe here, so a crash report must go to the log.
+	debug.SetCrashOutput(os.Stdin, debug.CrashOptions{})
 	if err := os.Chdir(home.Dir()); err != nil {
 		log.Alert("cannot start: unable to switch to home directory")
 		return 111
