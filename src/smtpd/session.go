@@ -1,9 +1,15 @@
 // Package smtpd is qmail-smtpd's SMTP server: an RFC 5321 session over a connection,
 // with qmail's control-file semantics (rcpthosts, RELAYCLIENT, localiphost,
 // badmailfrom, databytes, smtpgreeting, timeoutsmtpd, the hop limit, the Received
-// line), the ESMTP extensions SIZE, 8BITMIME, PIPELINING, ENHANCEDSTATUSCODES and
-// SMTPUTF8, strict CRLF handling against SMTP smuggling, and hooks for recipient
-// validation and qmail-spp plugins.
+// line), the ESMTP extensions SIZE, 8BITMIME, PIPELINING, ENHANCEDSTATUSCODES,
+// SMTPUTF8 and AUTH (through checkpassword), strict CRLF handling against SMTP
+// smuggling, recipient validation (control/validrcptdomains, badrcptto) and qmail-spp
+// plugins (package spp).
+//
+// Serve runs a session from a Config; Load builds that Config from the control files
+// and the environment; Run does both for one connection, as the qmail-smtpd program
+// does under tcpserver (Stdio) or for each connection of the built-in listener
+// (Listen, package listener).
 //
 // A session never buffers without a bound: command lines are limited, DATA is
 // streamed to the queue as it arrives, and the recipient list is capped.
@@ -585,7 +591,7 @@ func (s *session) rcpt(arg string) error {
 	allowed, err := s.relayAllowed(p)
 	if err != nil {
 		s.logf("rcpthosts failure: %s", sanitize(err.Error()))
-		s.reject(p.addr, replyControls)
+		s.reject(p.addr, Reply{451, "4.3.0", "unable to read controls"})
 		return nil
 	}
 	env := map[string]string{
