@@ -27,10 +27,12 @@ import (
 // testCA is a self-made CA and a server certificate it signed for mx.example.test and
 // 127.0.0.1, written as PEM files.
 type testCA struct {
-	Pool     *x509.CertPool
-	CertFile string // server certificate
-	KeyFile  string // server key
-	Leaf     *x509.Certificate
+	Pool      *x509.CertPool
+	CAFile    string // the CA certificate
+	ClientPEM string // a client certificate for client.example.test and its key
+	CertFile  string // server certificate
+	KeyFile   string // server key
+	Leaf      *x509.Certificate
 }
 
 func makeCA(t testing.TB, dir string) *testCA {
@@ -67,8 +69,27 @@ func makeCA(t testing.TB, dir string) *testCA {
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	keyDER, _ := x509.MarshalECPrivateKey(key)
-	ca := &testCA{Pool: x509.NewCertPool(), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key"), Leaf: leaf}
+	ca := &testCA{Pool: x509.NewCertPool(), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key"), Leaf: leaf, CAFile: filepath.Join(dir, "ca.pem")}
 	ca.Pool.AddCert(caCert)
+	if err := os.WriteFile(ca.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0644); err != nil {
+		t.Fatal(err)
+	}
+	ckey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ctmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "client.example.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	cder, err := x509.CreateCertificate(rand.Reader, ctmpl, caCert, &ckey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckeyDER, _ := x509.MarshalECPrivateKey(ckey)
+	ca.ClientPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cder})) +
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ckeyDER}))
 	var chain bytes.Buffer
 	pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 	pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: caDER})
@@ -242,6 +263,9 @@ func launchPostfix(t testing.TB, bin string) (*postfixServer, error) {
 		"smtpd_tls_security_level = may",
 		"smtpd_tls_chain_files = " + ca.KeyFile + ", " + ca.CertFile,
 		"smtputf8_enable = yes",
+		"smtpd_tls_ask_ccert = yes",
+		"smtpd_tls_CAfile = " + ca.CAFile,
+		"smtpd_tls_received_header = yes",
 		"",
 	}, "\n")
 	masterCF := strings.Join([]string{

@@ -284,3 +284,34 @@ func portOf(addr string) int {
 	ap := netip.MustParseAddrPort(addr)
 	return int(ap.Port())
 }
+
+func TestPostfixClientCertificate(t *testing.T) {
+	pf := startPostfix(t)
+	ctl := writeControl(t, map[string]string{ClientCertFile: pf.CA.ClientPEM, "me": "client.example.test\n"})
+	cfg, err := LoadConfig(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientCert == nil {
+		t.Fatal("clientcert.pem not loaded")
+	}
+	cfg.Routes = Routes{{Relay: "127.0.0.1", Port: pf.Port}}
+	cfg.Resolver = &dnsresolve.Resolver{}
+	cfg.RootCAs = pf.CA.Pool
+	out := deliver(t, cfg, "s@client.example.test", []string{"ok@example.test"}, "Subject: ccert\n\nhi\n")
+	if out.Status != MsgOK {
+		t.Fatalf("%s", out)
+	}
+	m := queuedAs.FindStringSubmatch(out.Text)
+	if m == nil {
+		t.Fatalf("no queue id in %q", out.Text)
+	}
+	stored := pf.Stored(t, m[1])
+	if !strings.Contains(stored, `Client CN "client.example.test", Issuer "notqmail test CA" (verified OK)`) {
+		t.Errorf("Postfix did not see our client certificate:\n%s", stored)
+	}
+
+	if _, err := LoadConfig(writeControl(t, map[string]string{ClientCertFile: "not a certificate\n"})); err == nil {
+		t.Error("a broken clientcert.pem was accepted")
+	}
+}
