@@ -170,3 +170,37 @@ func TestListenerSIGTERM(t *testing.T) {
 		t.Errorf("queued %d", n)
 	}
 }
+
+// TestSocketActivation hands qmail-smtpd a listening socket as descriptor 3 with
+// LISTEN_FDS and LISTEN_PID, as systemd does.
+func TestSocketActivation(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	// sh's $$ is the pid that exec keeps for qmail-smtpd.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0"`, filepath.Join(h.Bin, "qmail-smtpd"))
+	cmd.Env = h.Env()
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, _ := bufio.NewReader(c).ReadString('\n')
+	if l != "220 sandbox.example ESMTP\r\n" {
+		t.Errorf("greeting %q", l)
+	}
+}
