@@ -315,3 +315,18 @@ func TestPostfixClientCertificate(t *testing.T) {
 		t.Error("a broken clientcert.pem was accepted")
 	}
 }
+
+func TestOutgoingIP(t *testing.T) {
+	s := startSink(t)
+	cfg := relayConfig(s.Port)
+	// Linux routes all of 127/8 to the loopback interface, so 127.0.0.2 is a usable
+	// source address while the server listens on 127.0.0.1 only.
+	cfg.Sources = []SourceRule{{Domain: "example.test", V4: netip.MustParseAddr("127.0.0.2"), HasAddrs: true}}
+	if out := deliver(t, cfg, "s@c.test", []string{"a@example.test"}, "Subject: src\n\nx\n"); out.Status != MsgOK {
+		t.Fatalf("%s", out)
+	}
+	msgs := s.Messages(t)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "X-Client-Addr: 127.0.0.2\n") {
+		t.Fatalf("not sent from 127.0.0.2:\n%s", msgs)
+	}
+}

@@ -405,7 +405,12 @@ func (s *session) startTLS() (out Outcome, done bool, err error) {
 		// Verification is done after the handshake so that an unverified
 		// certificate still encrypts (opportunistic TLS) and the result is recorded.
 		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS12,
+		// Opportunistic TLS takes what old servers speak, since the alternative is
+		// plain text; a destination that demands TLS gets TLS 1.2 or better.
+		MinVersion: tls.VersionTLS10,
+	}
+	if required {
+		conf.MinVersion = tls.VersionTLS12
 	}
 	if _, err := netip.ParseAddr(conf.ServerName); err == nil {
 		conf.ServerName = "" // SNI carries names only
