@@ -61,10 +61,18 @@ func setupAlice(t *testing.T, h *sandbox.Home) {
 }
 
 // message i, injected four ways in turn: sendmail -t, sendmail with arguments,
-// qmail-inject with header recipients, qmail-inject -a.
+// qmail-inject with header recipients, qmail-inject -a; and now and then through
+// datemail or mailsubj.
 func injectMessage(h *sandbox.Home, i int) error {
 	rcpt := recipientFor(i)
 	body := fmt.Sprintf("message %d\nFrom the start, a line mbox must quote.\n.\nend of %d\n", i, i)
+	switch i % 20 {
+	case 5:
+		return inject(h, "Subject: e2e "+strconv.Itoa(i)+"\n\n"+body, "datemail", "-f", sink, rcpt)
+	case 7:
+		// mailsubj has no -f: the sender comes from qmail-inject's variables.
+		return injectEnv(h, []string{"QMAILSUSER=alice-sink", "QMAILSHOST=" + domain}, body, "mailsubj", "e2e "+strconv.Itoa(i), rcpt)
+	}
 	switch i % 4 {
 	case 0:
 		return inject(h, "To: "+rcpt+"\nSubject: e2e "+strconv.Itoa(i)+"\n\n"+body, "sendmail", "-t", "-i", "-f", sink)
@@ -77,6 +85,8 @@ func injectMessage(h *sandbox.Home, i int) error {
 }
 
 var deliveredToRE = regexp.MustCompile(`(?m)^Delivered-To: (.*)$`)
+
+var dateRE = regexp.MustCompile(`(?m)^Date: .*$`)
 
 var subjectRE = regexp.MustCompile(`(?m)^Subject: e2e (\d+)$`)
 
@@ -152,8 +162,13 @@ func TestThousandMessages(t *testing.T) {
 		if env.Sender != sink || len(env.Recipients) != 1 || env.Recipients[0] != recipientFor(n) {
 			t.Errorf("message %d (e2e %d): envelope %q -> %q, want %q -> %q", id, n, env.Sender, env.Recipients, sink, recipientFor(n))
 		}
-		if !strings.HasPrefix(string(msg), "Received: (qmail ") || strings.Contains(string(msg), "Return-Path:") {
+		if !strings.HasPrefix(string(msg), "Received: (qmail ") || strings.Contains(string(msg), "Return-Path:") ||
+			strings.Count(string(msg), "\nDate: ") != 1 || strings.Count(string(msg), "\nMessage-ID: <") != 1 {
 			t.Errorf("message %d: header not as qmail-inject and qmail-queue write it:\n%s", id, msg)
+		}
+		// datemail's Date is local time with its offset; qmail-inject's is -0000.
+		if utc := strings.HasSuffix(dateRE.FindString(string(msg)), " -0000"); utc == (n%20 == 5) {
+			t.Errorf("message %d (e2e %d): wrong Date for how it was sent:\n%s", id, n, msg)
 		}
 	}
 

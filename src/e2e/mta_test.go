@@ -233,7 +233,13 @@ func countFiles(dir string) int {
 
 // inject runs a program from the home's bin/ with a message on stdin.
 func inject(h *sandbox.Home, msg string, prog string, args ...string) error {
+	return injectEnv(h, nil, msg, prog, args...)
+}
+
+// injectEnv is inject with extra environment variables.
+func injectEnv(h *sandbox.Home, env []string, msg string, prog string, args ...string) error {
 	cmd := h.Command(prog, args...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader(msg)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
