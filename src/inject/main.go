@@ -3,6 +3,7 @@ package inject
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/queueclient"
@@ -20,7 +21,8 @@ func Main(args []string, env Env, stdin io.Reader, stdout, stderr io.Writer) int
 	if e, ok := err.(*Error); ok {
 		code = e.Code
 	}
-	fmt.Fprintf(stderr, "qmail-inject: fatal: %v\n", err)
+	// A quoted header line brings its own newline.
+	fmt.Fprintf(stderr, "qmail-inject: fatal: %s\n", strings.TrimRight(err.Error(), "\n"))
 	return code
 }
 
