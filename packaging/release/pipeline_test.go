@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,6 +238,11 @@ func TestPackagesReadByRealTools(t *testing.T) {
 		if strings.Contains(list, "qmail-queue") && !strings.Contains(list, "-rws--x--x qmailq/qmail") {
 			t.Errorf("%s: qmail-queue is not setuid qmailq 4711:\n%s", d, list)
 		}
+		ctrl := filepath.Join(t.TempDir(), "control")
+		run(t, dpkgDeb, "-e", p, ctrl)
+		if conf, err := os.ReadFile(filepath.Join(ctrl, "conffiles")); err != nil || !strings.Contains(string(conf), "/etc/qmail/defaultdelivery") {
+			t.Errorf("%s: conffiles %q, %v", d, conf, err)
+		}
 	}
 
 	rpm := testpeer.Need(t, "rpm")
@@ -255,6 +261,10 @@ func TestPackagesReadByRealTools(t *testing.T) {
 				t.Errorf("%s lacks /%s:\n%s", r, w, list)
 			}
 		}
+		if long := run(t, rpm, "-qlvp", p); strings.Contains(long, "qmail-queue") &&
+			!regexp.MustCompile(`-rws--x--x +1 qmailq +qmail .* /usr/lib/notqmail/bin/qmail-queue`).MatchString(long) {
+			t.Errorf("%s: qmail-queue is not setuid qmailq 4711:\n%s", r, long)
+		}
 		cfg := run(t, rpm, "-qcp", p)
 		if !strings.Contains(cfg, "/etc/qmail/defaultdelivery") {
 			t.Errorf("%s: defaultdelivery is not %%config:\n%s", r, cfg)
@@ -269,6 +279,10 @@ func TestPackagesReadByRealTools(t *testing.T) {
 	for _, a := range apks {
 		if info := run(t, tar, "-xzOf", filepath.Join(dist, a), ".PKGINFO"); !strings.Contains(info, "pkgver = 1.2.3_rc1-r0\n") {
 			t.Errorf("%s: .PKGINFO:\n%s", a, info)
+		}
+		if long := run(t, tar, "-tvzf", filepath.Join(dist, a)); strings.Contains(long, "qmail-queue") &&
+			!strings.Contains(long, "-rws--x--x qmailq/qmail") {
+			t.Errorf("%s: qmail-queue is not setuid qmailq 4711:\n%s", a, long)
 		}
 		list := run(t, tar, "-tzf", filepath.Join(dist, a))
 		for _, w := range append([]string{".PKGINFO", ".pre-install"}, binWant...) {
