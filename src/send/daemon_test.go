@@ -28,12 +28,13 @@ type fakeSpawner struct {
 	release  chan struct{}
 	cmdW     *io.PipeWriter // daemon writes commands here
 	repR     *io.PipeReader // daemon reads reports here
+	repW     *io.PipeWriter // the spawner's end of the reports
 }
 
 func newFakeSpawner() (*fakeSpawner, Conn) {
 	cr, cw := io.Pipe()
 	rr, rw := io.Pipe()
-	f := &fakeSpawner{attempts: map[string]int{}, senders: map[string]string{}, release: make(chan struct{}), cmdW: cw, repR: rr}
+	f := &fakeSpawner{attempts: map[string]int{}, senders: map[string]string{}, release: make(chan struct{}), cmdW: cw, repR: rr, repW: rw}
 	var wmu sync.Mutex
 	reply := func(b []byte) {
 		wmu.Lock()
@@ -462,5 +463,24 @@ func TestSingleInstance(t *testing.T) {
 	}
 	if !strings.Contains(h2.log.String(), "alert: cannot start: qmail-send is already running\n") {
 		t.Errorf("log: %q", h2.log.String())
+	}
+}
+
+func TestLostSpawnerStopsSend(t *testing.T) {
+	q := makeQueue(t)
+	h := startDaemon(t, q, 604800)
+	waitFor(t, h, "start", func() bool { return strings.Contains(h.log.String(), "status:") })
+	h.spawn[Local].repW.Close()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("qmail-send kept running without its local spawner")
+	}
+	h.done <- nil
+	if !strings.Contains(h.log.String(), "alert: oh no! lost spawn connection! dying...\n") {
+		t.Errorf("log:\n%s", h.log.String())
 	}
 }
