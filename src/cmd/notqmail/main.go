@@ -54,11 +54,10 @@ func dispatch(argv []string) int {
 		fmt.Fprintln(os.Stderr, "notqmail:", err)
 		return 111
 	}
-	name := "notqmail"
+	name, args := "notqmail", []string(nil)
 	if len(argv) > 0 {
-		name = filepath.Base(argv[0])
+		name, args = filepath.Base(argv[0]), argv[1:]
 	}
-	args := argv[1:]
 	if p, ok := programs[name]; ok {
 		return p(args)
 	}

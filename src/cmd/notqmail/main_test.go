@@ -215,3 +215,9 @@ func TestDispatchEntersSandbox(t *testing.T) {
 		t.Errorf("program ran as uid %s, want the sandbox owner %d", got, owner)
 	}
 }
+
+func TestDispatchEmptyArgv(t *testing.T) {
+	if got := dispatch(nil); got != 100 {
+		t.Fatalf("dispatch(nil) = %d, want 100 (usage)", got)
+	}
+}
