@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 // lifetime is the queuelifetime of the retry test, in seconds: short, so that a
 // temporarily failing delivery reaches its last try within the test.
-const lifetime = 4
+const lifetime = 8
 
 func lineCount(path string) int {
 	b, err := os.ReadFile(path)
@@ -34,7 +35,7 @@ func TestRetryBounceDoubleBounce(t *testing.T) {
 	ownedFile(t, h, filepath.Join(home, ".qmail"), "./Maildir/\n", 0644)
 	ownedFile(t, h, filepath.Join(home, ".qmail-tempfail"), "|echo attempt >> \"$HOME/attempts\"; echo not now; exit 111\n", 0644)
 	ownedFile(t, h, filepath.Join(home, ".qmail-permfail"), "|echo no such thing here; exit 100\n", 0644)
-	ownedFile(t, h, filepath.Join(h.Dir, "control", "queuelifetime"), "4\n", 0644)
+	ownedFile(t, h, filepath.Join(h.Dir, "control", "queuelifetime"), strconv.Itoa(lifetime)+"\n", 0644)
 
 	m := startMTA(t, h)
 	injected := time.Now()
@@ -91,8 +92,10 @@ func TestRetryBounceDoubleBounce(t *testing.T) {
 	m.alarm()
 	m.waitFor("the bounce after the lifetime", func() bool { return countFiles(h.Maildir("alice")) >= 2 })
 	t.Logf("bounced after %v", time.Since(injected))
-	if n := lineCount(attempts); n < 3 {
-		t.Errorf("%d attempts before the bounce, want at least 3", n)
+	// Normally three: the first, the SIGALRM retry, and the last try after the
+	// lifetime; two if a loaded machine got to the retry after the lifetime.
+	if n := lineCount(attempts); n < 2 {
+		t.Errorf("%d attempts before the bounce, want a retry at least", n)
 	}
 	var late string
 	for _, b := range maildirFiles(t, h.Maildir("alice")) {
