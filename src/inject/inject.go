@@ -414,10 +414,14 @@ func (ij *Injector) readMessage(r *bufio.Reader, start func() error, body func([
 		have = false
 		return ij.doField(field.String())
 	}
+	read := 0 // header bytes read, dropped fields included
 	for {
 		line, eof, err := readLine(r, MaxFieldBytes)
 		if err != nil {
 			return err
+		}
+		if read += len(line); read > MaxHeaderBytes+MaxFieldBytes {
+			return perm("header longer than %d bytes", MaxHeaderBytes)
 		}
 		if eof && line == "" {
 			if err := flush(); err != nil {
@@ -554,6 +558,11 @@ func (ij *Injector) doField(h string) error {
 		case !mayFail:
 			return perm("unable to parse this line:\n%s", h)
 		}
+	}
+	// Checked field by field, so that Bcc lines (which are not kept) cannot pile up
+	// recipients without bound.
+	if len(ij.args)+len(ij.hrList)+len(ij.hrrList) > MaxRecipients {
+		return perm("more than %d recipients", MaxRecipients)
 	}
 	switch t {
 	case fBcc, fResentBcc, fReturnPath, fContentLength:

@@ -331,6 +331,8 @@ func TestErrors(t *testing.T) {
 		{run{control: map[string]string{"defaulthost": "a(b"}}, 100, "unable to parse this line:\n@a(b"},
 		{run{in: "To: a\x00b@c.d\n\n"}, 100, "NUL"},
 		{run{in: "To: " + strings.Repeat("a,", MaxRecipients+1) + "a\n\n"}, 100, "more than"},
+		{run{in: strings.Repeat("Bcc: "+strings.Repeat("a,", 30000)+"a\n", 4) + "\n"}, 100, "more than"},
+		{run{in: strings.Repeat("Content-Length: "+strings.Repeat("1", 1<<19)+"\n", 34) + "\n"}, 100, "header longer than"},
 	} {
 		_, err := c.r.try(t)
 		var e *Error
