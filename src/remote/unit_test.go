@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"go/parser"
+	"go/token"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -388,5 +391,52 @@ func TestTCPTOSkipsTimedOutHost(t *testing.T) {
 	}
 	if rs, _ := cfg.TCPTO.Records(); len(rs) != 0 {
 		t.Errorf("records %+v", rs)
+	}
+}
+
+func TestTimeoutRemote(t *testing.T) {
+	// A server that accepts and then says nothing: the read times out and the
+	// message is deferred as a dropped connection.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cfg := relayConfig(portOf(l.Addr().String()))
+	cfg.Timeout = 200 * time.Millisecond
+	out := deliver(t, cfg, "s@c.test", []string{"a@example.test"}, "x\n")
+	if out.Status != MsgTemp || out.Text != "Connected to 127.0.0.1 but connection died. (#4.4.2)\n" {
+		t.Fatalf("%q", out.String())
+	}
+}
+
+// TestNoProgramRuns guards the rule that nothing taken from DNS or a server ever
+// reaches a shell: the delivery code runs no programs at all.
+func TestNoProgramRuns(t *testing.T) {
+	for _, dir := range []string{".", "../dnsresolve", "../tcpto"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			pf, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range pf.Imports {
+				if p := strings.Trim(imp.Path.Value, `"`); p == "os/exec" || p == "syscall" && !strings.HasSuffix(f, "tcpto.go") {
+					t.Errorf("%s imports %s", f, p)
+				}
+			}
+		}
 	}
 }
