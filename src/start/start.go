@@ -8,9 +8,10 @@
 //	            fd 5 -> qmail-clean's stdin    fd 6 <- qmail-clean's stdout
 //
 // qmail's qmail-start replaces itself with qmail-send. A Go program cannot safely
-// rearrange its own low descriptors before exec, so this one stays as the parent
-// instead: it passes SIGTERM, SIGHUP and SIGALRM on to qmail-send, reaps every child,
-// and exits with qmail-send's status once all of them are gone.
+// rearrange its own low descriptors before exec, so this one stays as qmail-send's
+// parent instead: it passes SIGTERM, SIGHUP and SIGALRM on to qmail-send and exits
+// when qmail-send exits, leaving the helpers to finish and exit on their own as they
+// do under qmail.
 package start
 
 import (
@@ -268,11 +269,9 @@ func run(o Options) error {
 		}
 	}
 	signal.Stop(sigs)
-	for _, cmd := range started {
-		if cmd != send {
-			cmd.Wait()
-		}
-	}
+	// The helpers see end of file now and exit once their deliveries are done; like
+	// qmail's, they are not waited for, so a supervisor can restart qmail-start at once
+	// even while a slow delivery finishes.
 	if sendErr != nil {
 		var ee *exec.ExitError
 		if errors.As(sendErr, &ee) {
