@@ -396,3 +396,19 @@ func TestReadErrorAbandons(t *testing.T) {
 		t.Errorf("got %v, failed=%v closed=%v from=%q", err, q.failed, q.closed, q.from)
 	}
 }
+
+// The examples of qmail-header(5), with defaultdomain berkeley.edu.
+func TestQmailHeaderExamples(t *testing.T) {
+	q := run{
+		control: map[string]string{"defaultdomain": "berkeley.edu", "plusdomain": "berkeley.edu"},
+		in:      "To: djb@silverton, eric@mammoth.cs+, djb@[128.32.183.163]\nCc: djb fred\n\n",
+	}.queue(t)
+	for _, want := range []string{
+		"To: djb@silverton.berkeley.edu, eric@mammoth.cs.berkeley.edu,\n  djb@[128.32.183.163]\n",
+		"Cc: djb@example.com, fred@example.com\n", // defaulthost (me) already has a dot
+	} {
+		if !strings.Contains(q.msg.String(), want) {
+			t.Errorf("header lacks %q:\n%s", want, q.msg.String())
+		}
+	}
+}
