@@ -129,3 +129,29 @@ func TestImplicitMXDelivery(t *testing.T) {
 		t.Fatalf("%d messages captured", n)
 	}
 }
+
+func TestNextMXAfterGreetingFailure(t *testing.T) {
+	s := startSink(t, "-r", "CONNECT")
+	rec := startRecorder(t, "127.0.0.1:"+itoa(s.Port))
+	res := dnsServer(t, nil,
+		"two.test. MX 10 mx1.two.test.",
+		"two.test. MX 20 mx2.two.test.",
+		"mx1.two.test. A 127.0.0.1",
+		"mx2.two.test. A 127.0.0.1",
+	)
+	out := Deliver(context.Background(), mxConfig(res, portOf(rec.Addr)), "two.test", "s@c.test", []string{"r@two.test"}, strings.NewReader("x\n"))
+	if out.Status != MsgTemp || !strings.HasPrefix(out.Text, "Connected to 127.0.0.1 but greeting failed.\nRemote host said: 450") {
+		t.Fatalf("%s", out)
+	}
+	if n := rec.Conns(); n != 2 {
+		t.Errorf("%d connections, want one per MX", n)
+	}
+
+	// Once MAIL has gone out, a failure is final: no second MX.
+	s2 := startSink(t, "-r", "MAIL")
+	rec2 := startRecorder(t, "127.0.0.1:"+itoa(s2.Port))
+	out = Deliver(context.Background(), mxConfig(res, portOf(rec2.Addr)), "two.test", "s@c.test", []string{"r@two.test"}, strings.NewReader("x\n"))
+	if out.Status != MsgTemp || !strings.Contains(out.Text, "sender was rejected") || rec2.Conns() != 1 {
+		t.Fatalf("%s after %d connections", out, rec2.Conns())
+	}
+}

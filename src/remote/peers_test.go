@@ -324,9 +324,17 @@ func TestMain(m *testing.M) {
 // recorder is a TCP proxy on 127.0.0.1 that records what the client sends, to check
 // the bytes that really leave.
 type recorder struct {
-	Addr string
-	mu   sync.Mutex
-	sent bytes.Buffer
+	Addr  string
+	mu    sync.Mutex
+	sent  bytes.Buffer
+	conns int
+}
+
+// Conns returns how many connections the proxy accepted.
+func (r *recorder) Conns() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns
 }
 
 func startRecorder(t testing.TB, target string) *recorder {
@@ -343,6 +351,9 @@ func startRecorder(t testing.TB, target string) *recorder {
 			if err != nil {
 				return
 			}
+			r.mu.Lock()
+			r.conns++
+			r.mu.Unlock()
 			s, err := net.Dial("tcp", target)
 			if err != nil {
 				c.Close()

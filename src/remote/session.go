@@ -36,8 +36,9 @@ type Outcome struct {
 	Status     byte // MsgOK, MsgTemp or MsgPerm
 	Text       string
 
-	// nextHost marks a failure particular to this server (a TLS policy it cannot
-	// meet), after which the next MX may still be tried.
+	// nextHost marks a failure before anything was entrusted to this server (no
+	// greeting, a refused HELO, a dropped connection, a TLS policy it cannot meet),
+	// after which the next MX is tried, as RFC 5321 section 5.1 asks.
 	nextHost bool
 }
 
@@ -70,6 +71,7 @@ type session struct {
 	tls      tlsResult
 	critical bool       // the final "." went out: a dropped connection may mean a duplicate
 	writing  chan error // pending pipelined writes, see sendAll
+	mailSent bool       // MAIL FROM went out: the next MX must not be tried
 }
 
 // deadlineConn gives every read and write its own timeout, as qmail's timeoutread
@@ -133,7 +135,7 @@ func (s *session) failed(err error) Outcome {
 	if s.tls.used || s.tls.why != "" {
 		b.WriteString(s.tls.String() + "\n")
 	}
-	return Outcome{Status: MsgTemp, Text: b.String()}
+	return Outcome{Status: MsgTemp, Text: b.String(), nextHost: !s.mailSent}
 }
 
 func (s *session) flush() error {
@@ -191,12 +193,16 @@ func (s *session) run() (Outcome, error) {
 		return Outcome{}, err
 	}
 	if rep.Code != 220 {
-		return s.quit(MsgTemp, "Connected to ", " but greeting failed", &rep), nil
+		o := s.quit(MsgTemp, "Connected to ", " but greeting failed", &rep)
+		o.nextHost = true
+		return o, nil
 	}
 	if rep, err := s.hello(); err != nil {
 		return Outcome{}, err
 	} else if rep != nil {
-		return s.quit(MsgTemp, "Connected to ", " but my name was rejected", rep), nil
+		o := s.quit(MsgTemp, "Connected to ", " but my name was rejected", rep)
+		o.nextHost = true
+		return o, nil
 	}
 
 	if out, done, err := s.startTLS(); err != nil || done {
@@ -236,6 +242,7 @@ func (s *session) run() (Outcome, error) {
 	cmds = append(cmds, "DATA")
 
 	_, pipelining := s.ext["PIPELINING"]
+	s.mailSent = true
 	if pipelining {
 		s.sendAll(cmds)
 	}
@@ -436,7 +443,9 @@ func (s *session) startTLS() (out Outcome, done bool, err error) {
 	if rep, err := s.hello(); err != nil {
 		return Outcome{}, true, err
 	} else if rep != nil {
-		return s.quit(MsgTemp, "Connected to ", " but my name was rejected", rep), true, nil
+		o := s.quit(MsgTemp, "Connected to ", " but my name was rejected", rep)
+		o.nextHost = true
+		return o, true, nil
 	}
 	return Outcome{}, false, nil
 }
