@@ -2,10 +2,12 @@ package dnsresolve
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -347,5 +349,89 @@ func TestFromResolvConf(t *testing.T) {
 	r, err = FromResolvConf(filepath.Join(t.TempDir(), "missing"))
 	if err != nil || !reflect.DeepEqual(r.Servers, []string{"127.0.0.1:53"}) {
 		t.Errorf("missing file: %v %v", r, err)
+	}
+}
+
+// truncating answers over UDP with only the TC bit set and fully over TCP, as a server
+// does when the answer is too big for a datagram.
+type truncating struct{ z *zone }
+
+func (tr truncating) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if w.LocalAddr().Network() == "udp" {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Truncated = true
+		w.WriteMsg(m)
+		return
+	}
+	tr.z.ServeDNS(w, req)
+}
+
+func TestTruncatedAnswerRetriedOverTCP(t *testing.T) {
+	z := newZone(t, "big.test. MX 10 mx.big.test.", "mx.big.test. A 192.0.2.44")
+	h := truncating{z}
+	udpStarted, tcpStarted := make(chan struct{}), make(chan struct{})
+	udp := &dns.Server{Addr: "127.0.0.1:0", Net: "udp", Handler: h, NotifyStartedFunc: func() { close(udpStarted) }}
+	go udp.ListenAndServe()
+	<-udpStarted
+	t.Cleanup(func() { udp.Shutdown() })
+	port := udp.PacketConn.LocalAddr().(*net.UDPAddr).Port
+	tcp := &dns.Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Net: "tcp", Handler: h, NotifyStartedFunc: func() { close(tcpStarted) }}
+	errc := make(chan error, 1)
+	go func() { errc <- tcp.ListenAndServe() }()
+	select {
+	case <-tcpStarted:
+	case err := <-errc:
+		t.Skipf("TCP port %d taken: %v", port, err)
+	}
+	t.Cleanup(func() { tcp.Shutdown() })
+	r := &Resolver{Servers: []string{udp.PacketConn.LocalAddr().String()}, Timeout: 2 * time.Second}
+	hs, err := r.MX(context.Background(), "big.test")
+	if err != nil || len(hs) != 1 || hs[0].Addrs[0] != netip.MustParseAddr("192.0.2.44") {
+		t.Fatalf("%+v %v", hs, err)
+	}
+}
+
+// hostile answers every question with 60 MX records and records for names nobody
+// asked about.
+type hostile struct{}
+
+func (hostile) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	q := req.Question[0]
+	switch q.Qtype {
+	case dns.TypeMX:
+		for i := 0; i < 60; i++ {
+			rr, _ := dns.NewRR(q.Name + " MX " + strconv.Itoa(i) + " mx" + strconv.Itoa(i) + ".hostile.test.")
+			m.Answer = append(m.Answer, rr)
+		}
+	case dns.TypeA:
+		for _, s := range []string{q.Name + " A 192.0.2.1", "victim.test. A 203.0.113.66"} {
+			rr, _ := dns.NewRR(s)
+			m.Answer = append(m.Answer, rr)
+		}
+	}
+	w.WriteMsg(m)
+}
+
+func TestHostileAnswersAreBounded(t *testing.T) {
+	started := make(chan struct{})
+	srv := &dns.Server{Addr: "127.0.0.1:0", Net: "udp", Handler: hostile{}, NotifyStartedFunc: func() { close(started) }, UDPSize: 65535}
+	go srv.ListenAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	r := &Resolver{Servers: []string{srv.PacketConn.LocalAddr().String()}, Timeout: 2 * time.Second}
+	hs, err := r.MX(context.Background(), "hostile.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hs) != maxMX {
+		t.Errorf("%d MX hosts kept, want the cap %d", len(hs), maxMX)
+	}
+	for _, h := range hs {
+		if len(h.Addrs) != 1 || h.Addrs[0] != netip.MustParseAddr("192.0.2.1") {
+			t.Fatalf("%s: addresses %v include a record for another name", h.Name, h.Addrs)
+		}
 	}
 }
