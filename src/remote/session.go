@@ -308,20 +308,18 @@ func (s *session) run() (Outcome, error) {
 
 	body, err := msg.Reader()
 	if err != nil {
-		q := Outcome{Status: MsgTemp, Text: "Unable to read message. (#4.3.0)\n"}
-		return q, nil
+		return Outcome{Status: MsgTemp, Text: textReadMsg}, nil
 	}
 	if err := s.waitWriter(); err != nil {
 		return Outcome{}, err
 	}
 	if err := writeData(s.w, body); err != nil {
-		var d errDropped
-		if errors.As(err, &d) {
-			return Outcome{}, err
+		if !errors.Is(err, errReadMessage) {
+			return Outcome{}, errDropped{err}
 		}
 		// Reading the queued message failed: there is no way to abort DATA other
 		// than dropping the connection, which makes the server discard it.
-		return Outcome{Status: MsgTemp, Text: "Unable to read message. (#4.3.0)\n"}, nil
+		return Outcome{Status: MsgTemp, Text: textReadMsg}, nil
 	}
 	s.critical = true
 	if err := s.flush(); err != nil {

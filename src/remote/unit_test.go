@@ -440,3 +440,15 @@ func TestNoProgramRuns(t *testing.T) {
 		}
 	}
 }
+
+func TestDroppedDuringData(t *testing.T) {
+	// smtp-sink -A 0 answers DATA with 354 and then refuses to read, ending the
+	// session before the message is through: that is a dropped connection, not an
+	// unreadable message.
+	s := startSink(t, "-A", "0")
+	big := "Subject: big\n\n" + strings.Repeat(strings.Repeat("z", 999)+"\n", 4000)
+	out := deliver(t, relayConfig(s.Port), "s@c.test", []string{"a@example.test"}, big)
+	if out.Status == MsgOK || strings.Contains(out.Text, "Unable to read message") {
+		t.Fatalf("%.300s", out)
+	}
+}
