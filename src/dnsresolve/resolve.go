@@ -228,7 +228,8 @@ func (r *Resolver) Addrs(ctx context.Context, host string) ([]netip.Addr, error)
 	if a, ok := Literal(host); ok {
 		return []netip.Addr{a}, nil
 	}
-	if !validName(host) {
+	host, ok := asciiName(host)
+	if !ok {
 		return nil, &Error{Kind: NoHost, Name: host, Msg: "not a valid host name"}
 	}
 	type res struct {
@@ -290,7 +291,8 @@ func (r *Resolver) MX(ctx context.Context, domain string) ([]Host, error) {
 	if a, ok := Literal(domain); ok {
 		return []Host{{Name: domain, Implicit: true, Addrs: []netip.Addr{a}}}, nil
 	}
-	if !validName(domain) {
+	domain, ok := asciiName(domain)
+	if !ok {
 		return nil, &Error{Kind: NoHost, Name: domain, Msg: "not a valid domain name"}
 	}
 	rrs, nx, err := r.lookup(ctx, domain, dns.TypeMX)
@@ -369,6 +371,23 @@ func (r *Resolver) MX(ctx context.Context, domain string) ([]Host, error) {
 	return nil, &Error{Kind: NoAddress, Name: domain, Msg: "no mail exchanger has an IP address"}
 }
 
+// asciiName returns name as DNS knows it: an internationalised name (SMTPUTF8 mail
+// may carry one) becomes its A-labels. ok is false for anything that cannot be a
+// DNS name.
+func asciiName(name string) (string, bool) {
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			a, ok := toALabels(name)
+			if !ok {
+				return name, false
+			}
+			name = a
+			break
+		}
+	}
+	return name, validName(name)
+}
+
 // validName accepts what could be a DNS name in presentation form: no empty labels
 // (except a trailing root), labels of at most 63 bytes, at most 253 bytes in all.
 func validName(s string) bool {
@@ -381,7 +400,7 @@ func validName(s string) bool {
 			return false
 		}
 		for i := 0; i < len(l); i++ {
-			if c := l[i]; c <= ' ' || c == 0x7f || c == '\\' {
+			if c := l[i]; c <= ' ' || c >= 0x7f || c == '\\' {
 				return false
 			}
 		}

@@ -435,3 +435,33 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestInternationalisedDomain(t *testing.T) {
+	r := serve(t, newZone(t,
+		"xn--bcher-kva.test. MX 10 mx.xn--bcher-kva.test.",
+		"mx.xn--bcher-kva.test. A 192.0.2.50",
+	))
+	hs, err := r.MX(context.Background(), "Bücher.test")
+	if err != nil || len(hs) != 1 || hs[0].Addrs[0] != netip.MustParseAddr("192.0.2.50") {
+		t.Fatalf("%+v %v", hs, err)
+	}
+	if _, err := r.MX(context.Background(), "bad\xffname.test"); KindOf(err) != NoHost {
+		t.Errorf("invalid UTF-8 name: %v", err)
+	}
+}
+
+func TestPunycode(t *testing.T) {
+	// Examples from RFC 3492 section 7.1 and well-known names.
+	for in, want := range map[string]string{
+		"bücher.test":       "xn--bcher-kva.test",
+		"München.de":        "xn--mnchen-3ya.de",
+		"例え.テスト":            "xn--r8jz45g.xn--zckzah",
+		"ascii.test":        "ascii.test",
+		"ليهمابتكلموشعربي؟": "xn--egbpdaj6bu4bxfgehfvwxn",
+	} {
+		got, ok := toALabels(in)
+		if !ok || got != want {
+			t.Errorf("toALabels(%q) = %q %v, want %q", in, got, ok, want)
+		}
+	}
+}
