@@ -240,11 +240,12 @@ func (cfg *Config) localAddrs() []netip.Addr {
 	if cfg.LocalAddrs != nil {
 		return cfg.LocalAddrs()
 	}
+	// Connecting to an unspecified address reaches this host too.
+	out := []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()}
 	ifas, err := net.InterfaceAddrs()
 	if err != nil {
-		return nil
+		return out
 	}
-	var out []netip.Addr
 	for _, ia := range ifas {
 		if p, err := netip.ParsePrefix(ia.String()); err == nil {
 			out = append(out, p.Addr().Unmap())

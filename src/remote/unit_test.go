@@ -452,3 +452,14 @@ func TestDroppedDuringData(t *testing.T) {
 		t.Fatalf("%.300s", out)
 	}
 }
+
+func TestMXPointingHereBounces(t *testing.T) {
+	for _, a := range []string{"127.0.0.1", "0.0.0.0"} {
+		hosts := []dnsresolve.Host{{Name: "mx.example.test", Pref: 10, Addrs: []netip.Addr{netip.MustParseAddr(a)}}}
+		cfg := &Config{Resolver: staticResolver{hosts: hosts}} // the real interface list
+		out := Deliver(context.Background(), cfg, "example.test", "s", []string{"r@example.test"}, strings.NewReader("x\n"))
+		if out.Status != MsgPerm || out.Text != textAmbigMX {
+			t.Errorf("MX at %s: %s", a, out)
+		}
+	}
+}
