@@ -16,8 +16,12 @@ import (
 	"syscall"
 )
 
-// Default is the compiled-in qmail home, as conf-qmail sets it in qmail.
-const Default = "/var/qmail"
+// Default is the compiled-in qmail home, qmail's conf-qmail. Like conf-qmail it is a
+// build-time setting, so a test can build a setuid qmail-queue whose trusted home is a
+// scratch directory:
+//
+//	go build -ldflags "-X github.com/notqmail/notqmail/src/home.Default=/tmp/q" ./src/cmd/qmail-queue
+var Default = "/var/qmail"
 
 // Dir returns the qmail home. A setuid or setgid program (qmail-queue) never trusts
 // the environment: it always gets Default, so a caller cannot steer its writes.
