@@ -126,3 +126,39 @@ func oneLine(s string) string {
 	}
 	return s
 }
+
+// Strictest combines policy sources (the control file, and later DANE and MTA-STS):
+// the strictest mode wins, pins and names add up. A source's error is the result's.
+type Strictest []TLSPolicySource
+
+// TLSPolicy implements TLSPolicySource.
+func (s Strictest) TLSPolicy(ctx context.Context, domain, host string) (TLSPolicy, error) {
+	var out TLSPolicy
+	for _, src := range s {
+		p, err := src.TLSPolicy(ctx, domain, host)
+		if err != nil {
+			return TLSPolicy{}, err
+		}
+		if strictness(p.Mode) > strictness(out.Mode) {
+			out.Mode = p.Mode
+		}
+		out.Pins = append(out.Pins, p.Pins...)
+		out.Names = append(out.Names, p.Names...)
+	}
+	return out, nil
+}
+
+// strictness orders modes. may is every source's default, so an explicit none (a
+// server whose TLS is broken) overrides it, while a source requiring TLS overrides
+// none.
+func strictness(m TLSMode) int {
+	switch m {
+	case TLSMay:
+		return 0
+	case TLSNone:
+		return 1
+	case TLSEncrypt:
+		return 2
+	}
+	return 3
+}

@@ -463,3 +463,20 @@ func TestMXPointingHereBounces(t *testing.T) {
 		}
 	}
 }
+
+func TestStrictest(t *testing.T) {
+	file := PolicyFile{{domain: "a.test", pol: TLSPolicy{Mode: TLSNone}}, {domain: "b.test", pol: TLSPolicy{Mode: TLSEncrypt}}}
+	pinned := PolicyFile{{domain: "", pol: TLSPolicy{Mode: TLSVerify, Pins: [][32]byte{{1}}}}}
+	p, err := Strictest{file, pinned}.TLSPolicy(context.Background(), "b.test", "mx")
+	if err != nil || p.Mode != TLSVerify || len(p.Pins) != 1 {
+		t.Errorf("%+v %v", p, err)
+	}
+	p, _ = Strictest{file, PolicyFile(nil)}.TLSPolicy(context.Background(), "a.test", "mx")
+	if p.Mode != TLSNone {
+		t.Errorf("another source's default overrode an explicit none: %v", p.Mode)
+	}
+	p, _ = Strictest{file, pinned}.TLSPolicy(context.Background(), "a.test", "mx")
+	if p.Mode != TLSVerify {
+		t.Errorf("none overrode a source that requires TLS: %v", p.Mode)
+	}
+}
