@@ -47,6 +47,10 @@ var Files = []FileInfo{
 	{"outgoingip", "none (the system chooses)", "qmail-remote", "source address: ADDR[,ADDR] default, or domain:ADDR[,ADDR]"},
 	{"tlsdestinations", "none (opportunistic TLS everywhere)", "qmail-remote", "domain:policy, policy may, none, encrypt, verify or sha256=HEX"},
 	{"clientcert.pem", "none", "qmail-remote", "TLS client certificate and key (PEM) offered to servers"},
+	{"servercert.pem", "none (no STARTTLS; implicit TLS refuses to start)", "qmail-smtpd", "default TLS server certificate chain and private key (PEM)"},
+	{"tls", "none", "qmail-smtpd", "directory of <domain>.pem and *.<domain>.pem certificates chosen by SNI"},
+	{"authwithouttls", "0 (AUTH only after STARTTLS or on implicit TLS)", "qmail-smtpd", "1 offers SMTP AUTH on unencrypted connections too"},
+	{"passwords", "none (every password refused)", "qmail-chkpw", "user:bcrypt-hash lines, managed with qmail-chkpw-passwd"},
 	{"validrcptdomains", "none (no validation)", "qmail-smtpd", "domains whose local recipients must exist at RCPT time (.dom wildcards, * for all)"},
 	{"virtualdomains", "none", "qmail-send", "user@domain:prepend or domain:prepend rewrites"},
 }
