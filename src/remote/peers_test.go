@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +166,9 @@ func startSink(t testing.TB, opts ...string) *sink {
 	}
 	args = append(args, "-d", dir+"/%M.", fmt.Sprintf("127.0.0.1:%d", s.Port), "256")
 	cmd := exec.Command(bin, args...)
+	// Dies with the test binary even when a panic skips the cleanup (as long as it
+	// did not switch users with -u, which clears the setting).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
