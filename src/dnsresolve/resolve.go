@@ -163,6 +163,10 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 			why = fmt.Sprintf("DNS server %s: %v", srv, err)
 			continue
 		}
+		if len(in.Question) != 1 || !strings.EqualFold(in.Question[0].Name, m.Question[0].Name) || in.Question[0].Qtype != qtype {
+			why = fmt.Sprintf("DNS server %s answered another question", srv)
+			continue
+		}
 		switch in.Rcode {
 		case dns.RcodeSuccess, dns.RcodeNameError:
 			return in, nil
