@@ -465,3 +465,24 @@ func TestPunycode(t *testing.T) {
 		}
 	}
 }
+
+func TestAnswerToAnotherQuestionIgnored(t *testing.T) {
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Question[0].Name = "elsewhere.test."
+		rr, _ := dns.NewRR("elsewhere.test. MX 10 evil.test.")
+		m.Answer = append(m.Answer, rr)
+		w.WriteMsg(m)
+	})
+	started := make(chan struct{})
+	srv := &dns.Server{Addr: "127.0.0.1:0", Net: "udp", Handler: h, NotifyStartedFunc: func() { close(started) }}
+	go srv.ListenAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	r := &Resolver{Servers: []string{srv.PacketConn.LocalAddr().String()}, Timeout: 2 * time.Second}
+	_, err := r.MX(context.Background(), "asked.test")
+	if KindOf(err) != Temporary || !strings.Contains(err.Error(), "another question") {
+		t.Fatalf("%v", err)
+	}
+}
