@@ -24,6 +24,7 @@ type Version struct {
 	Hash    string // abbreviated commit hash; empty for an exact tag or a VERSION file
 	Dirty   bool   // the work tree had uncommitted changes
 	Tagged  bool   // Base came from a tag or a VERSION file
+	Site    int    // site patch revision (site.go); 0 for an upstream build
 }
 
 // String is the version stamped into the binaries: "1.2.3", "1.2.3-rc1",
@@ -53,7 +54,7 @@ func (v Version) Metadata() string {
 	if v.Dirty {
 		parts = append(parts, "dirty")
 	}
-	return strings.Join(parts, ".")
+	return strings.Join(v.siteMeta(parts), ".")
 }
 
 // APK is the version in Alpine's grammar, which allows only known suffixes followed by
@@ -75,7 +76,7 @@ func (v Version) APK() string {
 	case v.Commits > 0:
 		s += fmt.Sprintf("_p%d", v.Commits)
 	}
-	return s
+	return v.siteAPK(s)
 }
 
 var (
