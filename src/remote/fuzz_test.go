@@ -3,8 +3,11 @@ package remote
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/notqmail/notqmail/src/control"
 )
 
 func FuzzReadReply(f *testing.F) {
@@ -70,6 +73,28 @@ func FuzzWriteData(f *testing.F) {
 		}
 		if got != want {
 			t.Fatalf("round trip: %q -> %q, want %q", in, got, want)
+		}
+	})
+}
+
+func FuzzControlFiles(f *testing.F) {
+	for _, s := range []string{"example.com:relay:25", ":[::1]:26", ".x:", "a", "x:y:z:w", "192.0.2.1,2001:db8::1", "d:sha256=00", "d:verify"} {
+		f.Add(s)
+	}
+	ctl := control.Open(f.TempDir())
+	f.Fuzz(func(t *testing.T, line string) {
+		lines := []control.Line{{Text: line, N: 1}}
+		if rs, err := ParseRoutes(ctl, lines); err == nil {
+			for _, r := range rs {
+				if r.Port < 0 || r.Port > 65535 {
+					t.Fatalf("port %d", r.Port)
+				}
+			}
+			rs.Lookup("a.b.example.com")
+		}
+		ParseOutgoingIP(ctl, lines)
+		if p, err := ParseTLSDestinations(ctl, lines); err == nil {
+			p.TLSPolicy(context.Background(), "x", "y")
 		}
 	})
 }
