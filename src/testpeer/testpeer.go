@@ -29,6 +29,13 @@ var Packages = map[string]string{
 	"strace":    "strace",
 	"groff":     "groff-base",
 	"tar":       "tar",
+	// The distribution matrix (packaging/chroot, packaging/matrix): Debian roots and
+	// arm64 under qemu-user.
+	"mmdebstrap":          "mmdebstrap",
+	"debootstrap":         "debootstrap",
+	"qemu-aarch64-static": "qemu-user-static",
+	"update-binfmts":      "binfmt-support",
+	"arch-test":           "arch-test",
 }
 
 // RequireEnv is the variable that makes a missing peer a failure instead of a skip.

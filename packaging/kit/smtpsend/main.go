@@ -29,6 +29,8 @@ func main() {
 		err = sendMain(os.Args[2:])
 	case "sink":
 		err = sinkMain(os.Args[2:])
+	case "wait":
+		err = waitMain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -39,7 +41,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: smtpsend send -addr host:port -from ADDR -to ADDR [-subject S] [-helo NAME] [-timeout D]\n       smtpsend sink -addr 127.0.0.1:port -dir DIR [-hostname NAME]")
+	fmt.Fprintln(os.Stderr, "usage: smtpsend send -addr host:port -from ADDR -to ADDR [-subject S] [-helo NAME] [-timeout D]\n       smtpsend sink -addr 127.0.0.1:port -dir DIR [-hostname NAME]\n       smtpsend wait -addr host:port [-timeout D]")
 	os.Exit(2)
 }
 
@@ -151,6 +153,44 @@ func readReply(r *bufio.Reader) (int, string, error) {
 			return code, strings.Join(text, " "), nil
 		}
 	}
+}
+
+// waitMain waits until something answers with an SMTP greeting at -addr, so the kit
+// knows a server it started is ready; it gives up after -timeout.
+func waitMain(args []string) error {
+	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
+	addr := fs.String("addr", "", "server host:port")
+	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(*timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if last = greeting(*addr); last == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("no SMTP greeting from %s within %v: %v", *addr, *timeout, last)
+}
+
+func greeting(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	code, text, err := readReply(bufio.NewReader(io.LimitReader(c, 64<<10)))
+	if err != nil {
+		return err
+	}
+	if code != 220 {
+		return fmt.Errorf("greeting %d %s", code, text)
+	}
+	io.WriteString(c, "QUIT\r\n")
+	return nil
 }
 
 func sinkMain(args []string) error {

@@ -1,0 +1,341 @@
+#!/bin/sh
+# The notqmail matrix test kit. It runs inside any root (a chroot built here, or a CI
+# container) and checks one step of a package's life per call:
+#
+#   kit.sh install | users | start | smtp-in | maildir | sendmail | stop |
+#          upgrade | remove | purge
+#
+# Each step prints what it checks and exits 0 (pass), 1 (fail, the last lines say why)
+# or 3 (cannot run here, the last line says why). POSIX sh only: it must run under
+# dash, busybox ash and bash alike.
+#
+# Settings come from the environment (the runner writes them into /kit/env):
+#   KIT_FORMAT     deb, rpm or apk
+#   KIT_PKG        the package under test (a path inside the root)
+#   KIT_PREV_PKG   the previous build's package, for upgrade (may be empty)
+#   KIT_SMTP_PORT  port for qmail-smtpd's listener on 127.0.0.1
+#   KIT_SINK_PORT  port for the SMTP sink that stands in for remote hosts
+#   KIT_USER       the local user that receives mail in ~/Maildir (created here)
+set -u
+
+KIT=/kit
+[ -r "$KIT/env" ] && . "$KIT/env"
+STATE=$KIT/state
+QMAIL=/var/qmail
+CONTROL=$QMAIL/control
+KIT_USER=${KIT_USER:-matrixuser}
+KIT_SMTP_PORT=${KIT_SMTP_PORT:-2525}
+KIT_SINK_PORT=${KIT_SINK_PORT:-2526}
+KIT_PREV_PKG=${KIT_PREV_PKG:-}
+# Bounded waits: a broken MTA must fail the step, not hang the matrix.
+WAIT=${KIT_WAIT:-120}
+mkdir -p "$STATE"
+
+say() { echo "kit: $*"; }
+fail() { echo "kit: FAIL: $*"; exit 1; }
+cannot() { echo "kit: NOT RUN: $*"; exit 3; }
+run() { echo "+ $*"; "$@"; }
+
+pkg_installed() {
+	case $KIT_FORMAT in
+	deb) dpkg-query -W -f='${Status}\n' notqmail 2>/dev/null | grep -q 'install ok installed' ;;
+	rpm) rpm -q notqmail >/dev/null 2>&1 ;;
+	apk) apk info -e notqmail >/dev/null 2>&1 ;;
+	esac
+}
+
+pkg_version() {
+	case $KIT_FORMAT in
+	deb) dpkg-query -W -f='${Version}' notqmail 2>/dev/null ;;
+	rpm) rpm -q --qf '%{VERSION}-%{RELEASE}' notqmail 2>/dev/null ;;
+	apk) apk info -v notqmail 2>/dev/null | head -n 1 ;;
+	esac
+}
+
+# install_pkg FILE installs or upgrades with the distribution's own tool.
+install_pkg() {
+	[ -f "$1" ] || fail "no package file $1"
+	case $KIT_FORMAT in
+	deb) DEBIAN_FRONTEND=noninteractive run apt-get install -y --no-install-recommends "$1" ;;
+	# A root built here has no rpm database of its own packages (it is Debian with
+	# Debian's rpm): dependencies cannot be resolved by rpm, so they are not checked.
+	rpm) if command -v dnf >/dev/null 2>&1; then run dnf install -y "$1"; else run rpm -U --nodeps "$1"; fi ;;
+	apk) run apk add --allow-untrusted "$1" ;;
+	*) fail "unknown KIT_FORMAT '$KIT_FORMAT'" ;;
+	esac
+}
+
+# check_mode PATH MODE OWNER GROUP
+check_mode() {
+	[ -e "$1" ] || { echo "missing: $1"; bad=1; return; }
+	got=$(stat -c '%a %U %G' "$1")
+	if [ "$got" != "$2 $3 $4" ]; then
+		echo "wrong: $1 is $got, want $2 $3 $4"
+		bad=1
+	else
+		echo "ok: $1 $got"
+	fi
+}
+
+check_queue() {
+	bad=0
+	q=$QMAIL/queue
+	check_mode $q 750 qmailq qmail
+	check_mode $q/pid 700 qmailq qmail
+	check_mode $q/intd 700 qmailq qmail
+	check_mode $q/todo 750 qmailq qmail
+	check_mode $q/bounce 700 qmails qmail
+	check_mode $q/lock 750 qmailq qmail
+	check_mode $q/lock/sendmutex 600 qmails qmail
+	check_mode $q/lock/tcpto 644 qmailr qmail
+	check_mode $q/lock/trigger 622 qmails qmail
+	[ -p $q/lock/trigger ] || { echo "wrong: $q/lock/trigger is not a FIFO"; bad=1; }
+	for d in mess info local remote; do
+		case $d in mess) o=qmailq m=750 ;; *) o=qmails m=700 ;; esac
+		check_mode $q/$d 750 $o qmail
+		i=0
+		while [ $i -lt 23 ]; do
+			[ -d $q/$d/$i ] || { echo "missing: $q/$d/$i"; bad=1; }
+			got=$(stat -c '%a %U' $q/$d/$i 2>/dev/null)
+			[ "$got" = "$m $o" ] || { echo "wrong: $q/$d/$i is '$got', want $m $o"; bad=1; }
+			i=$((i + 1))
+		done
+	done
+	return $bad
+}
+
+step_install() {
+	install_pkg "$KIT_PKG" || fail "installing $KIT_PKG failed"
+	pkg_installed || fail "the package manager does not list notqmail as installed"
+	say "installed notqmail $(pkg_version)"
+}
+
+step_users() {
+	bad=0
+	for g in qmail nofiles; do
+		getent group $g >/dev/null 2>&1 || grep -q "^$g:" /etc/group || { echo "missing group $g"; bad=1; }
+	done
+	for u in alias qmaild qmaill qmailp qmailq qmailr qmails; do
+		id $u >/dev/null 2>&1 || { echo "missing user $u"; bad=1; }
+	done
+	check_mode $QMAIL/bin/qmail-queue 4711 qmailq qmail
+	for p in qmail-send qmail-start qmail-smtpd qmail-inject sendmail; do
+		[ -x $QMAIL/bin/$p ] || { echo "missing program $QMAIL/bin/$p"; bad=1; }
+	done
+	[ -d $CONTROL ] || { echo "missing $CONTROL"; bad=1; }
+	[ -s $CONTROL/me ] || { echo "missing $CONTROL/me (the first install must generate it)"; bad=1; }
+	check_queue || bad=1
+	[ $bad = 0 ] || fail "users, modes or queue not as qmail lays them out (lines above)"
+	say "users, groups, program modes and the queue are right"
+}
+
+# me prints the host name the MTA answers for.
+me() { head -n 1 $CONTROL/me 2>/dev/null; }
+
+ensure_user() {
+	id $KIT_USER >/dev/null 2>&1 || {
+		if command -v useradd >/dev/null 2>&1; then
+			useradd -m -s /bin/sh $KIT_USER
+		else
+			adduser -D -s /bin/sh $KIT_USER
+		fi
+	} || fail "cannot create the test user $KIT_USER"
+	home=$(getent passwd $KIT_USER 2>/dev/null | cut -d: -f6)
+	[ -n "$home" ] || home=/home/$KIT_USER
+	if [ ! -d "$home/Maildir" ]; then
+		mkdir -p "$home/Maildir/new" "$home/Maildir/cur" "$home/Maildir/tmp"
+		chown -R $KIT_USER "$home" && chmod -R go-rwx "$home/Maildir"
+	fi
+	echo "$home" >$STATE/home
+}
+
+start_mta() {
+	[ -x $QMAIL/bin/qmail-start ] || fail "no $QMAIL/bin/qmail-start"
+	[ -n "$(me)" ] || fail "no $CONTROL/me: nothing to answer for"
+	# As a supervisor would: qmail-start in its own session with the log on a file.
+	# Its defaultdelivery argument is left out so control/defaultdelivery applies.
+	(cd / && exec setsid env PATH="$QMAIL/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+		$QMAIL/bin/qmail-start </dev/null >>$STATE/send.log 2>&1) &
+	echo $! >$STATE/send.pid
+	(cd / && exec setsid $QMAIL/bin/qmail-smtpd -l 127.0.0.1:$KIT_SMTP_PORT \
+		</dev/null >>$STATE/smtpd.log 2>&1) &
+	echo $! >$STATE/smtpd.pid
+	$KIT/smtpsend wait -addr 127.0.0.1:$KIT_SMTP_PORT -timeout ${WAIT}s ||
+		{ tail -n 20 $STATE/smtpd.log; fail "qmail-smtpd does not answer on 127.0.0.1:$KIT_SMTP_PORT"; }
+	sleep 1
+	kill -0 "$(cat $STATE/send.pid)" 2>/dev/null ||
+		{ tail -n 20 $STATE/send.log; fail "qmail-start exited (log above)"; }
+	say "qmail-start (pid $(cat $STATE/send.pid)) and qmail-smtpd on 127.0.0.1:$KIT_SMTP_PORT are running"
+}
+
+stop_mta() {
+	for p in smtpd send sink; do
+		[ -f $STATE/$p.pid ] || continue
+		pid=$(cat $STATE/$p.pid)
+		kill -TERM "$pid" 2>/dev/null && say "sent TERM to $p ($pid)"
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt $WAIT ]; do sleep 1; i=$((i + 1)); done
+		kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; say "$p ($pid) ignored TERM, killed"; }
+		rm -f $STATE/$p.pid
+	done
+	# The helpers (qmail-lspawn, -rspawn, -clean) exit on end of file; give them the
+	# same bounded time.
+	i=0
+	while [ $i -lt $WAIT ] && running qmail-; do sleep 1; i=$((i + 1)); done
+	return 0
+}
+
+# running NAME: is a process whose command line starts with $QMAIL/bin/NAME alive?
+running() {
+	for f in /proc/[0-9]*/cmdline; do
+		case $(tr '\0' ' ' <"$f" 2>/dev/null) in "$QMAIL/bin/$1"*) return 0 ;; esac
+	done
+	return 1
+}
+
+# wait_maildir SUBJECT: wait for a message with SUBJECT in the test user's Maildir.
+wait_maildir() {
+	home=$(cat $STATE/home)
+	i=0
+	while [ $i -lt $WAIT ]; do
+		if grep -l "Subject: $1" "$home"/Maildir/new/* >/dev/null 2>&1; then
+			f=$(grep -l "Subject: $1" "$home"/Maildir/new/* | head -n 1)
+			say "delivered: $f"
+			sed -n '1,12p' "$f"
+			return 0
+		fi
+		sleep 1
+		i=$((i + 1))
+	done
+	echo "--- qmail-send log:"
+	tail -n 30 $STATE/send.log 2>/dev/null
+	return 1
+}
+
+queued_count() { find $QMAIL/queue/mess -type f 2>/dev/null | wc -l | tr -d ' '; }
+
+step_start() {
+	ensure_user
+	start_mta
+}
+
+step_smtp_in() {
+	# Used where the sender cannot run outside the root (CI containers); the matrix
+	# runner here sends from the host instead.
+	ensure_user
+	$KIT/smtpsend send -addr 127.0.0.1:$KIT_SMTP_PORT -from matrix@example.org \
+		-to "$KIT_USER@$(me)" -subject "matrix smtp-in" || fail "SMTP session failed"
+}
+
+step_maildir() {
+	wait_maildir "matrix smtp-in" || fail "no message in the Maildir after ${WAIT}s"
+}
+
+step_sendmail() {
+	ensure_user
+	rm -rf $STATE/sink
+	(exec setsid $KIT/smtpsend sink -addr 127.0.0.1:$KIT_SINK_PORT -dir $STATE/sink \
+		</dev/null >>$STATE/sink.log 2>&1) &
+	echo $! >$STATE/sink.pid
+	$KIT/smtpsend wait -addr 127.0.0.1:$KIT_SINK_PORT -timeout ${WAIT}s || fail "the sink did not start"
+	echo "example.net:127.0.0.1:$KIT_SINK_PORT" >>$CONTROL/smtproutes
+	say "control/smtproutes: $(cat $CONTROL/smtproutes)"
+	[ -x /usr/sbin/sendmail ] || fail "no /usr/sbin/sendmail"
+	printf 'To: friend@example.net\nSubject: matrix sendmail\n\nSent with sendmail inside the root.\n' |
+		su -s /bin/sh -c "/usr/sbin/sendmail -t" $KIT_USER || fail "sendmail failed"
+	i=0
+	while [ $i -lt $WAIT ]; do
+		if grep -l "Subject: matrix sendmail" $STATE/sink/* >/dev/null 2>&1; then
+			say "the sink received it:"
+			sed -n '1,8p' "$(grep -l 'Subject: matrix sendmail' $STATE/sink/* | head -n 1)"
+			return 0
+		fi
+		sleep 1
+		i=$((i + 1))
+	done
+	echo "--- qmail-send log:"
+	tail -n 30 $STATE/send.log
+	fail "the sink got nothing after ${WAIT}s"
+}
+
+# upgrade runs in a root of its own: the previous build, a site's edits and a queued
+# message, then the build under test over it.
+step_upgrade() {
+	[ -n "$KIT_PREV_PKG" ] || cannot "no previous build to upgrade from"
+	install_pkg "$KIT_PREV_PKG" || cannot "the previous build does not install, so there is nothing to upgrade from"
+	from=$(pkg_version)
+	ensure_user
+	printf '# edited by the matrix\n./Maildir/\n' >$CONTROL/defaultdelivery
+	echo 4000000 >$CONTROL/databytes
+	cp $CONTROL/defaultdelivery $STATE/defaultdelivery.edited
+	# Queued while the MTA is stopped, so it waits in the queue across the upgrade.
+	printf 'To: %s\nSubject: matrix queued\n\nQueued before the upgrade.\n' "$KIT_USER" |
+		$QMAIL/bin/sendmail -t || fail "cannot queue a message with the previous build"
+	before=$(queued_count)
+	[ "$before" -ge 1 ] || fail "the queued message is not in $QMAIL/queue/mess"
+	install_pkg "$KIT_PKG" || fail "upgrading from $from failed"
+	to=$(pkg_version)
+	say "upgraded $from -> $to"
+	[ "$from" != "$to" ] || fail "the version did not change ($to)"
+	cmp -s $CONTROL/defaultdelivery $STATE/defaultdelivery.edited || fail "the edited control/defaultdelivery was replaced: $(cat $CONTROL/defaultdelivery)"
+	[ "$(cat $CONTROL/databytes 2>/dev/null)" = 4000000 ] || fail "control/databytes lost"
+	[ "$(queued_count)" = "$before" ] || fail "queue had $before messages, now $(queued_count)"
+	check_queue || fail "the queue is not right after the upgrade"
+	start_mta
+	wait_maildir "matrix queued" || fail "the queued message was not delivered after the upgrade"
+	stop_mta
+	say "configuration and queue kept; the queued message was delivered"
+}
+
+step_remove() {
+	stop_mta
+	pkg_installed || fail "notqmail is not installed"
+	echo "kept@example.org" >$CONTROL/matrix-kept
+	printf 'To: %s\nSubject: matrix kept\n\nQueued before removal.\n' "$KIT_USER" |
+		$QMAIL/bin/sendmail -t || fail "cannot queue a message"
+	before=$(queued_count)
+	case $KIT_FORMAT in
+	deb) DEBIAN_FRONTEND=noninteractive run apt-get remove -y notqmail ;;
+	rpm) run rpm -e --nodeps notqmail ;;
+	apk) run apk del notqmail ;;
+	esac || fail "removing failed"
+	pkg_installed && fail "notqmail is still installed"
+	[ -f $CONTROL/matrix-kept ] || [ -f /etc/qmail/matrix-kept ] || fail "configuration removed with the package"
+	[ "$(queued_count)" = "$before" ] || fail "queue had $before messages, now $(queued_count)"
+	id qmailq >/dev/null 2>&1 || fail "users removed by remove (only purge may)"
+	say "removed; configuration, $before queued messages and the users kept"
+}
+
+step_purge() {
+	case $KIT_FORMAT in
+	deb) DEBIAN_FRONTEND=noninteractive run apt-get purge -y notqmail || fail "purge failed" ;;
+	*) cannot "$KIT_FORMAT has no purge: erase/del keeps the queue and configuration by design" ;;
+	esac
+	bad=0
+	for p in /etc/qmail $QMAIL/queue $QMAIL/control; do
+		[ -e $p ] && { echo "still there: $p"; bad=1; }
+	done
+	for u in alias qmaild qmaill qmailp qmailq qmailr qmails; do
+		id $u >/dev/null 2>&1 && { echo "user still there: $u"; bad=1; }
+	done
+	[ $bad = 0 ] || fail "purge left things behind (lines above)"
+	say "purged: configuration, queue and users gone"
+}
+
+[ $# -ge 1 ] || { echo "usage: kit.sh STEP..." >&2; exit 2; }
+for s in "$@"; do
+	say "== $s"
+	case $s in
+	install) step_install ;;
+	users) step_users ;;
+	start) step_start ;;
+	smtp-in) step_smtp_in ;;
+	maildir) step_maildir ;;
+	sendmail) step_sendmail ;;
+	stop) stop_mta ;;
+	upgrade) step_upgrade ;;
+	remove) step_remove ;;
+	purge) step_purge ;;
+	*) echo "kit: unknown step $s" >&2; exit 2 ;;
+	esac
+done
