@@ -674,6 +674,12 @@ func (c *checker) orphans(s scan, split int) {
 		}
 	}
 	for _, id := range sortedIDs(seen) {
+		if fi, err := os.Stat(filepath.Join(c.opt.Dir, "hold", strconv.FormatUint(id, 10))); err == nil && fi.IsDir() {
+			// qmail-qmaint was interrupted moving it to or from hold/: its files are
+			// split between the two, and repeating the command completes the move.
+			c.problem(strings.Join(presentRels(q, id), " "), fmt.Sprintf("partly held; finish with qmail-qmaint hold %d or release %d", id, id))
+			continue
+		}
 		// States come from the file system now, not from the scan, which a running
 		// qmail-queue or qmail-send may have overtaken.
 		st := func(sub string) bool { _, err := os.Lstat(q.Path(sub, id)); return err == nil }
@@ -737,6 +743,16 @@ func (c *checker) orphans(s scan, split int) {
 		}
 		c.fixed(p, err)
 	}
+}
+
+func presentRels(q queue.Queue, id uint64) []string {
+	var rels []string
+	for _, sub := range messageDirs[:7] {
+		if _, err := os.Lstat(q.Path(sub, id)); err == nil {
+			rels = append(rels, q.Rel(sub, id))
+		}
+	}
+	return rels
 }
 
 // writerAlive reports whether the qmail-queue that writes message id may still be at

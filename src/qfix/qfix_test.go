@@ -509,3 +509,24 @@ func TestStrayEntriesReported(t *testing.T) {
 		t.Error("stray file removed; it should be left for the admin")
 	}
 }
+
+func TestPartlyHeldMessageLeftAlone(t *testing.T) {
+	q := newQueue(t, queue.DefaultSplit)
+	id := enqueue(t, q, deadPID, "x@example.net")
+	preprocess(t, q, id)
+	// qmail-qmaint hold moves info/ first; interrupted, the rest stays in the queue.
+	hold := filepath.Join(q.Dir, "hold", fmt.Sprint(id))
+	if err := os.MkdirAll(hold, 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(q.Path("info", id), filepath.Join(hold, "info")); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, q, true, 0)
+	if r.Unfixed() != 1 || !strings.Contains(problems(r), "partly held") {
+		t.Fatalf("report:\n%s", problems(r))
+	}
+	if !exists(q.Path("mess", id)) || !exists(q.Path("remote", id)) {
+		t.Error("qmail-qfix removed part of a message being held")
+	}
+}
