@@ -450,14 +450,13 @@ func TestInternationalisedDomain(t *testing.T) {
 	}
 }
 
-func TestPunycode(t *testing.T) {
+func TestALabels(t *testing.T) {
 	// Examples from RFC 3492 section 7.1 and well-known names.
 	for in, want := range map[string]string{
-		"bücher.test":       "xn--bcher-kva.test",
-		"München.de":        "xn--mnchen-3ya.de",
-		"例え.テスト":            "xn--r8jz45g.xn--zckzah",
-		"ascii.test":        "ascii.test",
-		"ليهمابتكلموشعربي؟": "xn--egbpdaj6bu4bxfgehfvwxn",
+		"bücher.test": "xn--bcher-kva.test",
+		"München.de":  "xn--mnchen-3ya.de",
+		"例え.テスト":      "xn--r8jz45g.xn--zckzah",
+		"ascii.test":  "ascii.test",
 	} {
 		got, ok := toALabels(in)
 		if !ok || got != want {
