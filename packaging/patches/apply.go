@@ -36,6 +36,7 @@ type Result struct {
 	Where     []string // offset and fuzz locations
 	Conflicts []string // files and hunks that did not apply, and why
 	Markers   []string // files the 3-way merge left conflict markers in
+	Commit    string   // the tree's commit holding the patch, when applied
 	Err       error    // for Missing
 }
 
@@ -91,7 +92,7 @@ func (t *Tree) Apply(ctx context.Context, p Patch, o ApplyOptions) (Result, erro
 	fwdWhere := hunkNotes(fwdOut + fwdErr)
 	if forward && len(fwdWhere) == 0 {
 		r.Class = Clean
-		return r, t.gitApply(ctx, p, strip)
+		return r, t.gitApply(ctx, &r, strip)
 	}
 	if _, _, err := t.run(ctx, "git", "apply", "--check", "-R", strip, p.Path); err == nil {
 		r.Class = Contained
@@ -99,7 +100,7 @@ func (t *Tree) Apply(ctx context.Context, p Patch, o ApplyOptions) (Result, erro
 	}
 	if forward {
 		r.Class, r.Where = Offset, fwdWhere
-		return r, t.gitApply(ctx, p, strip)
+		return r, t.gitApply(ctx, &r, strip)
 	}
 	gp := []string{strip, "--batch", "--forward", "--no-backup-if-mismatch", "-i", p.Path}
 	dryOut, dryErr, err := t.run(ctx, "patch", append([]string{"--dry-run"}, gp...)...)
@@ -111,14 +112,14 @@ func (t *Tree) Apply(ctx context.Context, p Patch, o ApplyOptions) (Result, erro
 		if _, e2, err := t.run(ctx, "patch", gp...); err != nil {
 			return r, fmt.Errorf("GNU patch %s: %v: %s", p.Name, err, firstLines(e2, 10))
 		}
-		return r, t.Commit(ctx, "patch "+p.Name)
+		return r, t.commitPatch(ctx, &r, "")
 	}
 	r.Conflicts = failures(p, dryOut+dryErr)
 	_, _, err = t.run(ctx, "git", "apply", "--3way", strip, p.Path)
 	if err == nil {
 		if un := t.unmerged(ctx); len(un) == 0 {
 			r.Class, r.Conflicts = Merged, nil
-			return r, t.Commit(ctx, "patch "+p.Name+" (3-way merge)")
+			return r, t.commitPatch(ctx, &r, " (3-way merge)")
 		}
 	}
 	r.Class = Conflict
@@ -129,11 +130,39 @@ func (t *Tree) Apply(ctx context.Context, p Patch, o ApplyOptions) (Result, erro
 	return r, t.Reset(ctx)
 }
 
-func (t *Tree) gitApply(ctx context.Context, p Patch, strip string) error {
-	if _, e, err := t.run(ctx, "git", "apply", strip, p.Path); err != nil {
-		return fmt.Errorf("git apply %s: %v: %s", p.Name, err, firstLines(e, 10))
+func (t *Tree) gitApply(ctx context.Context, r *Result, strip string) error {
+	if _, e, err := t.run(ctx, "git", "apply", strip, r.Patch.Path); err != nil {
+		return fmt.Errorf("git apply %s: %v: %s", r.Patch.Name, err, firstLines(e, 10))
 	}
-	return t.Commit(ctx, "patch "+p.Name)
+	return t.commitPatch(ctx, r, "")
+}
+
+// commitPatch commits an applied patch and records the commit.
+func (t *Tree) commitPatch(ctx context.Context, r *Result, how string) error {
+	if err := t.Commit(ctx, "patch "+r.Patch.Name+how); err != nil {
+		return err
+	}
+	out, err := t.git(ctx, "rev-parse", "HEAD")
+	r.Commit = strings.TrimSpace(out)
+	return err
+}
+
+// Replay applies a commit from another tree whose objects this one borrows (see
+// NewTree) by a 3-way merge of whole files, as git cherry-pick does: base is the
+// commit's parent. This works for any patch format, where git apply --3way needs the
+// blob ids of a git-format patch. r must be a Conflict from Apply, with the tree reset.
+func (t *Tree) Replay(ctx context.Context, r *Result, commit string, o ApplyOptions) error {
+	if _, _, err := t.run(ctx, "git", "-c", "core.hooksPath=/dev/null", "cherry-pick", "--no-commit", commit); err == nil {
+		if un := t.unmerged(ctx); len(un) == 0 {
+			r.Class, r.Conflicts, r.Markers = Merged, nil, nil
+			return t.commitPatch(ctx, r, " (3-way merge)")
+		}
+	}
+	r.Markers = t.unmerged(ctx)
+	if len(r.Markers) > 0 && o.KeepMarkers {
+		return nil
+	}
+	return t.Reset(ctx)
 }
 
 // unmerged lists the files a 3-way merge left in conflict.
