@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/notqmail/notqmail/src/mailaddr"
 )
 
 // BounceRecord is the block qmail-send appends to bounce/<id> for one failed
@@ -20,56 +22,6 @@ func BounceRecord(recip, report string) []byte {
 		}
 	}
 	return append(b, '\n')
-}
-
-// atomOK lists the bytes RFC 822 allows in an unquoted local part (qmail's quote.c).
-func atomOK(c byte) bool {
-	if c >= 128 || c < 33 || c == 127 {
-		return false
-	}
-	return !strings.ContainsRune("\"(),:;<>@[\\]", rune(c))
-}
-
-func quoteNeeded(s string) bool {
-	if s == "" {
-		return true
-	}
-	for i := 0; i < len(s); i++ {
-		if !atomOK(s[i]) {
-			return true
-		}
-	}
-	return s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..")
-}
-
-// QuoteLocal quotes a local part when RFC 822 needs it, doing as little as possible.
-func QuoteLocal(s string) string {
-	if !quoteNeeded(s) {
-		return s
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\r', '\n', '"', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-// QuoteAddr quotes the local part of an address (up to its last @).
-func QuoteAddr(addr string) string {
-	if addr == "" {
-		return ""
-	}
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return QuoteLocal(addr)
-	}
-	return QuoteLocal(addr[:at]) + addr[at:]
 }
 
 // Date822 formats t as qmail's header dates: "21 Nov 2026 23:32:12 -0000", in UTC.
@@ -102,8 +54,8 @@ func (b BounceSpec) Message(records, original io.Reader) io.Reader {
 	_, to := b.Envelope()
 	var h strings.Builder
 	h.WriteString("Date: " + Date822(b.Date) + "\n")
-	h.WriteString("From: " + QuoteLocal(b.BounceFrom) + "@" + b.BounceHost + "\n")
-	h.WriteString("To: " + QuoteAddr(to) + "\n")
+	h.WriteString("From: " + mailaddr.QuoteLocal(b.BounceFrom) + "@" + b.BounceHost + "\n")
+	h.WriteString("To: " + mailaddr.QuoteAddr(to) + "\n")
 	h.WriteString("Subject: failure notice\n\n")
 	h.WriteString("Hi. This is the qmail-send program at " + b.BounceHost + ".\n")
 	var sep string
@@ -115,6 +67,6 @@ func (b BounceSpec) Message(records, original io.Reader) io.Reader {
 		h.WriteString("I tried to deliver a bounce message to this address, but the bounce bounced!\n\n")
 		sep = "--- Below this line is the original bounce.\n\n"
 	}
-	sep += "Return-Path: <" + QuoteAddr(b.Sender) + ">\n"
+	sep += "Return-Path: <" + mailaddr.QuoteAddr(b.Sender) + ">\n"
 	return io.MultiReader(strings.NewReader(h.String()), records, strings.NewReader(sep), original)
 }

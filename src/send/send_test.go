@@ -127,28 +127,6 @@ func TestBounceRecord(t *testing.T) {
 	}
 }
 
-func TestQuote(t *testing.T) {
-	cases := [][2]string{
-		{"joe@example.org", "joe@example.org"},
-		{"joe smith@example.org", `"joe smith"@example.org`},
-		{`a"b@x`, `"a\"b"@x`},
-		{".joe@x", `".joe"@x`},
-		{"jo..e@x", `"jo..e"@x`},
-		{"joe.@x", `"joe."@x`},
-		{"a@b@x", `"a@b"@x`},
-		{"", ""},
-		{"nohost", "nohost"},
-	}
-	for _, c := range cases {
-		if got := QuoteAddr(c[0]); got != c[1] {
-			t.Errorf("QuoteAddr(%q) = %q, want %q", c[0], got, c[1])
-		}
-	}
-	if QuoteLocal("MAILER-DAEMON") != "MAILER-DAEMON" {
-		t.Error("MAILER-DAEMON quoted")
-	}
-}
-
 func TestBounceMessage(t *testing.T) {
 	date := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	spec := BounceSpec{Sender: "joe@example.org", BounceFrom: "MAILER-DAEMON", BounceHost: "mx.example.org",
