@@ -8,7 +8,10 @@ import (
 	"context"
 	"os"
 
+	"github.com/magefile/mage/mg"
+
 	"github.com/notqmail/notqmail/packaging/demo"
+	"github.com/notqmail/notqmail/packaging/patches"
 	"github.com/notqmail/notqmail/packaging/release"
 	"github.com/notqmail/notqmail/packaging/testrun"
 )
@@ -25,9 +28,9 @@ func root() string {
 	return dir
 }
 
-// Package builds every program for linux/amd64 and linux/arm64 and writes deb, rpm and apk packages plus SHA256SUMS into dist/.
+// Package builds every program for linux/amd64 and linux/arm64 and writes deb, rpm and apk packages plus SHA256SUMS into dist/; with a non-empty patches/series, from a tested, patched copy.
 func Package(ctx context.Context) error {
-	arts, err := release.Package(ctx, release.Options{Root: root()})
+	arts, err := patches.Package(ctx, patches.Options{Release: release.Options{Root: root()}})
 	if err != nil {
 		return err
 	}
@@ -54,4 +57,34 @@ func Test(ctx context.Context) error {
 // Demo starts what exists of the MTA in a sandbox under build/demo, listening on 127.0.0.1:2525.
 func Demo(ctx context.Context) error {
 	return demo.Run(ctx, demo.Options{Root: root()})
+}
+
+// Patches is the site patch overlay (patches/README.md).
+type Patches mg.Namespace
+
+// Status applies patches/series to a scratch copy and prints each patch's status.
+func (Patches) Status(ctx context.Context) error {
+	_, err := patches.Status(ctx, root(), os.Stdout)
+	return err
+}
+
+// New adds patch NAME to the series and prepares build/patches/work to write it in.
+func (Patches) New(ctx context.Context, name string) error {
+	return patches.NewPatch(ctx, root(), name, os.Stdout)
+}
+
+// Edit prepares build/patches/work to change patch NAME of the series.
+func (Patches) Edit(ctx context.Context, name string) error {
+	return patches.EditPatch(ctx, root(), name, os.Stdout)
+}
+
+// Refresh writes the edits in build/patches/work into the patch being edited.
+func (Patches) Refresh(ctx context.Context) error {
+	return patches.RefreshPatch(ctx, root(), os.Stdout)
+}
+
+// Upgrade checks the series against a new source (a git ref or a directory) and reports what to keep, refresh or drop.
+func (Patches) Upgrade(ctx context.Context, to string) error {
+	_, err := patches.Upgrade(ctx, root(), to, "", os.Stdout)
+	return err
 }
