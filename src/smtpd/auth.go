@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,28 +70,87 @@ var (
 	replyAuthMech      = Reply{504, "5.5.4", "auth type unimplemented"}
 	replyAuthAgain     = Reply{503, "5.5.1", "you're already authenticated"}
 	replyAuthInMail    = Reply{503, "5.5.1", "no auth during mail transaction"}
+	replyAuthBlocked   = Reply{454, "4.7.0", "too many failed authentications from your address, try again later"}
+	replyAuthTooMany   = Reply{421, "4.7.0", "too many failed authentications, closing connection"}
+	replyAuthRequired  = Reply{530, "5.7.0", "authentication required"}
 )
+
+// errAuthSyntax is a client response that is not what the mechanism expects.
+var errAuthSyntax = errors.New("malformed auth input")
+
+// parsePlain decodes an RFC 4616 PLAIN response: base64 of
+// authzid NUL authcid NUL passwd. An authorization identity other than empty or
+// the user itself is refused: checkpassword cannot say whether the user may act
+// as someone else.
+func parsePlain(resp string) (user, pass string, err error) {
+	b, err := base64.StdEncoding.DecodeString(resp)
+	if err != nil {
+		return "", "", errAuthSyntax
+	}
+	parts := bytes.Split(b, []byte{0})
+	if len(parts) != 3 {
+		return "", "", errAuthSyntax
+	}
+	user, pass = string(parts[1]), string(parts[2])
+	if len(parts[0]) > 0 && string(parts[0]) != user {
+		return "", "", errAuthSyntax
+	}
+	return user, pass, checkCredentials(user, pass)
+}
+
+// decodeLogin decodes one base64 answer of the LOGIN exchange.
+func decodeLogin(resp string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(resp)
+	if err != nil || bytes.IndexByte(b, 0) >= 0 {
+		return "", errAuthSyntax
+	}
+	return string(b), nil
+}
+
+// checkCredentials refuses what the checkpassword interface cannot carry (NUL ends
+// each field on descriptor 3) and an empty user name.
+func checkCredentials(user, pass string) error {
+	if user == "" || strings.ContainsRune(user, 0) || strings.ContainsRune(pass, 0) {
+		return errAuthSyntax
+	}
+	return nil
+}
+
+// authOffered reports whether AUTH may be used now: a checkpassword program is
+// configured, and the connection is encrypted or control/authwithouttls allows
+// plain text.
+func (s *session) authOffered() bool {
+	return s.cfg.Auth != nil && (s.tls != nil || s.cfg.AuthWithoutTLS)
+}
 
 // auth runs the AUTH command: PLAIN (RFC 4616) or LOGIN, then the checkpassword
 // program, then the [auth] plugins. Success lets the client relay, as RELAYCLIENT
-// does.
+// does. Failures are counted per session and per client address (AuthLimiter) and
+// logged as "auth failed remote=IP ...", a line fail2ban-like tools can match.
 func (s *session) auth(arg string) error {
-	if s.cfg.Auth == nil {
+	switch {
+	case s.cfg.Auth == nil:
 		s.reply(replyUnimplemented)
 		return nil
-	}
-	if s.authUser != "" {
+	case !s.authOffered():
+		s.reply(replyNeedTLSAuth)
+		return nil
+	case s.authUser != "":
 		s.reply(replyAuthAgain)
 		return nil
-	}
-	if s.inMail {
+	case s.inMail:
 		s.reply(replyAuthInMail)
+		return nil
+	case s.cfg.AuthLimit != nil && s.cfg.AuthLimit.Blocked(s.cfg.RemoteIP):
+		s.logf("auth blocked remote=%s: too many failures", safe(s.remoteIP()))
+		s.reply(replyAuthBlocked)
 		return nil
 	}
 	mech, initial, _ := strings.Cut(strings.TrimSpace(arg), " ")
+	mech = strings.ToUpper(mech)
 	var user, pass string
 	var err error
-	switch strings.ToUpper(mech) {
+	switch mech {
 	case "PLAIN":
 		resp := initial
 		if resp == "" {
@@ -98,13 +158,10 @@ func (s *session) auth(arg string) error {
 				return s.authEnd(err)
 			}
 		}
-		b, derr := base64.StdEncoding.DecodeString(resp)
-		parts := bytes.Split(b, []byte{0})
-		if derr != nil || len(parts) != 3 {
-			s.reply(replyAuthSyntax)
-			return nil
+		if resp == "=" { // RFC 4954: an empty initial response
+			resp = ""
 		}
-		user, pass = string(parts[1]), string(parts[2])
+		user, pass, err = parsePlain(resp)
 	case "LOGIN":
 		u := initial
 		if u == "" {
@@ -112,36 +169,29 @@ func (s *session) auth(arg string) error {
 				return s.authEnd(err)
 			}
 		}
-		ub, derr := base64.StdEncoding.DecodeString(u)
-		if derr != nil {
-			s.reply(replyAuthSyntax)
-			return nil
+		if user, err = decodeLogin(u); err != nil {
+			break
 		}
-		p, err := s.authLine("UGFzc3dvcmQ6") // "Password:"
-		if err != nil {
-			return s.authEnd(err)
+		p, lerr := s.authLine("UGFzc3dvcmQ6") // "Password:"
+		if lerr != nil {
+			return s.authEnd(lerr)
 		}
-		pb, derr := base64.StdEncoding.DecodeString(p)
-		if derr != nil {
-			s.reply(replyAuthSyntax)
-			return nil
+		if pass, err = decodeLogin(p); err == nil {
+			err = checkCredentials(user, pass)
 		}
-		user, pass = string(ub), string(pb)
 	default:
 		s.reply(replyAuthMech)
 		return nil
 	}
-	if user == "" || strings.ContainsRune(user, 0) || strings.ContainsRune(pass, 0) {
+	if err != nil {
 		s.reply(replyAuthSyntax)
 		return nil
 	}
 	switch err := s.cfg.Auth(user, pass); {
 	case errors.Is(err, ErrAuthFailed):
-		s.logf("auth failed remote=%s user=%q", safe(s.remoteIP()), user)
-		s.reply(replyAuthFailed)
-		return nil
+		return s.authFailed(user, mech)
 	case err != nil:
-		s.logf("auth temporary failure remote=%s user=%q: %s", safe(s.remoteIP()), user, sanitize(err.Error()))
+		s.logf("auth temporary failure remote=%s user=%s mech=%s: %s", safe(s.remoteIP()), strconv.Quote(sanitize(user)), mech, sanitize(err.Error()))
 		s.reply(replyAuthTemp)
 		return nil
 	}
@@ -153,7 +203,26 @@ func (s *session) auth(arg string) error {
 	if !s.relaySet {
 		s.relay, s.relaySet = "", true
 	}
+	s.logf("auth ok remote=%s user=%s mech=%s", safe(s.remoteIP()), strconv.Quote(sanitize(user)), mech)
 	s.reply(replyAuthOK)
+	return nil
+}
+
+// authFailed answers a refused password: logged, counted, and after
+// authFailsPerSession failures the connection is closed.
+func (s *session) authFailed(user, mech string) error {
+	s.authFails++
+	n := s.authFails
+	if s.cfg.AuthLimit != nil {
+		n = s.cfg.AuthLimit.Fail(s.cfg.RemoteIP)
+	}
+	s.logf("auth failed remote=%s user=%s mech=%s failures=%d", safe(s.remoteIP()), strconv.Quote(sanitize(user)), mech, n)
+	if s.authFails >= authFailsPerSession {
+		s.end = "too many failed authentications"
+		s.reply(replyAuthTooMany)
+		return errHangup
+	}
+	s.reply(replyAuthFailed)
 	return nil
 }
 

@@ -38,6 +38,7 @@ func TestAuthDialog(t *testing.T) {
 	q := &memQueue{}
 	cfg := testConfig(q)
 	cfg.Auth = CheckPassword([]string{cp, "/bin/true"}, nil, time.Minute)
+	cfg.AuthWithoutTLS = true // control/authwithouttls: this dialog is plain text
 	// PLAIN with an initial response: "\0alice\0s3cret"; LOGIN: YWxpY2U= is alice.
 	out := dialog(t, cfg, "EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<u@far.example>\r\nRSET\r\n"+
 		"AUTH PLAIN AGFsaWNlAHdyb25n\r\nAUTH LOGIN\r\n*\r\nAUTH CRAM-MD5\r\nAUTH PLAIN !!!\r\n"+
@@ -66,37 +67,52 @@ func TestAuthPlugin(t *testing.T) {
 	q := &memQueue{}
 	cfg := pluginConfig(t, q, dir, "[auth]\nplugins/authcheck\n")
 	cfg.Auth = CheckPassword([]string{cp, "/bin/true"}, nil, time.Minute)
+	cfg.AuthWithoutTLS = true
 	out := dialog(t, cfg, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<u@far.example>\r\n")
 	mustContain(t, out, "535 5.7.1 alice may not send from 192.0.2.7\r\n", "553 5.7.1 sorry, that domain")
 }
 
-// TestAuthRealClients: swaks (LOGIN) and smtplib (PLAIN) authenticate against
-// qmail-smtpd run under tcpserver as "qmail-smtpd host checkpassword /bin/true".
+// TestAuthRealClients: swaks (LOGIN) and smtplib (PLAIN) authenticate after
+// STARTTLS against qmail-smtpd run under tcpserver as
+// "qmail-smtpd host checkpassword /bin/true" with a checkpassword shell script.
 func TestAuthRealClients(t *testing.T) {
 	sw := testpeer.Need(t, "swaks")
 	py := testpeer.Need(t, "python3")
 	tcpserver := testpeer.Need(t, "tcpserver")
 	h := sandbox.New(t, sandbox.Options{})
+	ca := installCerts(t, h)
 	cp := writeCheckpassword(t, h.Dir)
 	addr := startTCPServerCmd(t, h, tcpserver, []string{filepath.Join(h.Bin, "qmail-smtpd"), "mx.sandbox.example", cp, "/bin/true"})
-	out, err := swaks(t, sw, addr, "--auth", "LOGIN", "--auth-user", "alice", "--auth-password", "s3cret", "--from", "alice@sandbox.example", "--to", "x@far.example")
+	out, err := swaks(t, sw, addr, "--tls", "--tls-verify", "--tls-ca-path", ca, "--tls-sni", "mx.sandbox.example",
+		"--auth", "LOGIN", "--auth-user", "alice", "--auth-password", "s3cret", "--from", "alice@sandbox.example", "--to", "x@far.example")
 	if err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
-	mustContain(t, out, "235 2.7.0 ok, go ahead")
+	mustContain(t, out, "250 STARTTLS", "235 2.7.0 ok, go ahead")
 	out = python(t, py, addr, `
-import os, smtplib
+import os, smtplib, ssl
 s = smtplib.SMTP(os.environ["HOST"], int(os.environ["PORT"]))
+s.ehlo()
+print("before TLS auth offered:", s.has_extn("auth"))
+s.starttls(context=ssl.create_default_context(cafile=os.environ["CA"]))
 try:
     s.login("alice", "wrong")
 except smtplib.SMTPAuthenticationError as e:
     print("refused", e.smtp_code)
+try:
+    s.sendmail("alice@sandbox.example", ["y@far.example"], "Subject: auth\r\n\r\nhi\r\n")
+except smtplib.SMTPRecipientsRefused as e:
+    print("relay refused", list(e.recipients.values())[0][0])
 s.login("alice", "s3cret")
 s.sendmail("alice@sandbox.example", ["y@far.example"], "Subject: auth\r\n\r\nhi\r\n")
 s.quit()
-`)
-	mustContain(t, out, "refused 535")
-	if n := len(queuedMessages(t, h)); n != 2 {
-		t.Errorf("queued %d", n)
+`, "CA="+ca)
+	mustContain(t, out, "before TLS auth offered: False", "refused 535", "relay refused 553")
+	msgs := queuedMessages(t, h)
+	if n := len(msgs); n != 2 {
+		t.Fatalf("queued %d", n)
+	}
+	for _, m := range msgs {
+		mustContain(t, m.data, "by mx.sandbox.example with ESMTPSA (TLSv1.3 TLS_", "authenticated as alice); ")
 	}
 }

@@ -60,6 +60,15 @@ func Load(ctl control.Dir, lookup func(string) (string, bool)) (*Config, func(),
 		return nil, nil, err
 	}
 	cfg.Timeout = time.Duration(t) * time.Second
+	aw, err := ctl.Int("authwithouttls", 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.AuthWithoutTLS = aw != 0
+	// The modes may come from the environment, so one tcprules file or tcpserver
+	// line per port can choose them.
+	cfg.ImplicitTLS = getenv("SMTPS") != ""
+	cfg.Submission = getenv("SUBMISSION") != ""
 	v, err := LoadValidator(ctl)
 	if err != nil {
 		return nil, nil, err

@@ -152,11 +152,11 @@ func replies(out string) []string {
 }
 
 // python runs a python3 script with the server address in ADDR, returning stdout.
-func python(t *testing.T, py, addr, script string) string {
+func python(t *testing.T, py, addr, script string, env ...string) string {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(py, "-c", script)
-	cmd.Env = append(cmd.Environ(), "HOST="+host, "PORT="+port)
+	cmd.Env = append(append(cmd.Environ(), "HOST="+host, "PORT="+port), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)

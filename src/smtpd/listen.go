@@ -8,7 +8,9 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/notqmail/notqmail/src/certs"
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/ids"
@@ -35,6 +37,8 @@ type ListenOptions struct {
 	LocalHost          string
 	Log                io.Writer
 	CheckPassword      []string // turns on SMTP AUTH; see RunOptions
+	ImplicitTLS        bool     // TLS from the first byte (port 465)
+	Submission         bool     // AUTH required before MAIL (ports 587 and 465)
 }
 
 var replyBusy = Reply{421, "4.7.0", "too many connections from your address, try again later"}
@@ -43,7 +47,29 @@ var replyBusy = Reply{421, "4.7.0", "too many connections from your address, try
 // becomes qmaild:nofiles, as qmail-smtpd runs under tcpserver (in sandbox mode the
 // process already is the sandbox owner); each session then reads the control files
 // afresh, as a new qmail-smtpd process would.
+//
+// The TLS certificates are loaded before that, once: a broken certificate file (or
+// a missing one with ImplicitTLS) is an error here, at start-up, rather than a
+// surprise for the first client. They are reloaded when the files change, which
+// needs them readable by qmaild.
 func Listen(lns []net.Listener, opt ListenOptions) error {
+	store, err := certs.Open(control.Default())
+	switch {
+	case err == nil:
+		store.Log = opt.Log
+		if opt.Log != nil {
+			for _, w := range store.Expiring(time.Now()) {
+				io.WriteString(opt.Log, "qmail-smtpd: warning: "+w+"\n")
+			}
+		}
+	case errors.Is(err, certs.ErrNoCertificate) && !opt.ImplicitTLS:
+		if opt.Log != nil {
+			io.WriteString(opt.Log, "qmail-smtpd: "+err.Error()+": STARTTLS not offered until it exists\n")
+		}
+	default:
+		return err
+	}
+	limiter := NewAuthLimiter()
 	if !home.InSandbox() {
 		u, err := ids.User(ids.Qmaild)
 		if err != nil {
@@ -77,7 +103,10 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 			for _, v := range vars {
 				env.Over[v.Name] = v.Value
 			}
-			Run(c, RunOptions{Control: control.Default(), Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword})
+			Run(c, RunOptions{
+				Control: control.Default(), Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword,
+				Certs: store, ImplicitTLS: opt.ImplicitTLS, Submission: opt.Submission, AuthLimit: limiter,
+			})
 		},
 	}
 	// SIGTERM or SIGINT stops accepting; sessions under way finish (each is bounded

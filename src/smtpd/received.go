@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strconv"
 	"strings"
@@ -42,12 +43,38 @@ func (s *session) received() string {
 		b.WriteString(safe(s.cfg.RemoteInfo) + "@")
 	}
 	b.WriteString(safe(ip))
-	proto := "SMTP"
-	if s.utf8 {
-		proto = "UTF8SMTP"
+	b.WriteString(")\n  by " + safe(local) + " with " + s.protocol())
+	if s.tls != nil || s.authUser != "" {
+		var c []string
+		if s.tls != nil {
+			c = append(c, tlsVersion(s.tls.Version)+" "+tls.CipherSuiteName(s.tls.CipherSuite))
+		}
+		if s.authUser != "" {
+			c = append(c, "authenticated as "+safe(s.authUser))
+		}
+		b.WriteString(" (" + strings.Join(c, ", ") + ")")
 	}
-	b.WriteString(")\n  by " + safe(local) + " with " + proto + "; " + date822(s.cfg.Now()) + "\n")
+	b.WriteString("; " + date822(s.cfg.Now()) + "\n")
 	return b.String()
+}
+
+// protocol is the "with" of the Received line: qmail's SMTP, or with TLS or AUTH
+// the RFC 3848 names (ESMTPS, ESMTPA, ESMTPSA), UTF8 for SMTPUTF8 (RFC 6531).
+func (s *session) protocol() string {
+	suffix := ""
+	if s.tls != nil {
+		suffix += "S"
+	}
+	if s.authUser != "" {
+		suffix += "A"
+	}
+	switch {
+	case s.utf8:
+		return "UTF8SMTP" + suffix
+	case suffix != "":
+		return "ESMTP" + suffix
+	}
+	return "SMTP"
 }
 
 // safe replaces what qmail's Received line does not allow.
@@ -97,6 +124,9 @@ func (s *session) logMessage(qp int, size int64, r Reply, note string) {
 	if more := s.rejectedN - len(s.rejected); more > 0 {
 		rj = append(rj, fmt.Sprintf("...%d more", more))
 	}
+	if s.authUser != "" {
+		extra += " auth=" + strconv.Quote(sanitize(s.authUser))
+	}
 	s.logf("message remote=%s from=%s rcpts=[%s] rejected=[%s] bytes=%d qp=%d result=%s%s",
 		safe(s.remoteIP()), strconv.Quote(s.from), strings.Join(rc, ","), strings.Join(rj, ","), size, qp, strconv.Quote(result), extra)
 }
@@ -106,8 +136,12 @@ func (s *session) logSession() {
 	if end == "" {
 		end = "closed"
 	}
-	s.logf("session remote=%s host=%s helo=%s auth=%s relay=%t messages=%d accepted=%d end=%s duration=%.3fs",
-		safe(s.remoteIP()), strconv.Quote(s.cfg.RemoteHost), strconv.Quote(s.helo), strconv.Quote(s.authUser), s.relaySet, s.messages, s.accepted, strconv.Quote(end), s.cfg.Now().Sub(s.start).Seconds())
+	tlsv := "none"
+	if s.tls != nil {
+		tlsv = tlsVersion(s.tls.Version)
+	}
+	s.logf("session remote=%s host=%s helo=%s tls=%s auth=%s relay=%t messages=%d accepted=%d end=%s duration=%.3fs",
+		safe(s.remoteIP()), strconv.Quote(s.cfg.RemoteHost), strconv.Quote(s.helo), tlsv, strconv.Quote(s.authUser), s.relaySet, s.messages, s.accepted, strconv.Quote(end), s.cfg.Now().Sub(s.start).Seconds())
 }
 
 func (s *session) remoteIP() string {

@@ -1,11 +1,13 @@
 package smtpd
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/notqmail/notqmail/src/certs"
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/spp"
@@ -49,6 +51,14 @@ type RunOptions struct {
 	// CheckPassword, when set, is a checkpassword command (program and arguments)
 	// that turns on SMTP AUTH.
 	CheckPassword []string
+	// Certs are the TLS certificates; nil loads them from the control directory
+	// for this session (as under tcpserver, one process per session).
+	Certs *certs.Store
+	// ImplicitTLS starts with a TLS handshake (port 465); Submission requires AUTH
+	// before MAIL. $SMTPS and $SUBMISSION turn them on too.
+	ImplicitTLS, Submission bool
+	// AuthLimit counts failed AUTHs per client across sessions; nil: per session.
+	AuthLimit *AuthLimiter
 }
 
 // Run serves one client with the configuration read now from the control files and
@@ -70,6 +80,28 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 	cfg.ID = id
 	if len(opt.CheckPassword) > 0 {
 		cfg.Auth = CheckPassword(opt.CheckPassword, list, cfg.Timeout)
+	}
+	cfg.ImplicitTLS = cfg.ImplicitTLS || opt.ImplicitTLS
+	cfg.Submission = cfg.Submission || opt.Submission
+	cfg.AuthLimit = opt.AuthLimit
+	store := opt.Certs
+	if store == nil {
+		st, err := certs.Open(ctl)
+		switch {
+		case err == nil:
+			st.Log = log
+			store = st
+		case errors.Is(err, certs.ErrNoCertificate):
+		default:
+			// A broken certificate must not stop mail on port 25: the session goes
+			// on without STARTTLS, and the log says why.
+			if log != nil {
+				io.WriteString(log, "qmail-smtpd "+id+": TLS disabled: "+sanitize(err.Error())+"\n")
+			}
+		}
+	}
+	if store != nil {
+		cfg.TLS = store.Config()
 	}
 	if err := loadPlugins(cfg, ctl, env, list, log); err != nil {
 		if log != nil {

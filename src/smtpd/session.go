@@ -18,6 +18,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -92,9 +93,21 @@ type Config struct {
 	// temporary failure. Nil accepts every recipient.
 	CheckRcpt func(addr string) error
 
-	// Auth, when set, offers SMTP AUTH (PLAIN, LOGIN); a client that authenticates
-	// may relay, as with RELAYCLIENT.
-	Auth Authenticator
+	// Auth, when set, offers SMTP AUTH (PLAIN, LOGIN) on encrypted connections, and
+	// on plain ones too when AuthWithoutTLS; a client that authenticates may relay,
+	// as with RELAYCLIENT.
+	Auth           Authenticator
+	AuthWithoutTLS bool // control/authwithouttls
+	// AuthLimit, when set, counts failed AUTHs per client address across sessions.
+	AuthLimit *AuthLimiter
+	// Submission requires AUTH before MAIL (RFC 6409), unless RELAYCLIENT was set
+	// in the environment (a trusted client by the access rules).
+	Submission bool
+
+	// TLS, when set, offers STARTTLS; with ImplicitTLS the session starts with a
+	// TLS handshake instead (port 465, RFC 8314).
+	TLS         *tls.Config
+	ImplicitTLS bool
 
 	// Plugins, when set, are run at each stage as qmail-spp does.
 	Plugins Plugins
@@ -135,9 +148,11 @@ type session struct {
 	esmtp    bool
 	errors   int
 
-	relay    string
-	relaySet bool
-	authUser string
+	relay     string
+	relaySet  bool
+	authUser  string
+	authFails int
+	tls       *tls.ConnectionState // nil until the handshake
 
 	// the current transaction
 	inMail         bool
@@ -198,6 +213,17 @@ var errHangup = errors.New("hang up")
 
 func (s *session) run() {
 	defer s.logSession()
+	defer s.closeTLS()
+	if s.cfg.ImplicitTLS {
+		if s.cfg.TLS == nil {
+			s.end = "no TLS certificate"
+			s.logf("implicit TLS without a certificate: closing")
+			return
+		}
+		if s.handshake() != nil {
+			return
+		}
+	}
 	if !s.plugins(spp.Connect, nil) {
 		s.flush()
 		return
@@ -342,6 +368,8 @@ func (s *session) command(line string) error {
 		s.reply(replyHelp)
 	case "AUTH":
 		return s.auth(arg)
+	case "STARTTLS":
+		return s.starttls(arg)
 	case "QUIT":
 		s.abandon()
 		s.end = "quit"
@@ -460,7 +488,10 @@ func (s *session) hello(arg string, esmtp bool) error {
 		size = "SIZE " + strconv.FormatInt(s.cfg.DataBytes, 10)
 	}
 	exts := []string{s.cfg.Greeting, "PIPELINING", "8BITMIME", size, "ENHANCEDSTATUSCODES", "SMTPUTF8"}
-	if s.cfg.Auth != nil {
+	if s.cfg.TLS != nil && s.tls == nil {
+		exts = append(exts, "STARTTLS")
+	}
+	if s.authOffered() {
 		exts = append(exts, "AUTH LOGIN PLAIN")
 	}
 	s.reply(Reply{250, "", strings.Join(exts, "\n")})
@@ -482,6 +513,10 @@ func (s *session) mail(arg string) error {
 	}
 	if !hasPrefixFold(arg, "FROM:") {
 		s.reply(replyArgSyntax)
+		return nil
+	}
+	if s.cfg.Submission && s.authUser == "" && !s.cfg.RelaySet {
+		s.reply(replyAuthRequired)
 		return nil
 	}
 	p, ok := parsePath(arg[5:])
@@ -514,6 +549,13 @@ func (s *session) mail(arg string) error {
 				return nil
 			}
 			utf8 = true
+		case "AUTH":
+			// RFC 4954's AUTH=<mailbox>: accepted where AUTH is offered, and
+			// ignored, as the authenticated user is what counts.
+			if !s.authOffered() || val == "" {
+				s.reply(replyBadParam)
+				return nil
+			}
 		default:
 			s.reply(replyBadParam)
 			return nil

@@ -23,8 +23,10 @@ func smtpdMain(args []string) int {
 	maxPerIP := fs.Int("i", 0, "at most `n` connections from one address (listener; default 10)")
 	rules := fs.String("x", "", "access rules `file` in tcprules format, text or .cdb (listener)")
 	localHost := fs.String("H", "", "TCPLOCALHOST `name` for listener sessions")
+	implicitTLS := fs.Bool("T", false, "TLS from the first byte (port 465; also $SMTPS)")
+	submission := fs.Bool("S", false, "submission: AUTH required before MAIL (ports 587, 465; also $SUBMISSION)")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 1 {
-		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name] [hostname checkpassword [args...]]")
+		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name] [-T] [-S] [hostname checkpassword [args...]]")
 		return 100
 	}
 	// As with the qmail-smtpd AUTH patch: "hostname checkpassword subprogram..."
@@ -49,12 +51,13 @@ func smtpdMain(args []string) int {
 	if listeners == nil {
 		smtpd.Run(smtpd.Stdio(), smtpd.RunOptions{
 			Control: control.Default(), ID: strconv.Itoa(os.Getpid()), Log: os.Stderr, CheckPassword: checkpw,
+			ImplicitTLS: *implicitTLS, Submission: *submission,
 		})
 		return 0
 	}
 	err = smtpd.Listen(listeners, smtpd.ListenOptions{
 		MaxConns: *maxConns, MaxPerIP: *maxPerIP, RulesFile: *rules, LocalHost: *localHost, Log: os.Stderr,
-		CheckPassword: checkpw,
+		CheckPassword: checkpw, ImplicitTLS: *implicitTLS, Submission: *submission,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-smtpd:", err)
