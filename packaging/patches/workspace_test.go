@@ -97,3 +97,14 @@ func TestSeriesRejectsHostileInput(t *testing.T) {
 		t.Fatalf("missing patch file: %v %+v", err, res)
 	}
 }
+
+// The series shipped in the tree is empty, so upstream's build is untouched.
+func TestShippedSeriesIsEmpty(t *testing.T) {
+	s, err := ReadSeries(filepath.Join("..", ".."))
+	if err != nil || len(s.Entries) != 0 || s.Revision != 0 {
+		t.Fatalf("patches/series: %+v %v", s, err)
+	}
+	if _, err := os.Stat(filepath.Join("..", "..", Dir, "series")); err != nil {
+		t.Fatal(err)
+	}
+}
