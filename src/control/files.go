@@ -50,7 +50,8 @@ var Files = []FileInfo{
 	{"servercert.pem", "none (no STARTTLS; implicit TLS refuses to start)", "qmail-smtpd", "default TLS server certificate chain and private key (PEM)"},
 	{"tls", "none", "qmail-smtpd", "directory of <domain>.pem and *.<domain>.pem certificates chosen by SNI"},
 	{"authwithouttls", "0 (AUTH only after STARTTLS or on implicit TLS)", "qmail-smtpd", "1 offers SMTP AUTH on unencrypted connections too"},
-	{"passwords", "none (every password refused)", "qmail-chkpw", "user:bcrypt-hash lines, managed with qmail-chkpw-passwd"},
+	{"passwords", "none (every password refused)", "qmail-chkpw, qmail-chkpw-passwd", "name:bcrypt-hash[:uid:gid:home] lines, managed with qmail-chkpw-passwd"},
+	{"passwords.lock", "none", "qmail-chkpw-passwd", "lock serializing changes to passwords"},
 	{"validrcptdomains", "none (no validation)", "qmail-smtpd", "domains whose local recipients must exist at RCPT time (.dom wildcards, * for all)"},
 	{"virtualdomains", "none", "qmail-send", "user@domain:prepend or domain:prepend rewrites"},
 }
