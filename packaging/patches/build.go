@@ -1,6 +1,7 @@
 package patches
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -193,25 +194,28 @@ func goroot() string {
 	return "/usr/local/go"
 }
 
-// failedPackages reads go test's "FAIL\tpkg" lines and "--- FAIL: TestX" lines.
+// failedPackages reads go test's "FAIL\tpkg" lines and "--- FAIL: TestX" lines,
+// streaming, since a test log can be large.
 func failedPackages(logPath string) []string {
-	b, err := readLimited(logPath, 256<<20)
+	f, err := os.Open(logPath)
 	if err != nil {
 		return nil
 	}
+	defer f.Close()
 	var out []string
 	seen := map[string]bool{}
-	for _, l := range strings.Split(string(b), "\n") {
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
 		var name string
 		switch {
 		case strings.HasPrefix(l, "FAIL\t"):
-			f := strings.Fields(l)
-			if len(f) >= 2 {
+			if f := strings.Fields(l); len(f) >= 2 {
 				name = f[1]
 			}
 		case strings.HasPrefix(strings.TrimSpace(l), "--- FAIL: "):
-			f := strings.Fields(strings.TrimSpace(l))
-			if len(f) >= 3 {
+			if f := strings.Fields(strings.TrimSpace(l)); len(f) >= 3 {
 				name = f[2]
 			}
 		}
