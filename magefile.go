@@ -11,6 +11,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/notqmail/notqmail/packaging/demo"
+	"github.com/notqmail/notqmail/packaging/matrix"
 	"github.com/notqmail/notqmail/packaging/patches"
 	"github.com/notqmail/notqmail/packaging/release"
 	"github.com/notqmail/notqmail/packaging/testrun"
@@ -87,4 +88,20 @@ func (Patches) Refresh(ctx context.Context) error {
 func (Patches) Upgrade(ctx context.Context, to string) error {
 	_, err := patches.Upgrade(ctx, root(), to, "", os.Stdout)
 	return err
+}
+
+// Matrix runs the tested-distribution matrix as root: "all" (or "") every row that runs here, else the named distros/ROW; writes distros/MATRIX.md and matrix.json.
+func Matrix(ctx context.Context, row string) error {
+	_, err := matrix.Main(ctx, matrix.Options{Tree: root(), Row: row})
+	return err
+}
+
+// Matrixkit stages the test kit and the packages for CI's container rows into dir (CI: build/kit).
+func Matrixkit(ctx context.Context, dir string) error {
+	return matrix.StageKit(ctx, root(), dir, os.Stdout)
+}
+
+// Matrixworkflow regenerates .github/workflows/matrix.yml from distros/*.yaml.
+func Matrixworkflow() error {
+	return matrix.WriteWorkflow(root())
 }

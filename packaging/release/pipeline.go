@@ -26,6 +26,7 @@ type Options struct {
 	Dist   string    // package directory; default Root/dist
 	Arches []string  // default Arches
 	Log    io.Writer // progress lines; default os.Stdout
+	Site   *Site     // a site-patched build (site.go); nil for upstream
 }
 
 func (o Options) withDefaults() Options {
@@ -68,10 +69,13 @@ func Build(ctx context.Context, o Options) (Built, error) {
 	o = o.withDefaults()
 	var b Built
 	var err error
-	if b.Version, err = DetectVersion(o.Root); err != nil {
+	if b.Version, err = DetectVersion(o.versionRoot()); err != nil {
 		return b, err
 	}
-	if b.SourceDate, err = SourceDate(o.Root); err != nil {
+	if b.Version.Site, err = o.siteRevision(); err != nil {
+		return b, err
+	}
+	if b.SourceDate, err = SourceDate(o.versionRoot()); err != nil {
 		return b, err
 	}
 	o.step("version %s, file times %s", b.Version, b.SourceDate.Format(time.RFC3339))
@@ -139,6 +143,9 @@ func Manifest(o Options, b Built) (manifest.Manifest, manifest.Sources, error) {
 		o.step("WARNING: no man page for %s (add src/man/NAME.SECTION.md; the tests fail on this)", strings.Join(m.Missing, ", "))
 	}
 	if err := manifest.WriteGenerated(src.Gen, b.SourceDate); err != nil {
+		return m, src, err
+	}
+	if err := o.addSiteFiles(&m, src, b); err != nil {
 		return m, src, err
 	}
 	return m, src, nil
