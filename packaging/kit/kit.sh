@@ -92,7 +92,7 @@ check_queue() {
 	[ -p $q/lock/trigger ] || { echo "wrong: $q/lock/trigger is not a FIFO"; bad=1; }
 	for d in mess info local remote; do
 		case $d in mess) o=qmailq m=750 ;; *) o=qmails m=700 ;; esac
-		check_mode $q/$d 750 $o qmail
+		check_mode $q/$d $m $o qmail
 		i=0
 		while [ $i -lt 23 ]; do
 			[ -d $q/$d/$i ] || { echo "missing: $q/$d/$i"; bad=1; }

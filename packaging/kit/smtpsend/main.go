@@ -31,6 +31,13 @@ func main() {
 		err = sinkMain(os.Args[2:])
 	case "wait":
 		err = waitMain(os.Args[2:])
+	case "freeport":
+		// For scripts that must pick a listening port for a server they start.
+		var l net.Listener
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			fmt.Println(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+		}
 	default:
 		usage()
 	}
@@ -41,7 +48,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: smtpsend send -addr host:port -from ADDR -to ADDR [-subject S] [-helo NAME] [-timeout D]\n       smtpsend sink -addr 127.0.0.1:port -dir DIR [-hostname NAME]\n       smtpsend wait -addr host:port [-timeout D]")
+	fmt.Fprintln(os.Stderr, "usage: smtpsend send -addr host:port -from ADDR -to ADDR [-subject S] [-helo NAME] [-timeout D]\n       smtpsend sink -addr 127.0.0.1:port -dir DIR [-hostname NAME]\n       smtpsend wait -addr host:port [-timeout D]\n       smtpsend freeport")
 	os.Exit(2)
 }
 
