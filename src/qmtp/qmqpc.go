@@ -46,7 +46,7 @@ func QMQPC(ctl control.Dir, msgIn, envIn *os.File, custom *os.File) int {
 		return code
 	}
 	servers, err := ctl.Strings("qmqpservers")
-	if err != nil {
+	if err != nil || len(servers) == 0 {
 		return queue.ExitConfig
 	}
 	last := 73
