@@ -105,3 +105,18 @@ func Matrixkit(ctx context.Context, dir string) error {
 func Matrixworkflow() error {
 	return matrix.WriteWorkflow(root())
 }
+
+// GoreleaserConfig regenerates .goreleaser.yaml from the package manifest (a test fails when they differ).
+func GoreleaserConfig(ctx context.Context) error {
+	return release.GoreleaserConfig(ctx, release.Options{Root: root()})
+}
+
+// GoreleaserPrepare is goreleaser's before-hook: man pages, scripts and changelog into build/goreleaser.
+func GoreleaserPrepare(ctx context.Context) error {
+	return release.GoreleaserPrepare(ctx, release.Options{Root: root()})
+}
+
+// GoreleaserCheck installs goreleaser v2.15.1 into build/tools if needed (minutes, 1.6 GB) and runs goreleaser check.
+func GoreleaserCheck(ctx context.Context) error {
+	return release.GoreleaserCheck(ctx, release.Options{Root: root()})
+}

@@ -13,7 +13,15 @@
 //	/var/qmail/users, /var/qmail/alias   as qmail lays them out
 //	/usr/share/man/manN/*.N.gz           man pages, rendered from src/man
 //	/usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/mailq, /usr/bin/newaliases,
-//	                                     links made when those programs exist
+//	                                     links made when those programs exist (deb, apk;
+//	                                     the rpm uses the mta alternative instead)
+//	/usr/lib/systemd/system/*            systemd units (deb, rpm)
+//	/etc/init.d/*                        OpenRC scripts (apk)
+//	/usr/lib/notqmail/service/*/run      runit/daemontools run directories
+//	/usr/share/doc/<package>/            copyright and changelog
+//
+// Entries belong to one of the split packages (packages.go): notqmail, notqmail-pop3,
+// notqmail-qmtp.
 package manifest
 
 import (
@@ -35,6 +43,7 @@ const (
 	Symlink Kind = "symlink"
 	Dir     Kind = "dir"
 	Config  Kind = "config" // a file the site may edit; upgrades never overwrite it
+	Doc     Kind = "doc"    // documentation: a file that the rpm marks %doc
 )
 
 // Origin says under which source root an entry's Source lies.
@@ -47,6 +56,7 @@ const (
 	ManPage                 // a rendered man page, man<N>/<page>.gz
 	Etc                     // a committed configuration file in packaging/etc
 	Generated               // a file written at packaging time (scripts)
+	Service                 // a committed service file in packaging/services
 )
 
 // Entry is one installed path.
@@ -58,6 +68,31 @@ type Entry struct {
 	Group  string      // group name
 	Origin Origin      // root of Source, for files
 	Source string      // files: path under the Origin root; symlinks: the link target
+	// Package is the split package the entry belongs to; empty means Core.
+	Package string
+	// Formats, when not empty, limits the entry to these package formats.
+	Formats []Format
+}
+
+// In reports whether the entry is part of format f.
+func (e Entry) In(f Format) bool {
+	if len(e.Formats) == 0 {
+		return true
+	}
+	for _, x := range e.Formats {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// Pkg is the package the entry belongs to.
+func (e Entry) Pkg() string {
+	if e.Package == "" {
+		return Core
+	}
+	return e.Package
 }
 
 // Paths of the layout.
@@ -66,6 +101,15 @@ const (
 	MultiCall = "notqmail"
 	QmailHome = "/var/qmail"
 	EtcQmail  = "/etc/qmail"
+	// EtcDefaults holds the apk's copies of the shipped configuration: the apk has no
+	// conffiles, so its scripts copy each into /etc/qmail only when it is absent.
+	EtcDefaults = "/usr/share/notqmail/etc"
+	// ServiceDir holds the runit/daemontools run directories.
+	ServiceDir = "/usr/lib/notqmail/service"
+	// SystemdDir is where packaged systemd units go.
+	SystemdDir = "/usr/lib/systemd/system"
+	// OpenRCDir is where the apk's OpenRC scripts go.
+	OpenRCDir = "/etc/init.d"
 )
 
 // Standalone describes a program built as its own binary under src/cmd rather than
@@ -99,11 +143,14 @@ type Manifest struct {
 	// still built (a missing page must not stop a release of working programs); the
 	// packaging tests fail on it.
 	Missing []string
+	// Built is the set of programs the build has, multi-call and standalone.
+	Built map[string]bool
 }
 
 // SystemLinks are the places other software looks for an MTA's commands; each is
 // installed when the program it names exists. Targets are relative, as Debian policy
 // wants within /usr.
+// The rpm leaves them to the mta alternative (scripts), as Fedora's MTAs do.
 var SystemLinks = []struct{ Path, Program, Target string }{
 	{"/usr/sbin/sendmail", "sendmail", "../lib/notqmail/bin/sendmail"},
 	{"/usr/lib/sendmail", "sendmail", "../sbin/sendmail"},
@@ -121,6 +168,10 @@ func New(in Inputs) (Manifest, error) {
 	for _, p := range in.Programs {
 		has[p] = true
 	}
+	for _, p := range in.Standalone {
+		has[p] = true
+	}
+	m.Built = has
 
 	dir := func(p, owner, group string, mode fs.FileMode) {
 		add(Entry{Path: p, Kind: Dir, Mode: mode, Owner: owner, Group: group})
@@ -149,7 +200,7 @@ func New(in Inputs) (Manifest, error) {
 		if _, own := Standalone[p]; own {
 			return Manifest{}, fmt.Errorf("program %s is both in the multi-call binary and its own binary", p)
 		}
-		add(Entry{Path: LibBin + "/" + p, Kind: Symlink, Source: MultiCall, Owner: "root", Group: "root", Mode: 0o777})
+		add(Entry{Path: LibBin + "/" + p, Kind: Symlink, Source: MultiCall, Owner: "root", Group: "root", Mode: 0o777, Package: ProgramPackage[p]})
 	}
 	for _, p := range in.Standalone {
 		s, ok := Standalone[p]
@@ -161,17 +212,27 @@ func New(in Inputs) (Manifest, error) {
 
 	for _, l := range SystemLinks {
 		if has[l.Program] {
-			add(Entry{Path: l.Path, Kind: Symlink, Source: l.Target, Owner: "root", Group: "root", Mode: 0o777})
+			add(Entry{Path: l.Path, Kind: Symlink, Source: l.Target, Owner: "root", Group: "root", Mode: 0o777, Formats: []Format{Deb, APK}})
 		}
 	}
 	for _, c := range ConfigFiles {
-		add(Entry{Path: EtcQmail + "/" + c, Kind: Config, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: c})
+		add(Entry{Path: EtcQmail + "/" + c, Kind: Config, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: c, Formats: []Format{Deb, RPM}})
+		add(Entry{Path: EtcDefaults + "/" + c, Kind: File, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: c, Formats: []Format{APK}})
+	}
+	addServices(add, has)
+	for _, pkg := range Packages {
+		if !pkg.built(has) {
+			continue
+		}
+		doc := "/usr/share/doc/" + pkg.Name
+		add(Entry{Path: doc + "/copyright", Kind: Doc, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: "copyright", Package: pkg.Name})
+		add(Entry{Path: "/usr/share/lintian/overrides/" + pkg.Name, Kind: File, Mode: 0o644, Owner: "root", Group: "root", Origin: Etc, Source: "lintian-overrides/" + pkg.Name, Package: pkg.Name, Formats: []Format{Deb}})
 	}
 
 	paged := map[string]bool{}
 	for _, pg := range in.Pages {
 		paged[pg.Name] = true
-		add(Entry{Path: pg.InstallPath(), Kind: File, Mode: 0o644, Owner: "root", Group: "root", Origin: ManPage, Source: "man" + pg.Section + "/" + pg.File()})
+		add(Entry{Path: pg.InstallPath(), Kind: Doc, Mode: 0o644, Owner: "root", Group: "root", Origin: ManPage, Source: "man" + pg.Section + "/" + pg.File(), Package: ProgramPackage[pg.Name]})
 	}
 	for _, p := range append(append([]string{}, in.Programs...), in.Standalone...) {
 		if !paged[p] {

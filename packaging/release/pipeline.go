@@ -115,9 +115,10 @@ func Build(ctx context.Context, o Options) (Built, error) {
 func Manifest(o Options, b Built) (manifest.Manifest, manifest.Sources, error) {
 	o = o.withDefaults()
 	src := manifest.Sources{
-		Man: filepath.Join(o.Build, "man"),
-		Etc: filepath.Join(o.Root, "packaging", "etc"),
-		Gen: filepath.Join(o.Build, "gen"),
+		Man:      filepath.Join(o.Build, "man"),
+		Etc:      filepath.Join(o.Root, "packaging", "etc"),
+		Gen:      filepath.Join(o.Build, "gen"),
+		Services: filepath.Join(o.Root, "packaging", "services"),
 	}
 	for _, d := range []string{src.Man, src.Gen} {
 		if err := os.RemoveAll(d); err != nil {
@@ -142,7 +143,11 @@ func Manifest(o Options, b Built) (manifest.Manifest, manifest.Sources, error) {
 	if len(m.Missing) > 0 {
 		o.step("WARNING: no man page for %s (add src/man/NAME.SECTION.md; the tests fail on this)", strings.Join(m.Missing, ", "))
 	}
-	if err := manifest.WriteGenerated(src.Gen, b.SourceDate); err != nil {
+	changes, err := os.ReadFile(filepath.Join(src.Etc, "changelog"))
+	if err != nil {
+		return m, src, err
+	}
+	if err := m.WriteGenerated(src.Gen, packageMeta(b), changes); err != nil {
 		return m, src, err
 	}
 	if err := o.addSiteFiles(&m, src, b); err != nil {
@@ -163,47 +168,7 @@ func Package(ctx context.Context, o Options) ([]Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.Dist, 0o755); err != nil {
-		return nil, err
-	}
-	if err := removeOldArtifacts(o.Dist); err != nil {
-		return nil, err
-	}
-	maintainer := os.Getenv("NOTQMAIL_MAINTAINER")
-	if maintainer == "" {
-		maintainer = manifest.DefaultMaintainer
-	}
-	v := manifest.Version{Base: b.Version.Base, Pre: b.Version.Pre, Meta: b.Version.Metadata(), APK: b.Version.APK()}
-	var out []Artifact
-	for _, arch := range o.Arches {
-		src.Bin = filepath.Join(o.Build, arch)
-		cfg, err := m.Config(src, manifest.Meta{Maintainer: maintainer, MTime: b.SourceDate})
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range manifest.Formats {
-			var buf bytes.Buffer
-			name, err := manifest.Package(cfg, f, arch, v, &buf)
-			if err != nil {
-				return nil, err
-			}
-			if err := writeAtomic(filepath.Join(o.Dist, name), buf.Bytes()); err != nil {
-				return nil, err
-			}
-			o.step("wrote %s (%s)", rel(o.Root, filepath.Join(o.Dist, name)), humanSize(int64(buf.Len())))
-			out = append(out, Artifact{Name: name, Size: int64(buf.Len())})
-		}
-	}
-	sums, err := Checksums(o.Dist, out)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeAtomic(filepath.Join(o.Dist, SumsFile), sums); err != nil {
-		return nil, err
-	}
-	o.step("wrote %s", rel(o.Root, filepath.Join(o.Dist, SumsFile)))
-	out = append(out, Artifact{Name: SumsFile, Size: int64(len(sums))})
-	return out, nil
+	return writePackages(o, b, m, src)
 }
 
 // SumsFile is the checksum list, in sha256sum's format.

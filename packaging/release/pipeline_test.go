@@ -181,6 +181,17 @@ func TestProgramsRejectsBrokenBinaries(t *testing.T) {
 	}
 }
 
+// core keeps the core package's files: notqmail_* (deb, apk) and notqmail-<version> (rpm).
+func core(names []string) []string {
+	var n []string
+	for _, x := range names {
+		if strings.HasPrefix(x, "notqmail_") || regexp.MustCompile(`^notqmail-[0-9]`).MatchString(x) {
+			n = append(n, x)
+		}
+	}
+	return n
+}
+
 func find(arts []Artifact, suffix string) []string {
 	var n []string
 	for _, a := range arts {
@@ -202,7 +213,7 @@ func run(t *testing.T, name string, args ...string) string {
 
 func TestPackagesReadByRealTools(t *testing.T) {
 	dist, arts := packaged(t)
-	debs, rpms, apks := find(arts, ".deb"), find(arts, ".rpm"), find(arts, ".apk")
+	debs, rpms, apks := core(find(arts, ".deb")), core(find(arts, ".rpm")), core(find(arts, ".apk"))
 	if len(debs) != 2 || len(rpms) != 2 || len(apks) != 2 || len(find(arts, SumsFile)) != 1 {
 		t.Fatalf("artifacts: %+v", arts)
 	}
@@ -285,7 +296,18 @@ func TestPackagesReadByRealTools(t *testing.T) {
 			t.Errorf("%s: qmail-queue is not setuid qmailq 4711:\n%s", a, long)
 		}
 		list := run(t, tar, "-tzf", filepath.Join(dist, a))
-		for _, w := range append([]string{".PKGINFO", ".pre-install"}, binWant...) {
+		// The apk has no conffiles: it carries the defaults, and its scripts copy them
+		// into /etc/qmail when absent.
+		apkWant := []string{".PKGINFO", ".pre-install", ".post-install", ".pre-upgrade", ".post-upgrade", "usr/share/notqmail/etc/defaultdelivery"}
+		for _, w := range binWant {
+			if w != "etc/qmail/defaultdelivery" {
+				apkWant = append(apkWant, w)
+			}
+		}
+		if strings.Contains(list, "etc/qmail/defaultdelivery") && !strings.Contains(list, "share/notqmail/etc/defaultdelivery") {
+			t.Errorf("%s ships /etc/qmail/defaultdelivery, which an upgrade would overwrite", a)
+		}
+		for _, w := range apkWant {
 			if !strings.Contains(list, w) {
 				t.Errorf("%s lacks %s:\n%s", a, w, list)
 			}
