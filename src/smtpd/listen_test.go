@@ -22,9 +22,16 @@ func startListener(t *testing.T, h *sandbox.Home, args ...string) string {
 
 func startListenerAt(t *testing.T, h *sandbox.Home, addr string, args ...string) string {
 	t.Helper()
+	startListenerLog(t, h, addr, filepath.Join(t.TempDir(), "smtpd.log"), args...)
+	return addr
+}
+
+// startListenerLog is startListenerAt with the server's log written to logPath.
+func startListenerLog(t *testing.T, h *sandbox.Home, addr, logPath string, args ...string) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(h.Bin, "qmail-smtpd"), append([]string{"-l", addr}, args...)...)
 	cmd.Env = h.Env()
-	logf, err := os.Create(filepath.Join(t.TempDir(), "smtpd.log"))
+	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +50,6 @@ func startListenerAt(t *testing.T, h *sandbox.Home, addr string, args ...string)
 		}
 	})
 	waitListening(t, addr, exited)
-	return addr
 }
 
 func TestListenerConcurrent(t *testing.T) {

@@ -17,6 +17,14 @@ import (
 // directories) that listens on a loopback port and relays everything to relay.
 func startPostfix(t *testing.T, relay string) string {
 	t.Helper()
+	return startPostfixWith(t, relay, "", nil)
+}
+
+// startPostfixWith is startPostfix with extra main.cf lines; files are written
+// into the instance's directory first (readable by Postfix's processes), and
+// extra may name them as {{dir}}.
+func startPostfixWith(t *testing.T, relay, extra string, files map[string][]byte) string {
+	t.Helper()
 	postfix := testpeer.Need(t, "postfix")
 	if os.Geteuid() != 0 {
 		t.Skip("starting a Postfix instance needs root")
@@ -57,7 +65,12 @@ alias_database =
 local_recipient_maps =
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
-`, queue, data, strings.Split(relay, ":")[0], strings.Split(relay, ":")[1], dir, dir)
+`, queue, data, strings.Split(relay, ":")[0], strings.Split(relay, ":")[1], dir, dir) + strings.ReplaceAll(extra, "{{dir}}", dir)
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	masterCF := "127.0.0.1:" + port + " inet n - n - - smtpd\n" + `cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
 rewrite unix - - n - - trivial-rewrite

@@ -93,6 +93,11 @@ func handshakeReason(err error) string {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "client closed the connection during the handshake (it may not trust our certificate)"
 	}
+	if m := err.Error(); strings.Contains(m, "bad record MAC") {
+		// OpenSSL clients that reject the certificate under TLS 1.3 send their
+		// alert in a form the server cannot decrypt.
+		return "client aborted the handshake (it may not trust our certificate): " + m
+	}
 	if m := err.Error(); strings.Contains(m, "remote error: ") {
 		_, alert, _ := strings.Cut(m, "remote error: ")
 		return "client sent alert: " + alert + " (it may not trust our certificate)"

@@ -29,6 +29,7 @@ var Packages = map[string]string{
 	"strace":    "strace",
 	"groff":     "groff-base",
 	"tar":       "tar",
+	"openssl":   "openssl",
 	// The distribution matrix (packaging/chroot, packaging/matrix): Debian roots and
 	// arm64 under qemu-user.
 	"mmdebstrap":          "mmdebstrap",
