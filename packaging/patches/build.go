@@ -116,10 +116,14 @@ func Package(ctx context.Context, o Options) ([]release.Artifact, error) {
 	}
 	// The staging directory lies beside dist's usual home so that publishing is a
 	// rename, not a copy.
-	staging := filepath.Join(build, "site-dist")
-	if err := os.RemoveAll(staging); err != nil {
+	if err := os.MkdirAll(build, 0o755); err != nil {
 		return nil, err
 	}
+	staging, err := os.MkdirTemp(build, "site-dist-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(staging)
 	ro.Root = copyDir
 	ro.Build = filepath.Join(work, "build")
 	ro.Dist = staging
@@ -132,7 +136,6 @@ func Package(ctx context.Context, o Options) ([]release.Artifact, error) {
 	if err := release.PublishStaged(staging, dist, arts); err != nil {
 		return nil, err
 	}
-	os.RemoveAll(staging)
 	ok = true
 	return arts, nil
 }
