@@ -55,6 +55,10 @@ func Upgrade(ctx context.Context, root, to, outDir string, w io.Writer) (Upgrade
 	if err != nil {
 		return rep, err
 	}
+	if len(s.Entries) == 0 {
+		fmt.Fprintf(w, "%s/series is empty: nothing to check against %s.\n", Dir, to)
+		return rep, nil
+	}
 	if outDir == "" {
 		outDir = filepath.Join(root, "build", "patches", "upgrade-"+safeName(to))
 	}
