@@ -254,3 +254,46 @@ func TestApplySeriesInOrder(t *testing.T) {
 		t.Fatal("source tree was modified")
 	}
 }
+
+// CopyTree takes what git would build from: tracked and untracked files, not ignored
+// ones, and never build/, dist/ or .git; a relative path works.
+func TestCopyTreeFromGit(t *testing.T) {
+	needTools(t)
+	ctx := context.Background()
+	src := t.TempDir()
+	writeFiles(t, src, map[string]string{
+		".gitignore": "*.o\n", "tracked.go": "package x\n", "sub/untracked.txt": "new\n",
+		"obj.o": "ignored\n", "build/out": "x\n", "dist/p.deb": "x\n",
+	})
+	tr := &Tree{Dir: src}
+	if _, err := tr.git(ctx, "init", "-q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.git(ctx, "add", ".gitignore", "tracked.go"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("tracked.go", filepath.Join(src, "link.go")); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	relSrc, err := filepath.Rel(wd, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := CopyTree(ctx, relSrc, dst); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		".gitignore": true, "tracked.go": true, "sub/untracked.txt": true, "link.go": true,
+		"obj.o": false, "build/out": false, "dist/p.deb": false, ".git": false,
+	} {
+		_, err := os.Lstat(filepath.Join(dst, name))
+		if (err == nil) != want {
+			t.Errorf("%s copied: %v, want %v", name, err == nil, want)
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "link.go")); err != nil || l != "tracked.go" {
+		t.Errorf("symlink copied as %q %v", l, err)
+	}
+}

@@ -164,6 +164,11 @@ func (p Patch) Empty() bool { return len(p.Files) == 0 }
 
 // LoadPatch reads and parses one series entry from dir (root/patches).
 func LoadPatch(dir string, e Entry) (Patch, error) {
+	// Absolute, because the tools run in the scratch tree, not here.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return Patch{Entry: e}, err
+	}
 	p := Patch{Entry: e, Path: filepath.Join(dir, filepath.FromSlash(e.Name))}
 	b, err := readLimited(p.Path, maxPatch)
 	if err != nil {

@@ -177,7 +177,8 @@ func gitFiles(ctx context.Context, src string) ([]string, error) {
 		return nil, nil
 	}
 	a, _ := filepath.EvalSymlinks(strings.TrimSpace(top))
-	b, _ := filepath.EvalSymlinks(src)
+	b, _ := filepath.Abs(src)
+	b, _ = filepath.EvalSymlinks(b)
 	if a == "" || a != b {
 		return nil, nil
 	}
