@@ -29,7 +29,11 @@ var Packages = map[string]string{
 	"strace":    "strace",
 	"groff":     "groff-base",
 	"tar":       "tar",
-	"openssl":   "openssl",
+	// Site patches (packaging/patches) are applied and checked with the real tools.
+	"git":     "git",
+	"patch":   "patch",
+	"diff":    "diffutils",
+	"openssl": "openssl",
 	// The distribution matrix (packaging/chroot, packaging/matrix): Debian roots and
 	// arm64 under qemu-user.
 	"mmdebstrap":          "mmdebstrap",
