@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
+	"time"
 )
 
 // Response is a server's answer: K (accepted), Z (temporary failure) or D
@@ -103,4 +105,29 @@ func SendQMQP(conn io.ReadWriter, msg io.Reader, size int64, sender string, rcpt
 		return Response{}, err
 	}
 	return readResponse(bufio.NewReaderSize(conn, 4096))
+}
+
+// Converse sends one message over an open QMTP connection, each read and write
+// bounded by timeout, and returns one response per recipient. On an error, the
+// responses received so far are returned with it; the rest count as temporary
+// failures.
+func Converse(conn net.Conn, timeout time.Duration, msg io.Reader, size int64, sender string, rcpts []string) ([]Response, error) {
+	dc := &timedConn{conn, timeout}
+	return SendQMTP(bufio.NewWriterSize(dc, 64*1024), bufio.NewReaderSize(dc, 4096), msg, size, sender, rcpts)
+}
+
+// timedConn renews a deadline before each read and write.
+type timedConn struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (t *timedConn) Read(p []byte) (int, error) {
+	t.c.SetReadDeadline(time.Now().Add(t.timeout))
+	return t.c.Read(p)
+}
+
+func (t *timedConn) Write(p []byte) (int, error) {
+	t.c.SetWriteDeadline(time.Now().Add(t.timeout))
+	return t.c.Write(p)
 }
