@@ -35,6 +35,7 @@ var Files = []FileInfo{
 	{"morercpthosts.cdb", "none", "qmail-smtpd, qmail-qmtpd", "compiled morercpthosts"},
 	{"percenthack", "none", "qmail-send", "domains where user%host@domain becomes user@host"},
 	{"plusdomain", "me", "qmail-inject", "domain appended to host names ending in +"},
+	{"qmtproutes", "none", "qmail-remote", "domain:relay[:port] delivered by QMTP (port 209); an empty relay means MX"},
 	{"qmqpservers", "none", "qmail-qmqpc", "QMQP servers to hand mail to: IP, or IP:port / [IPv6]:port"},
 	{"queuelifetime", "604800", "qmail-send", "seconds a message may stay in the queue"},
 	{"rcpthosts", "none (accepts no recipients unless RELAYCLIENT is set)", "qmail-smtpd, qmail-qmtpd", "domains accepted as recipients"},
