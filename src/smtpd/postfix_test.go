@@ -89,6 +89,7 @@ discard unix - - n - - discard
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd
+tlsmgr unix - - n 1000? 1 tlsmgr
 `
 	os.WriteFile(filepath.Join(conf, "main.cf"), []byte(mainCF), 0644)
 	os.WriteFile(filepath.Join(conf, "master.cf"), []byte(masterCF), 0644)
@@ -148,4 +149,42 @@ s.quit()
 	mustContain(t, m, "Subject: via postfix\n", "\nrelayed by Postfix\n.dot line\n",
 		"Received: from unknown (HELO pfx.test) (127.0.0.1)\n  by mx.sandbox.example with SMTP; ",
 		"Delivered-To: alice@sandbox.example\n", "Return-Path: <sender@pfx.test>\n")
+}
+
+// TestPostfixSASLSubmission: Postfix, as a client with SASL (Cyrus, PLAIN or
+// LOGIN) and TLS verified against the test CA, relays a message through
+// qmail-smtpd's submission listener (-S), authenticating through qmail-chkpw; the
+// message is queued for its remote recipient with the user in the Received line.
+func TestPostfixSASLSubmission(t *testing.T) {
+	py := testpeer.Need(t, "python3")
+	h := sandbox.New(t, sandbox.Options{})
+	ca := installCerts(t, h)
+	addUser(t, h, "alice", "s3cret")
+	ours := startListener(t, h, "-S", "-H", "mx.sandbox.example", "mx.sandbox.example", filepath.Join(h.Bin, "qmail-chkpw"), "/bin/true")
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfx := startPostfixWith(t, ours, fmt.Sprintf(`
+smtp_tls_security_level = secure
+smtp_tls_secure_cert_match = nexthop
+smtp_tls_CAfile = {{dir}}/ca.pem
+smtp_sasl_auth_enable = yes
+smtp_sasl_password_maps = inline:{ [127.0.0.1]:%s=alice:s3cret }
+smtp_sasl_security_options = noanonymous
+smtp_sasl_tls_security_options = noanonymous
+`, strings.Split(ours, ":")[1]), map[string][]byte{"ca.pem": caPEM})
+	python(t, py, pfx, `
+import os, smtplib
+s = smtplib.SMTP(os.environ["HOST"], int(os.environ["PORT"]))
+s.sendmail("alice@pfx.test", ["bob@far.example"],
+    "From: alice@pfx.test\r\nTo: bob@far.example\r\nSubject: via postfix sasl\r\n\r\nsubmitted\r\n")
+s.quit()
+`)
+	var msgs []queued
+	waitFor(t, func() bool { msgs = queuedMessages(t, h); return len(msgs) > 0 })
+	if len(msgs) != 1 || msgs[0].rcpts[0] != "bob@far.example" || msgs[0].from != "alice@pfx.test" {
+		t.Fatalf("queued %+v", msgs)
+	}
+	mustContain(t, msgs[0].data, "Subject: via postfix sasl\n", "(HELO pfx.test) (127.0.0.1)\n  by mx.sandbox.example with ESMTPSA (TLSv1.3 ", "authenticated as alice); ")
 }
