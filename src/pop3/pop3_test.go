@@ -17,6 +17,7 @@ import (
 	"github.com/notqmail/notqmail/src/certs/testca"
 	"github.com/notqmail/notqmail/src/sandbox"
 	"github.com/notqmail/notqmail/src/testpeer"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const password = "secret pw"
@@ -87,16 +88,67 @@ func newServer(t *testing.T, tlsCert bool, env ...string) *popServer {
 	os.Chtimes(filepath.Join(md, "new", "1700000100.M2P2.sandbox"), time.Unix(1700000100, 0), time.Unix(1700000100, 0))
 	script := filepath.Join(h.Dir, "checkpw.sh")
 	writeOwned(t, h, script, checkpassword, 0755)
+	s.addr = freePort(t)
+	cmd := h.Command("qmail-popup", "-l", s.addr, "pop.sandbox.example", script, filepath.Join(h.Bin, "qmail-pop3d"), "Maildir")
+	cmd.Env = append(cmd.Env, "POPHOME="+h.UserHome("alice"))
+	cmd.Env = append(cmd.Env, env...)
+	s.start(t, cmd)
+	return s
+}
 
+// The classic chain under tcpserver: qmail-popup on the socket's descriptors runs
+// qmail-chkpw, which checks control/passwords and runs qmail-pop3d in the user's home.
+func TestTcpserverChkpwChain(t *testing.T) {
+	testpeer.Need(t, "tcpserver")
+	testpeer.Need(t, "python3")
+	s := newServer(t, true)
+	h := s.h
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeOwned(t, h, filepath.Join(h.Dir, "control", "passwords"),
+		fmt.Sprintf("alice:%s:%d:%d:%s\n", hash, h.UID, h.GID, h.UserHome("alice")), 0600)
+	addr := freePort(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("tcpserver", "-R", "-H", host, port,
+		filepath.Join(h.Bin, "qmail-popup"), "pop.sandbox.example", filepath.Join(h.Bin, "qmail-chkpw"), filepath.Join(h.Bin, "qmail-pop3d"), "Maildir")
+	cmd.Env = append(h.Env(), "POP3PLAINTEXT=1") // as a tcprules rule for the LAN would
+	tcp := &popServer{h: h, addr: addr, ca: s.ca, log: &syncBuffer{}}
+	tcp.start(t, cmd)
+
+	r := tcp.poplib(t, "stls", "alice", "wrong")
+	if r.Error != "-ERR authorization failed" {
+		t.Fatalf("wrong password: %+v\n%s", r, tcp.log.String())
+	}
+	r = tcp.poplib(t, "stls", "alice", password)
+	if r.Error != "" || len(r.Stat) != 2 || r.Stat[0] != 2 || r.Retr1 != "Subject: old\n\nseen before" {
+		t.Fatalf("%+v\n%s", r, tcp.log.String())
+	}
+	// In clear text, qmail-pop3d gets the socket itself.
+	r = tcp.poplib(t, "plain", "alice", password)
+	if len(r.Stat) != 2 || r.Stat[0] != 1 || !strings.Contains(r.Retr1, "line one") {
+		t.Fatalf("after DELE and QUIT: %+v", r)
+	}
+	r = tcp.poplib(t, "plain", "alice", password)
+	if len(r.Stat) != 2 || r.Stat[0] != 0 {
+		t.Fatalf("after the last DELE: %+v", r)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.addr = ln.Addr().String()
-	ln.Close()
-	cmd := h.Command("qmail-popup", "-l", s.addr, "pop.sandbox.example", script, filepath.Join(h.Bin, "qmail-pop3d"), "Maildir")
-	cmd.Env = append(cmd.Env, "POPHOME="+h.UserHome("alice"))
-	cmd.Env = append(cmd.Env, env...)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs the server command until the test ends and waits until it listens.
+func (s *popServer) start(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -115,7 +167,6 @@ func newServer(t *testing.T, tlsCert bool, env ...string) *popServer {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return s
 }
 
 type session struct {
