@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,5 +178,31 @@ func TestSiteBuildOutcomes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A packaging failure after the tests passed still leaves dist/ as it was: the
+// packages are staged, and the half-written ones never reach dist/.
+func TestSiteBuildPackagingFailureKeepsDist(t *testing.T) {
+	needTools(t)
+	comment := strings.Replace(calcGo, "// Answer is the answer.", "// Answer is the answer (site).", 1)
+	root := siteTree(t, calcGo, "c.patch\n", map[string]string{"c.patch": unifiedDiff(t, "calc/calc.go", calcGo, comment)})
+	var log bytes.Buffer
+	_, err := Package(context.Background(), Options{
+		Release: release.Options{Root: root, Log: &log},
+		Work:    t.TempDir(),
+		Builder: func(_ context.Context, o release.Options) ([]release.Artifact, error) {
+			if err := os.WriteFile(filepath.Join(o.Dist, "half.deb"), []byte("trunc"), 0o644); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("nfpm: disk full")
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "dist/ untouched") || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("err %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, "dist"))
+	if len(ents) != 1 || ents[0].Name() != "old.deb" {
+		t.Fatalf("dist/ now holds %v", ents)
 	}
 }
