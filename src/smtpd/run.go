@@ -3,6 +3,7 @@ package smtpd
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +86,9 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 	cfg.Submission = cfg.Submission || opt.Submission
 	cfg.AuthLimit = opt.AuthLimit
 	store := opt.Certs
-	if store == nil {
+	// A pipe (sendmail -bs) is local: no TLS, and no complaint to the user that
+	// the certificate is unreadable.
+	if store == nil && isNetwork(conn) {
 		st, err := certs.Open(ctl)
 		switch {
 		case err == nil:
@@ -137,4 +140,14 @@ func loadPlugins(cfg *Config, ctl control.Dir, env Env, list []string, log io.Wr
 		return r.Run(st, list, set, unset)
 	}
 	return nil
+}
+
+// isNetwork reports whether conn is a network connection: the listener's, or
+// tcpserver's sockets.
+func isNetwork(conn io.ReadWriter) bool {
+	switch conn.(type) {
+	case net.Conn, stdioConn:
+		return true
+	}
+	return false
 }

@@ -87,6 +87,12 @@ func TestOpenSSLAndSwaksStartTLS(t *testing.T) {
 		t.Fatalf("queued %+v", msgs)
 	}
 	mustContain(t, msgs[0].data, "with ESMTPSA (TLSv1.3 ", "authenticated as alice); ")
+
+	// $SMTPS: implicit TLS under tcpserver.
+	addr465 := startTCPServerCmd(t, h, tcpserver, []string{filepath.Join(h.Bin, "qmail-smtpd")}, "SMTPS=1")
+	if out, ok := sClient(t, addr465, ca, false, "-servername", "one.example.org"); !ok || !strings.Contains(out, "Peer certificate: CN = one.example.org") {
+		t.Errorf("implicit TLS under tcpserver:\n%s", out)
+	}
 }
 
 // TestImplicitTLSSubmissionListener: the built-in listener on a port-465-style
