@@ -178,6 +178,14 @@ func (s *Store) get(p string) (*tls.Certificate, error) {
 	id, err := stat(p)
 	if err != nil {
 		s.mu.Lock()
+		e := s.cache[p]
+		if p == s.path(DefaultFile) && e != nil {
+			// The default certificate stays while its file is away (being
+			// replaced by a tool that deletes first): TLS must not stop.
+			s.mu.Unlock()
+			s.logf("certs: %s: %v; keeping the certificate loaded before", p, errText(err))
+			return e.cert, nil
+		}
 		delete(s.cache, p)
 		s.mu.Unlock()
 		if errors.Is(err, fs.ErrNotExist) {

@@ -166,6 +166,20 @@ func TestReloadKeepsSessions(t *testing.T) {
 	if got, err := handshake(t, st, ca, "new.example"); err != nil || got != "new.example" {
 		t.Fatalf("after a broken write: %q %v", got, err)
 	}
+	// Removed: still served; an SNI file removed is no longer used.
+	testca.WriteFile(t, dir, "tls/gone.example.pem", ca.Valid(t, "gone.example"))
+	if got, _ := handshake(t, st, ca, "gone.example"); got != "gone.example" {
+		t.Fatalf("SNI file: %q", got)
+	}
+	os.Remove(p)
+	os.Remove(filepath.Join(dir, "tls/gone.example.pem"))
+	if got, err := handshake(t, st, ca, "new.example"); err != nil || got != "new.example" {
+		t.Fatalf("after removal: %q %v", got, err)
+	}
+	c, err := st.GetCertificate(&tls.ClientHelloInfo{ServerName: "gone.example"})
+	if err != nil || c.Leaf.Subject.CommonName != "new.example" {
+		t.Fatalf("removed SNI file still used: %v", err)
+	}
 	if !strings.Contains(log.String(), filepath.Join(dir, "servercert.pem")+": no PEM certificate found") ||
 		!strings.Contains(log.String(), "keeping the certificate loaded before") {
 		t.Fatalf("log: %q", log.String())

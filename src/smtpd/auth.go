@@ -75,6 +75,9 @@ var (
 	replyAuthRequired  = Reply{530, "5.7.0", "authentication required"}
 )
 
+// maxCheckpasswordInput is what checkpassword reads from descriptor 3.
+const maxCheckpasswordInput = 512
+
 // errAuthSyntax is a client response that is not what the mechanism expects.
 var errAuthSyntax = errors.New("malformed auth input")
 
@@ -186,6 +189,11 @@ func (s *session) auth(arg string) error {
 	if err != nil {
 		s.reply(replyAuthSyntax)
 		return nil
+	}
+	// checkpassword programs read at most 512 bytes; longer credentials cannot
+	// be right, and count as a failure rather than a checkpassword error.
+	if len(user)+len(pass)+3 > maxCheckpasswordInput {
+		return s.authFailed(user, mech)
 	}
 	switch err := s.cfg.Auth(user, pass); {
 	case errors.Is(err, ErrAuthFailed):

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
@@ -320,6 +321,9 @@ func TestAuthLimits(t *testing.T) {
 	}
 	mustContain(t, dialog(t, mk("2001:db8:1:2::ffff"), ok), "454 4.7.0")
 	mustContain(t, dialog(t, mk("2001:db8:1:3::1"), ok), "235")
+	// Credentials longer than checkpassword reads are a counted failure.
+	long := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00" + strings.Repeat("p", 600)))
+	mustContain(t, dialog(t, mk("192.0.2.11"), "EHLO c\r\nAUTH PLAIN "+long+"\r\n"), "535 5.7.8")
 	// After the window the address may try again.
 	now = now.Add(time.Hour)
 	mustContain(t, dialog(t, mk("192.0.2.9"), ok), "235")
