@@ -80,6 +80,7 @@ check_mode() {
 check_queue() {
 	bad=0
 	q=$QMAIL/queue
+	[ -d $q ] || { echo "missing: $q"; return 1; }
 	check_mode $q 750 qmailq qmail
 	check_mode $q/pid 700 qmailq qmail
 	check_mode $q/intd 700 qmailq qmail

@@ -23,7 +23,14 @@ type Options struct {
 	CacheDir string    // built roots; default $NOTQMAIL_MATRIX_CACHE, else chroot.DefaultCacheDir
 	Previous string    // see PreviousEnv; default $NOTQMAIL_MATRIX_PREVIOUS
 	Log      io.Writer // default os.Stdout
+	// ReportDir receives matrix.json and MATRIX.md; default $NOTQMAIL_MATRIX_REPORT,
+	// else Tree/distros.
+	ReportDir string
 }
+
+// ReportEnv redirects the report, so that a test run does not rewrite the committed
+// distros/ files.
+const ReportEnv = "NOTQMAIL_MATRIX_REPORT"
 
 // CacheEnv overrides where built roots are kept.
 const CacheEnv = "NOTQMAIL_MATRIX_CACHE"
@@ -56,6 +63,12 @@ func Main(ctx context.Context, o Options) (Report, error) {
 		o.Previous = os.Getenv(PreviousEnv)
 	}
 	distros := filepath.Join(o.Tree, "distros")
+	if o.ReportDir == "" {
+		o.ReportDir = os.Getenv(ReportEnv)
+	}
+	if o.ReportDir == "" {
+		o.ReportDir = distros
+	}
 	rows, err := LoadRows(distros)
 	if err != nil {
 		return Report{}, err
@@ -105,7 +118,7 @@ func Main(ctx context.Context, o Options) (Report, error) {
 			debianRows = append(debianRows, row.Name)
 		}
 	}
-	old, err := ReadReport(filepath.Join(distros, "matrix.json"))
+	old, err := ReadReport(filepath.Join(o.ReportDir, "matrix.json"))
 	if err != nil {
 		fmt.Fprintf(o.Log, "matrix: ignoring the old results: %v\n", err)
 	}
@@ -114,10 +127,13 @@ func Main(ctx context.Context, o Options) (Report, error) {
 	if allCached && len(debianRows) > 0 && len(debianRows) == countDebian(rows) {
 		rep.Warm = &WarmRun{Date: now, Seconds: round(debianSeconds), Rows: debianRows, Cores: runtime.NumCPU()}
 	}
-	if err := WriteReport(distros, rep); err != nil {
+	if err := os.MkdirAll(o.ReportDir, 0o755); err != nil {
 		return rep, err
 	}
-	fmt.Fprintf(o.Log, "matrix: wrote distros/matrix.json and distros/MATRIX.md; logs in %s\n", filepath.Join(o.Work, "logs"))
+	if err := WriteReport(o.ReportDir, rep); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(o.Log, "matrix: wrote matrix.json and MATRIX.md into %s; logs in %s\n", o.ReportDir, filepath.Join(o.Work, "logs"))
 	if len(failed) > 0 {
 		return rep, fmt.Errorf("%w: %s", ErrCellsFailed, strings.Join(failed, ", "))
 	}

@@ -9,13 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 
 	"github.com/notqmail/notqmail/packaging/release"
 )
 
-// PreviousEnv names the previous build to upgrade from: a git revision of the tree
-// (default HEAD~1), or a directory holding its packages.
+// PreviousEnv names the previous build to upgrade from: a git revision of the tree or
+// a directory holding its packages. By default it is the newest older build an
+// earlier run on this machine kept, else HEAD~1.
 const PreviousEnv = "NOTQMAIL_MATRIX_PREVIOUS"
 
 // BuildPackages builds the tree's packages for arches into work/current, and the
@@ -43,28 +45,127 @@ func BuildPackages(ctx context.Context, tree, work string, arches []string, prev
 	if p.Current, err = FindPackages(filepath.Join(cur, "dist")); err != nil {
 		return p, err
 	}
-	if previous == "" {
-		previous = "HEAD~1"
+	if err := remember(work, p); err != nil {
+		fmt.Fprintf(log, "matrix: not keeping this build for later upgrades: %v\n", err)
 	}
-	if st, err := os.Stat(previous); err == nil && st.IsDir() {
-		p.Previous, err = FindPackages(previous)
-		p.PreviousVersion = "from " + previous
-		if err != nil || len(p.Previous) == 0 {
-			p.PreviousWhy = fmt.Sprintf("no packages in %s (%v)", previous, err)
+	if previous != "" {
+		if st, err := os.Stat(previous); err == nil && st.IsDir() {
+			p.Previous, err = FindPackages(previous)
+			p.PreviousVersion = "from " + previous
+			if err != nil || len(p.Previous) == 0 {
+				p.PreviousWhy = fmt.Sprintf("no packages in %s (%v)", previous, err)
+			}
+			return p, nil
 		}
+		if headErr == nil && strings.HasPrefix(previous, "HEAD") {
+			previous = head + strings.TrimPrefix(previous, "HEAD")
+		}
+		prev, ver, err := buildRevision(ctx, tree, work, previous, log)
+		if err != nil {
+			p.PreviousWhy = fmt.Sprintf("building %s failed: %s", previous, firstLine(err.Error()))
+			fmt.Fprintf(log, "matrix: %s\n", p.PreviousWhy)
+			return p, nil
+		}
+		p.Previous, p.PreviousVersion = prev, ver
 		return p, nil
 	}
-	if headErr == nil && strings.HasPrefix(previous, "HEAD") {
-		previous = head + strings.TrimPrefix(previous, "HEAD")
+	// By default the previous build is the newest older one this machine tested,
+	// else the commit before the one under test.
+	if prev, ver := recalled(work, p.Version, arches); prev != nil {
+		p.Previous, p.PreviousVersion = prev, ver
+		fmt.Fprintf(log, "matrix: upgrading from %s, kept from an earlier run\n", ver)
+		return p, nil
 	}
-	prev, ver, err := buildRevision(ctx, tree, work, previous, log)
-	if err != nil {
-		p.PreviousWhy = fmt.Sprintf("building %s failed: %s", previous, firstLine(err.Error()))
+	if headErr != nil {
+		p.PreviousWhy = "no earlier build kept, and no git history: " + headErr.Error()
+		return p, nil
+	}
+	// One commit only: each attempt is a full build, and CI pays for it.
+	for n := 1; n <= 1; n++ {
+		rev := fmt.Sprintf("%s~%d", head, n)
+		prev, ver, err := buildRevision(ctx, tree, work, rev, log)
+		if err == nil && len(prev) > 0 {
+			p.Previous, p.PreviousVersion = prev, ver
+			return p, nil
+		}
+		p.PreviousWhy = fmt.Sprintf("no earlier build kept here, and HEAD~%d does not build: %v", n, err)
 		fmt.Fprintf(log, "matrix: %s\n", p.PreviousWhy)
-		return p, nil
 	}
-	p.Previous, p.PreviousVersion = prev, ver
 	return p, nil
+}
+
+// historyKeep is how many tested builds are kept to upgrade from.
+const historyKeep = 3
+
+// remember keeps this build's packages in work/history/<version>, for later runs to
+// upgrade from.
+func remember(work string, p Packages) error {
+	dir := filepath.Join(work, "history", strings.ReplaceAll(p.Version, "/", "_"))
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range p.Current {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "VERSION"), []byte(p.Version+"\n"), 0o644)
+	ents, _ := os.ReadDir(filepath.Dir(dir))
+	sort.Slice(ents, func(i, j int) bool { return modTime(filepath.Dir(dir), ents[i]) > modTime(filepath.Dir(dir), ents[j]) })
+	for i, e := range ents {
+		if i >= historyKeep {
+			os.RemoveAll(filepath.Join(filepath.Dir(dir), e.Name()))
+		}
+	}
+	return nil
+}
+
+func modTime(dir string, e os.DirEntry) int64 {
+	st, err := os.Stat(filepath.Join(dir, e.Name()))
+	if err != nil {
+		return 0
+	}
+	return st.ModTime().UnixNano()
+}
+
+// recalled returns the newest kept build older than version (as dpkg orders them)
+// that has packages for every one of arches.
+func recalled(work, version string, arches []string) (map[string]string, string) {
+	hist := filepath.Join(work, "history")
+	ents, _ := os.ReadDir(hist)
+	sort.Slice(ents, func(i, j int) bool { return modTime(hist, ents[i]) > modTime(hist, ents[j]) })
+	for _, e := range ents {
+		dir := filepath.Join(hist, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, "VERSION"))
+		if err != nil {
+			continue
+		}
+		v := strings.TrimSpace(string(b))
+		if exec.Command("dpkg", "--compare-versions", v, "lt", version).Run() != nil {
+			continue
+		}
+		pk, err := FindPackages(dir)
+		if err != nil {
+			continue
+		}
+		complete := true
+		for _, a := range arches {
+			if pk[pkgKey(a, "deb")] == "" {
+				complete = false
+			}
+		}
+		if complete {
+			return pk, v
+		}
+	}
+	return nil, ""
 }
 
 // buildRevision builds the packages of one git revision with that revision's own
@@ -110,8 +211,14 @@ func buildRevision(ctx context.Context, tree, work, rev string, log io.Writer) (
 	return pk, v.String(), err
 }
 
+// lastLine returns mage's "Error:" line from the output, else its last line.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "Error: ") {
+			return lines[i]
+		}
+	}
 	return lines[len(lines)-1]
 }
 

@@ -85,9 +85,9 @@ func (rn *Runner) logf(format string, a ...any) {
 
 // Run runs one row and returns its cells. It never fails as a whole: what goes wrong
 // becomes a failed or not-run cell with the reason.
-func (rn *Runner) Run(ctx context.Context, row Row) Result {
+func (rn *Runner) Run(ctx context.Context, row Row) (res Result) {
 	start := rn.now()
-	res := Result{Row: row, Version: rn.Packages.Version, PreviousVersion: rn.Packages.PreviousVersion,
+	res = Result{Row: row, Version: rn.Packages.Version, PreviousVersion: rn.Packages.PreviousVersion,
 		Date: start.UTC().Format(time.RFC3339)}
 	cells := map[string]*Cell{}
 	for _, s := range Steps {
@@ -168,7 +168,11 @@ func (rn *Runner) Run(ctx context.Context, row Row) Result {
 	}
 	phase([]string{"install", "users", "start", "smtp", "sendmail"}, func(k *kitRoot) bool {
 		if !k.step(ctx, "install", "install") {
-			abandon(1, "install failed")
+			for _, s := range []string{"users", "start", "smtp", "sendmail"} {
+				if cells[s].Reason == "" {
+					cells[s].Reason = "install failed"
+				}
+			}
 			return false
 		}
 		k.step(ctx, "users", "users")

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/notqmail/notqmail/packaging/matrix"
 	"github.com/notqmail/notqmail/src/sandbox"
 	"github.com/notqmail/notqmail/src/testpeer"
 )
@@ -125,6 +126,22 @@ func Run(ctx context.Context, o Options) error {
 	// -count=1: many tests run binaries built outside go test's view (the sandbox
 	// binaries), so a cached pass could hide a change to the programs they run.
 	steps = append(steps, step{"go test ./...", []string{"test", "-count=1", "./..."}})
+	// Last, the distribution matrix's CI row: the packages installed and run in a
+	// Debian root. It needs root; its report goes under build/, not over the committed
+	// distros/ files.
+	matrixNote := ""
+	if row, ok := everyChangeRow(o.Root); ok {
+		name := "matrix row " + row + " (go run mage.go matrix " + row + ")"
+		switch {
+		case os.Getenv(SkipMatrixEnv) != "":
+			matrixNote = fmt.Sprintf("==> %s: skipped (%s is set)\n", name, SkipMatrixEnv)
+		case o.Euid() != 0:
+			matrixNote = fmt.Sprintf("==> %s: not run: it builds a Debian root and enters it with chroot, which needs root; run it with\n    sudo go run mage.go matrix %s\n", name, row)
+		default:
+			steps = append(steps, step{name, []string{"run", "mage.go", "matrix", row}})
+			env = append(env, matrix.ReportEnv+"="+filepath.Join(o.Root, "build", "matrix", "ci-report"))
+		}
+	}
 	var failed []string
 	for _, s := range steps {
 		fmt.Fprintf(o.Stdout, "==> %s\n", s.name)
@@ -138,6 +155,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		fmt.Fprintf(o.Stdout, "==> %s: ok\n", s.name)
 	}
+	fmt.Fprint(o.Stdout, matrixNote)
 	if len(failed) > 0 {
 		fmt.Fprintf(o.Stdout, "\nFAIL: %s\n", strings.Join(failed, ", "))
 		return fmt.Errorf("%w: %s", ErrFailed, strings.Join(failed, ", "))
@@ -197,4 +215,20 @@ func goTool() string {
 		return p
 	}
 	return "go"
+}
+
+// SkipMatrixEnv, when set, leaves the matrix row out of the test run (quick loops).
+const SkipMatrixEnv = "NOTQMAIL_SKIP_MATRIX"
+
+// everyChangeRow names the distros/ row CI runs on every change, if the tree has one.
+func everyChangeRow(root string) (string, bool) {
+	if _, err := os.Stat(filepath.Join(root, "distros")); err != nil {
+		return "", false
+	}
+	rows, err := matrix.LoadRows(filepath.Join(root, "distros"))
+	if err != nil {
+		return "", false
+	}
+	r, ok := matrix.EveryChangeRow(rows)
+	return r.Name, ok
 }

@@ -203,3 +203,64 @@ func TestRealGoTest(t *testing.T) {
 		}
 	}
 }
+
+// treeWithRow makes a root whose distros/ holds the project's every-change row.
+func treeWithRow(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "distros"), 0o755)
+	b, err := os.ReadFile("../../distros/debian-12-amd64.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "distros", "debian-12-amd64.yaml"), b, 0o644)
+	return root
+}
+
+// As root, the CI row of the matrix runs after the unit tests, reporting under build/.
+func TestMatrixRowRunsAfterTheTests(t *testing.T) {
+	t.Setenv(SkipMatrixEnv, "")
+	f := &fakeSystem{have: map[string]bool{"cdb": true, "swaks": true, "smtp-sink": true, "smtp-source": true}}
+	o, out := f.options(0, true)
+	o.Root = treeWithRow(t)
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if n := len(f.calls); n != 3 || f.calls[1] != "go test -count=1 ./..." || f.calls[2] != "go run mage.go matrix debian-12-amd64" {
+		t.Fatalf("calls %q", f.calls)
+	}
+	if env := strings.Join(f.envs[2], " "); !strings.Contains(env, "NOTQMAIL_MATRIX_REPORT="+filepath.Join(o.Root, "build", "matrix", "ci-report")) {
+		t.Errorf("matrix env %q does not redirect the report", env)
+	}
+	// A failing row fails the run.
+	f2 := &fakeSystem{have: f.have, fail: map[string]int{"go run mage.go matrix": 1}}
+	o2, out2 := f2.options(0, true)
+	o2.Root = o.Root
+	if err := Run(context.Background(), o2); !errors.Is(err, ErrFailed) || !strings.Contains(out2.String(), "FAIL: matrix row debian-12-amd64") {
+		t.Fatalf("err = %v\n%s", err, out2)
+	}
+}
+
+func TestMatrixRowNotRootOrSkipped(t *testing.T) {
+	have := map[string]bool{"cdb": true, "swaks": true, "smtp-sink": true, "smtp-source": true}
+	t.Setenv(SkipMatrixEnv, "")
+	f := &fakeSystem{have: have}
+	o, out := f.options(1000, true)
+	o.Root = treeWithRow(t)
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(f.calls) != 2 || !strings.Contains(out.String(), "sudo go run mage.go matrix debian-12-amd64") {
+		t.Errorf("non-root: calls %q\n%s", f.calls, out)
+	}
+	t.Setenv(SkipMatrixEnv, "1")
+	f = &fakeSystem{have: have}
+	o, out = f.options(0, true)
+	o.Root = treeWithRow(t)
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(f.calls) != 2 || !strings.Contains(out.String(), "skipped (NOTQMAIL_SKIP_MATRIX is set)") {
+		t.Errorf("skipped: calls %q\n%s", f.calls, out)
+	}
+}
