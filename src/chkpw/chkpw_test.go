@@ -175,3 +175,26 @@ func TestQmailChkpwProgram(t *testing.T) {
 		t.Errorf("broken file: %d %q", c, out)
 	}
 }
+
+// TestQmailChkpwBecomesTheUser: outside a sandbox and as root (as under
+// qmail-popup), an account line makes qmail-chkpw take the user's uid and gid and
+// only that group before running the subprogram.
+func TestQmailChkpwBecomesTheUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	h := sandbox.New(t, sandbox.Options{})
+	qhome := t.TempDir() // root's: not a sandbox
+	os.Mkdir(filepath.Join(qhome, "control"), 0o755)
+	os.WriteFile(filepath.Join(qhome, "control", "passwords"), []byte("carol:"+hash(t, "pw")+":65534:65533:/\n"), 0o600)
+	cmd := exec.Command(filepath.Join(h.Bin, "qmail-chkpw"), "/bin/sh", "-c", `echo "$(id -u) $(id -g) $(id -G) $USER $HOME"`)
+	cmd.Env = append(os.Environ(), "QMAILHOME="+qhome)
+	r, w, _ := os.Pipe()
+	cmd.ExtraFiles = []*os.File{r}
+	w.Write([]byte("carol\x00pw\x00\x00"))
+	w.Close()
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "65534 65533 65533 carol /" {
+		t.Fatalf("%v: %q", err, out)
+	}
+}
