@@ -89,9 +89,9 @@ var Units = []Unit{
 	{Name: "qmail-pop3d.socket", Program: "qmail-popup"},
 	{Name: "qmail-pop3d@.service", Program: "qmail-popup"},
 	{Name: "qmail-qmtpd.socket", Program: "qmail-qmtpd", Enable: true},
-	{Name: "qmail-qmtpd@.service", Program: "qmail-qmtpd"},
+	{Name: "qmail-qmtpd.service", Program: "qmail-qmtpd", Restart: true},
 	{Name: "qmail-qmqpd.socket", Program: "qmail-qmqpd"},
-	{Name: "qmail-qmqpd@.service", Program: "qmail-qmqpd"},
+	{Name: "qmail-qmqpd.service", Program: "qmail-qmqpd", Restart: true},
 }
 
 // OpenRC lists the apk's OpenRC scripts (packaging/services/openrc) by program.

@@ -41,6 +41,12 @@ var Packages = map[string]string{
 	"qemu-aarch64-static": "qemu-user-static",
 	"update-binfmts":      "binfmt-support",
 	"arch-test":           "arch-test",
+	// Package checks (packaging/release): lint, and signatures made with throwaway keys.
+	"lintian": "lintian",
+	"rpmlint": "rpmlint",
+	"cpio":    "cpio",
+	"gpg":     "gpg",
+	"rpmkeys": "rpm",
 }
 
 // RequireEnv is the variable that makes a missing peer a failure instead of a skip.
