@@ -17,6 +17,9 @@
 //	                                         // missing, unreadable or mismatched file
 //	conn := tls.Server(raw, st.Config())     // per connection
 //
+// A program serving one connection per process (under tcpserver) uses OpenDefault,
+// which checks only servercert.pem and loads an SNI file when a client asks for it.
+//
 // Every handshake looks at the files' inode, size and modification time (one stat
 // each) and reloads a file that changed, so a renewed certificate takes effect for
 // new handshakes without a restart while sessions under way keep theirs. A file
@@ -83,12 +86,8 @@ type fileID struct {
 // or key, or whose key does not match its certificate. A missing servercert.pem is
 // ErrNoCertificate (wrapped with the path).
 func Open(ctl control.Dir) (*Store, error) {
-	s := &Store{dir: ctl.Path, cache: map[string]*entry{}}
-	def := s.path(DefaultFile)
-	if _, err := os.Stat(def); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", def, ErrNoCertificate)
-	}
-	if _, err := s.get(def); err != nil {
+	s, err := OpenDefault(ctl)
+	if err != nil {
 		return nil, err
 	}
 	ents, err := os.ReadDir(s.path(SNIDir))
@@ -101,6 +100,21 @@ func Open(ctl control.Dir) (*Store, error) {
 				return nil, err
 			}
 		}
+	}
+	return s, nil
+}
+
+// OpenDefault is Open checking only servercert.pem; the SNI files are loaded when a
+// client asks for their name. It suits a process that serves one session (under
+// tcpserver), where loading every domain's key for each connection would be waste.
+func OpenDefault(ctl control.Dir) (*Store, error) {
+	s := &Store{dir: ctl.Path, cache: map[string]*entry{}}
+	def := s.path(DefaultFile)
+	if _, err := os.Stat(def); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", def, ErrNoCertificate)
+	}
+	if _, err := s.get(def); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -112,7 +112,22 @@ func TestOpenErrors(t *testing.T) {
 			}
 		})
 	}
-	_, err := certs.Open(control.Open(t.TempDir()))
+	// OpenDefault leaves a broken SNI file to the handshake that asks for it,
+	// which then gets the default certificate.
+	dir := t.TempDir()
+	testca.WriteFile(t, dir, "servercert.pem", good)
+	testca.WriteFile(t, dir, "tls/x.example.pem", certOnly)
+	st, err := certs.OpenDefault(control.Open(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	st.Log = &log
+	c, err := st.GetCertificate(&tls.ClientHelloInfo{ServerName: "x.example"})
+	if err != nil || c.Leaf.Subject.CommonName != "a.example" || !strings.Contains(log.String(), "tls/x.example.pem: no PEM private key found") {
+		t.Fatalf("broken SNI file: %v %q", err, log.String())
+	}
+	_, err = certs.Open(control.Open(t.TempDir()))
 	if !errors.Is(err, certs.ErrNoCertificate) || !strings.Contains(err.Error(), "servercert.pem") {
 		t.Fatalf("missing file: %v", err)
 	}

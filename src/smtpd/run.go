@@ -89,7 +89,7 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 	// A pipe (sendmail -bs) is local: no TLS, and no complaint to the user that
 	// the certificate is unreadable.
 	if store == nil && isNetwork(conn) {
-		st, err := certs.Open(ctl)
+		st, err := certs.OpenDefault(ctl)
 		switch {
 		case err == nil:
 			st.Log = log
