@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,8 @@ func handshakeReason(err error) string {
 	switch {
 	case errors.As(err, &re):
 		return "not a TLS client hello (plain text or another protocol on a TLS port?): " + err.Error()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout: the client did not finish the handshake within timeoutsmtpd"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "client closed the connection during the handshake (it may not trust our certificate)"
 	}

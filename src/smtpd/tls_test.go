@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -364,4 +365,35 @@ func chownAll(t *testing.T, h *sandbox.Home, p string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestTLSIdleClientTimesOut: timeoutsmtpd applies inside TLS, and to a client that
+// connects to the TLS port and never starts the handshake.
+func TestTLSIdleClientTimesOut(t *testing.T) {
+	st, ca := testStore(t)
+	var log syncBuffer
+	addr := serve(t, func() *Config {
+		cfg := testConfig(&memQueue{})
+		cfg.TLS, cfg.ImplicitTLS, cfg.Timeout, cfg.Log = st.Config(), true, 200*time.Millisecond, &log
+		return cfg
+	})
+	tc, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "mx.example.org", RootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	c := &client{t: t, c: tc, br: bufio.NewReader(tc)}
+	c.reply()
+	c.cmd("EHLO c", "250")
+	if r := c.reply(); r != "451 4.4.2 timeout\r\n" {
+		t.Errorf("idle TLS client got %q", r)
+	}
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.Copy(io.Discard, nc) // returns when the server hangs up
+	waitFor(t, func() bool { return strings.Count(log.String(), "session remote=") >= 2 })
+	mustContain(t, log.String(), `end="timeout"`, "tls handshake failed remote=192.0.2.7: timeout: the client did not finish the handshake within timeoutsmtpd")
 }
