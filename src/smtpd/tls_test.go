@@ -397,3 +397,28 @@ func TestTLSIdleClientTimesOut(t *testing.T) {
 	waitFor(t, func() bool { return strings.Count(log.String(), "session remote=") >= 2 })
 	mustContain(t, log.String(), `end="timeout"`, "tls handshake failed remote=192.0.2.7: timeout: the client did not finish the handshake within timeoutsmtpd")
 }
+
+func TestLoadAuthAndTLSSettings(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "me"), []byte("mx.example.org\n"), 0o644)
+	env := map[string]string{}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, done, err := Load(control.Open(dir), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if cfg.AuthWithoutTLS || cfg.ImplicitTLS || cfg.Submission {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	os.WriteFile(filepath.Join(dir, "authwithouttls"), []byte("1\n"), 0o644)
+	env["SMTPS"], env["SUBMISSION"] = "1", "1"
+	cfg, done, err = Load(control.Open(dir), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if !cfg.AuthWithoutTLS || !cfg.ImplicitTLS || !cfg.Submission {
+		t.Fatalf("set: %+v", cfg)
+	}
+}
