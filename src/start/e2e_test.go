@@ -3,7 +3,6 @@ package start_test
 import (
 	"bytes"
 	"fmt"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,31 +97,6 @@ func (m *mta) wait(t *testing.T) {
 }
 
 func (m *mta) signal(sig syscall.Signal) { m.cmd.Process.Signal(sig) }
-
-// sendPID finds qmail-send among qmail-start's children.
-func (m *mta) sendPID() int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < 0 || s[open+1:close] != "qmail-send" {
-			continue
-		}
-		f := strings.Fields(s[close+1:])
-		if len(f) > 2 && f[2] == strconv.Itoa(m.cmd.Process.Pid) {
-			return pid
-		}
-	}
-	return 0
-}
 
 func newHome(t *testing.T, users ...string) *sandbox.Home {
 	t.Helper()
@@ -269,59 +243,8 @@ func TestRetryThenBounceThenDoubleBounce(t *testing.T) {
 	waitQueueEmpty(t, h, log)
 }
 
-// TestCrashSafety kills qmail-send, or the whole MTA, with SIGKILL at random points
-// while mail flows, restarts it, and checks at the end that every queued message was
-// delivered at least once.
-func TestCrashSafety(t *testing.T) {
-	h := newHome(t, "alice")
-	log := &logBuffer{}
-	seed := time.Now().UnixNano()
-	t.Logf("kill points from seed %d", seed)
-	rng := rand.New(rand.NewSource(seed))
-	const rounds = 25
-	const perRound = 4
-	sent := 0
-	for r := 0; r < rounds; r++ {
-		m := startMTA(t, h, log)
-		for i := 0; i < perRound; i++ {
-			submit(t, h, "crash@far.example", "alice@"+h.Domain, fmt.Sprintf("crash-%d", sent))
-			sent++
-		}
-		time.Sleep(time.Duration(rng.Intn(60)) * time.Millisecond)
-		if rng.Intn(2) == 0 {
-			if pid := m.sendPID(); pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			} else {
-				syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-			}
-		} else {
-			syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		}
-		m.wait(t)
-	}
-	m := startMTA(t, h, log)
-	defer m.stop(t)
-	msgs := h.WaitMessages(t, "alice", sent)
-	waitQueueEmpty(t, h, log)
-	msgs, err := h.Messages("alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for _, msg := range msgs {
-		for _, line := range strings.Split(string(msg.Data), "\n") {
-			if strings.HasPrefix(line, "Subject: crash-") {
-				seen[strings.TrimPrefix(line, "Subject: ")]++
-			}
-		}
-	}
-	for i := 0; i < sent; i++ {
-		if seen[fmt.Sprintf("crash-%d", i)] == 0 {
-			t.Errorf("crash-%d was never delivered", i)
-		}
-	}
-	t.Logf("%d messages, %d deliveries", sent, len(msgs))
-}
+// Crash safety (SIGKILL to qmail-queue and qmail-send, hundreds of rounds) is
+// e2e.TestCrashSafetyQueueAndSend.
 
 // TestPicksUpQmailQueue builds queue entries by hand the way qmail's qmail-queue and
 // qmail-send leave them (inode-number ids, qmail's modes and records) and checks that
