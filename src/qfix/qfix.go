@@ -160,8 +160,10 @@ func Run(opt Options) (Report, error) {
 			return *rep, err
 		}
 		for i := range rep.Problems {
-			if rep.Problems[i].Err == nil && rep.Problems[i].What != "" && layoutFixable(rep.Problems[i]) {
-				rep.Problems[i].Fixed = true
+			p := &rep.Problems[i]
+			// queue.Create sets owners only as root.
+			if p.Err == nil && layoutFixable(*p) && (os.Geteuid() == 0 || !strings.HasPrefix(p.What, whatOwner)) {
+				p.Fixed = true
 			}
 		}
 	}

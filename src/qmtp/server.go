@@ -103,9 +103,13 @@ func (cfg *ServerConfig) received(proto string) string {
 	if v, ok := cfg.env("TCPREMOTEINFO"); ok && v != "" {
 		info = safe(v) + "@"
 	}
+	local := get("TCPLOCALHOST")
+	if local == "unknown" {
+		local = get("TCPLOCALIP") // as qmail-smtpd does without a local host name
+	}
 	t := cfg.now().UTC()
 	return fmt.Sprintf("Received: from %s (%s%s)\n  by %s with %s; %d %s %d %02d:%02d:%02d -0000\n",
-		get("TCPREMOTEHOST"), info, get("TCPREMOTEIP"), get("TCPLOCALHOST"), proto,
+		get("TCPREMOTEHOST"), info, get("TCPREMOTEIP"), local, proto,
 		t.Day(), t.Month().String()[:3], t.Year(), t.Hour(), t.Minute(), t.Second())
 }
 
