@@ -1,9 +1,12 @@
 package pop3_test
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +32,19 @@ IFS= read -r -d '' user <&3 || exit 1
 IFS= read -r -d '' pass <&3 || exit 1
 exec 3<&-
 [ "$user" = alice ] && [ "$pass" = '` + password + `' ] || exit 1
+cd "$POPHOME" || exit 111
+exec "$@"
+`
+
+// apopCheckpassword accepts either the password or an APOP digest of the
+// timestamp qmail-popup passes third.
+const apopCheckpassword = `#!/bin/bash
+IFS= read -r -d '' user <&3 || exit 1
+IFS= read -r -d '' pass <&3 || exit 1
+IFS= read -r -d '' stamp <&3 || exit 1
+exec 3<&-
+digest=$(printf '%s%s' "$stamp" '` + password + `' | md5sum | cut -d' ' -f1)
+[ "$user" = alice ] && [ "$pass" = "$digest" ] || exit 1
 cd "$POPHOME" || exit 111
 exec "$@"
 `
@@ -321,6 +337,38 @@ func TestWrongPasswordNeverOpensTheMailbox(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(md, p)); err != nil {
 			t.Errorf("mailbox changed: %v", err)
 		}
+	}
+}
+
+// APOP sends no password in clear text: it works without TLS, where USER/PASS is
+// refused.
+func TestAPOP(t *testing.T) {
+	s := newServer(t, false)
+	writeOwned(t, s.h, filepath.Join(s.h.Dir, "checkpw.sh"), apopCheckpassword, 0755)
+	session := func(digest func(stamp string) string) string {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Minute))
+		r := bufio.NewReader(c)
+		greeting, _ := r.ReadString('\n')
+		i, j := strings.IndexByte(greeting, '<'), strings.IndexByte(greeting, '>')
+		if !strings.HasPrefix(greeting, "+OK <") || j < i {
+			t.Fatalf("greeting %q", greeting)
+		}
+		fmt.Fprintf(c, "APOP alice %s\r\nSTAT\r\nQUIT\r\n", digest(greeting[i:j+1]))
+		rest, _ := io.ReadAll(r)
+		return string(rest)
+	}
+	good := session(func(stamp string) string { return fmt.Sprintf("%x", md5.Sum([]byte(stamp+password))) })
+	if !strings.HasPrefix(good, "+OK \r\n+OK 2 ") {
+		t.Errorf("APOP with the right digest: %q\n%s", good, s.log.String())
+	}
+	bad := session(func(stamp string) string { return fmt.Sprintf("%x", md5.Sum([]byte("<1.2@other>"+password))) })
+	if bad != "-ERR authorization failed\r\n" {
+		t.Errorf("APOP with a replayed digest: %q", bad)
 	}
 }
 
