@@ -15,10 +15,14 @@ import (
 	"github.com/notqmail/notqmail/src/listener"
 )
 
-// stdioFile makes a descriptor non-blocking before wrapping it, so that Go's poller
-// serves it and deadlines work on sockets and pipes.
+// stdioFile makes a socket descriptor non-blocking before wrapping it, so that Go's
+// poller serves it and deadlines work. Other descriptors (a terminal, a pipe shared
+// with a shell) are left as they are, since the mode is shared with other processes.
 func stdioFile(fd int, name string) *os.File {
-	syscall.SetNonblock(fd, true)
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
+		syscall.SetNonblock(fd, true)
+	}
 	return os.NewFile(uintptr(fd), name)
 }
 
