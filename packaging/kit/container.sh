@@ -3,7 +3,8 @@
 # (kit.sh, beside this script, with the packages staged by `go run mage.go matrixkit`)
 # in fresh containers of IMAGE, as packaging/matrix does in chroots here: one
 # container for install, users, start, SMTP in and sendmail (the SMTP message is sent
-# from this host, outside the container), another for upgrade, remove and purge.
+# from this host, outside the container), one for installing over a qmail
+# installation, another for upgrade, remove and purge.
 # It prints a line per step and exits 1 when a step failed.
 set -u
 [ $# -eq 3 ] || { echo "usage: container.sh IMAGE FORMAT ARCH" >&2; exit 2; }
@@ -63,7 +64,7 @@ step() {
 	return 1
 }
 
-trap 'docker rm -f matrix-a matrix-b >/dev/null 2>&1' EXIT
+trap 'docker rm -f matrix-a matrix-b matrix-c >/dev/null 2>&1' EXIT
 # Images lack what the kit itself uses (not what the package needs: that it must
 # pull in by its dependencies).
 prep='command -v apk >/dev/null && apk add --no-cache coreutils >/dev/null; true'
@@ -86,6 +87,12 @@ if step matrix-a install install; then
 	docker exec matrix-a /kit/kit.sh stop >/dev/null 2>&1
 fi
 docker rm -f matrix-a >/dev/null
+
+start matrix-c
+docker exec matrix-c sh -c "$prep"
+step matrix-c overqmail overqmail
+docker exec matrix-c /kit/kit.sh stop >/dev/null 2>&1
+docker rm -f matrix-c >/dev/null
 
 start matrix-b
 docker exec matrix-b sh -c "$prep"

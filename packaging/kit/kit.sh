@@ -3,7 +3,7 @@
 # container) and checks one step of a package's life per call:
 #
 #   kit.sh install | users | start | smtp-in | maildir | sendmail | stop |
-#          upgrade | remove | purge
+#          upgrade | remove | purge | overqmail
 #
 # Each step prints what it checks and exits 0 (pass), 1 (fail, the last lines say why)
 # or 3 (cannot run here, the last line says why). POSIX sh only: it must run under
@@ -323,6 +323,99 @@ step_purge() {
 	say "purged: configuration, queue and users gone"
 }
 
+# addgroup_ NAME and adduser_ NAME GROUP HOME: accounts the way qmail's INSTALL makes
+# them, with the system's own tools.
+addgroup_() {
+	grep -q "^$1:" /etc/group && return 0
+	if command -v groupadd >/dev/null 2>&1; then groupadd "$1"; else addgroup "$1"; fi
+}
+adduser_() {
+	id "$1" >/dev/null 2>&1 && return 0
+	if command -v useradd >/dev/null 2>&1; then
+		useradd -g "$2" -d "$3" -s /bin/false "$1"
+	else
+		adduser -D -H -G "$2" -h "$3" -s /bin/false "$1"
+	fi
+}
+
+# enqueue_by_hand N RECIPIENT SUBJECT: put a message into the queue the way
+# qmail-queue leaves it (mess/<inode % 23>/<inode>, then intd/ linked to todo/), with
+# no program of ours involved.
+enqueue_by_hand() {
+	q=$QMAIL/queue
+	tmp=$q/pid/matrix.$1
+	printf 'Received: (qmail %s invoked by uid 0); 1 Jan 2026 00:00:00 -0000\nFrom: old@oldqmail.example\nTo: %s\nSubject: %s\n\nQueued by qmail before notqmail was installed.\n' \
+		"$1" "$2" "$3" >$tmp
+	ino=$(stat -c %i $tmp)
+	mv $tmp $q/mess/$((ino % 23))/$ino
+	chown qmailq:qmail $q/mess/$((ino % 23))/$ino
+	chmod 644 $q/mess/$((ino % 23))/$ino
+	printf 'u0\000p%s\000Fold@oldqmail.example\000T%s\000' "$1" "$2" >$q/intd/$ino
+	chown qmailq:qmail $q/intd/$ino
+	chmod 644 $q/intd/$ino
+	ln $q/intd/$ino $q/todo/$ino
+}
+
+# overqmail: a root that has a qmail installation as qmail's INSTALL lays it out
+# (users, control files, users/assign, alias/.qmail-*, a queue holding messages);
+# the package installs over it and must keep all of it and deliver the messages.
+step_overqmail() {
+	for g in nofiles qmail; do addgroup_ $g || fail "groupadd $g"; done
+	adduser_ alias nofiles $QMAIL/alias || fail "user alias"
+	for u in qmaild qmaill qmailp; do adduser_ $u nofiles $QMAIL || fail "user $u"; done
+	for u in qmailq qmailr qmails; do adduser_ $u qmail $QMAIL || fail "user $u"; done
+	ensure_user
+	home=$(cat $STATE/home)
+	echo ./Maildir/ >"$home/.qmail" && chown $KIT_USER "$home/.qmail" && chmod 644 "$home/.qmail"
+	mkdir -p $QMAIL/control $QMAIL/users $QMAIL/alias $QMAIL/bin
+	chown alias:qmail $QMAIL/alias && chmod 2755 $QMAIL/alias
+	echo oldqmail.example >$QMAIL/control/me
+	echo oldqmail.example >$QMAIL/control/locals
+	echo oldqmail.example >$QMAIL/control/rcpthosts
+	echo 7 >$QMAIL/control/concurrencyremote
+	uid=$(id -u $KIT_USER) gid=$(id -g $KIT_USER)
+	printf '=matrixold:%s:%s:%s:%s:::\n.\n' $KIT_USER $uid $gid "$home" >$QMAIL/users/assign
+	echo "&$KIT_USER@oldqmail.example" >$QMAIL/alias/.qmail-postmaster
+	echo "&$KIT_USER@oldqmail.example" >$QMAIL/alias/.qmail-root
+	chmod 644 $QMAIL/alias/.qmail-*
+	q=$QMAIL/queue
+	mkdir -p $q/pid $q/intd $q/todo $q/bounce $q/lock
+	for d in mess info local remote; do
+		i=0
+		while [ $i -lt 23 ]; do mkdir -p $q/$d/$i; i=$((i + 1)); done
+	done
+	chown qmailq:qmail $q $q/pid $q/intd $q/todo $q/lock
+	chown -R qmailq:qmail $q/mess
+	chown -R qmails:qmail $q/info $q/local $q/remote $q/bounce
+	chmod 750 $q $q/todo $q/lock && chmod 700 $q/pid $q/intd $q/bounce
+	chmod -R 750 $q/mess && chmod -R 700 $q/info $q/local $q/remote
+	dd if=/dev/zero of=$q/lock/tcpto bs=1024 count=1 2>/dev/null
+	chown qmailr:qmail $q/lock/tcpto && chmod 644 $q/lock/tcpto
+	: >$q/lock/sendmutex && chown qmails:qmail $q/lock/sendmutex && chmod 600 $q/lock/sendmutex
+	mkfifo $q/lock/trigger && chown qmails:qmail $q/lock/trigger && chmod 622 $q/lock/trigger
+	enqueue_by_hand 101 "$KIT_USER@oldqmail.example" "matrix old queue one"
+	enqueue_by_hand 102 "postmaster@oldqmail.example" "matrix old queue two"
+	(cd $QMAIL && find control users alias -type f | sort | xargs cat) >$STATE/qmail-config.before
+	before=$(queued_count)
+	say "a qmail installation with $before queued messages:"
+	find $QMAIL -maxdepth 2 | sort | head -n 40
+	install_pkg "$KIT_PKG" || fail "installing over the qmail installation failed"
+	(cd $QMAIL && find control/ users/ alias/ -type f | sort | xargs cat) >$STATE/qmail-config.after 2>/dev/null
+	for f in control/me control/locals control/rcpthosts control/concurrencyremote users/assign alias/.qmail-postmaster alias/.qmail-root; do
+		[ -f $QMAIL/$f ] || fail "$QMAIL/$f is gone after the install"
+	done
+	[ "$(me)" = oldqmail.example ] || fail "control/me is now '$(me)', was oldqmail.example"
+	[ "$(cat $QMAIL/control/concurrencyremote)" = 7 ] || fail "control/concurrencyremote changed"
+	grep -q '^=matrixold:' $QMAIL/users/assign || fail "users/assign changed: $(cat $QMAIL/users/assign)"
+	[ "$(queued_count)" = "$before" ] || fail "the queue had $before messages, now $(queued_count)"
+	check_queue || fail "the queue is not right after the install"
+	start_mta
+	wait_maildir "matrix old queue one" || fail "the message qmail queued for $KIT_USER was not delivered"
+	wait_maildir "matrix old queue two" || fail "the message qmail queued for postmaster (alias) was not delivered"
+	stop_mta
+	say "installed over qmail: control, users/assign and alias kept; both queued messages delivered"
+}
+
 [ $# -ge 1 ] || { echo "usage: kit.sh STEP..." >&2; exit 2; }
 for s in "$@"; do
 	say "== $s"
@@ -337,6 +430,7 @@ for s in "$@"; do
 	upgrade) step_upgrade ;;
 	remove) step_remove ;;
 	purge) step_purge ;;
+	overqmail) step_overqmail ;;
 	*) echo "kit: unknown step $s" >&2; exit 2 ;;
 	esac
 done

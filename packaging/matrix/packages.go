@@ -136,7 +136,8 @@ func modTime(dir string, e os.DirEntry) int64 {
 }
 
 // recalled returns the newest kept build older than version (as dpkg orders them)
-// that has packages for every one of arches.
+// that has packages for at least one of arches; rows of an architecture it lacks say
+// so in their upgrade cells.
 func recalled(work, version string, arches []string) (map[string]string, string) {
 	hist := filepath.Join(work, "history")
 	ents, _ := os.ReadDir(hist)
@@ -155,14 +156,10 @@ func recalled(work, version string, arches []string) (map[string]string, string)
 		if err != nil {
 			continue
 		}
-		complete := true
 		for _, a := range arches {
-			if pk[pkgKey(a, "deb")] == "" {
-				complete = false
+			if pk[pkgKey(a, "deb")] != "" {
+				return pk, v
 			}
-		}
-		if complete {
-			return pk, v
 		}
 	}
 	return nil, ""

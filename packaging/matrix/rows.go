@@ -49,7 +49,7 @@ type HereSpec struct {
 }
 
 // Steps are the kit's steps in order, each a column of the matrix.
-var Steps = []string{"install", "users", "start", "smtp", "sendmail", "upgrade", "remove", "purge"}
+var Steps = []string{"install", "users", "start", "smtp", "sendmail", "upgrade", "remove", "purge", "overqmail"}
 
 // StepTitles are the column headings.
 var StepTitles = map[string]string{
@@ -61,6 +61,8 @@ var StepTitles = map[string]string{
 	"upgrade":  "upgrade keeps config + queue",
 	"remove":   "remove",
 	"purge":    "purge",
+	// Installing over a qmail installation made the way qmail's INSTALL makes it.
+	"overqmail": "over a qmail /var/qmail",
 }
 
 var (

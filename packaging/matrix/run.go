@@ -190,6 +190,11 @@ func (rn *Runner) Run(ctx context.Context, row Row) (res Result) {
 		k.run(ctx, "stop", "stop")
 		return true
 	})
+	// Phase three (run second, since it needs no previous build): a fresh root with a
+	// qmail installation in it, which the package must take over.
+	phase([]string{"overqmail"}, func(k *kitRoot) bool {
+		return k.step(ctx, "overqmail", "overqmail")
+	})
 	// Phase two: another fresh root for the life cycle from the previous build on.
 	if rn.Packages.Previous[pkgKey(row.Arch, row.Format)] == "" {
 		why := "no previous build to upgrade from"

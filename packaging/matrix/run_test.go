@@ -86,6 +86,9 @@ func TestBrokenPackagesTurnCellsRed(t *testing.T) {
 				t.Errorf("%s cell %+v, want not run because the install failed", s, c)
 			}
 		}
+		if c := cells["overqmail"]; c.Status != Fail || !strings.Contains(c.Reason, "installing over the qmail installation failed") {
+			t.Errorf("overqmail cell %+v, want the install over qmail to fail", c)
+		}
 		if c := cells["upgrade"]; c.Status != NotRun || !strings.Contains(c.Reason, "none in this test") {
 			t.Errorf("upgrade cell %+v, want not run: no previous build", c)
 		}
