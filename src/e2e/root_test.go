@@ -634,6 +634,19 @@ func TestRootMode(t *testing.T) {
 	if want := fmt.Sprintf("success: remote_ran_as_%d_%d\n", uidR, qmailGID); !strings.Contains(log.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, log.String())
 	}
+	// qmail-send's log names the callers' uids: the unprivileged sender, root, and
+	// qmails for the bounces it queued itself.
+	l := log.String()
+	for _, want := range []string{
+		fmt.Sprintf(" uid %d\n", uidN), " uid 0\n", fmt.Sprintf(" uid %d\n", uidS), "status: local 0/0 remote 0/0\n",
+	} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log lacks %q:\n%s", want, l)
+		}
+	}
+	if strings.Contains(l, "alert:") || strings.Contains(l, "warning:") {
+		t.Errorf("log has alerts or warnings:\n%s", l)
+	}
 	if _, err := os.Stat("/var/qmail"); varQmailErr != nil && err == nil {
 		t.Errorf("the test created /var/qmail")
 	}
