@@ -135,3 +135,16 @@ func TestFilesTableIsConsistent(t *testing.T) {
 		}
 	}
 }
+
+func TestSecret(t *testing.T) {
+	for _, n := range []string{"passwords", "servercert.pem", "clientcert.pem", "tls", "dkim.key"} {
+		if !Secret(n) {
+			t.Errorf("Secret(%q) = false", n)
+		}
+	}
+	for _, n := range []string{"me", "rcpthosts", "tlsdestinations", "smtproutes"} {
+		if Secret(n) {
+			t.Errorf("Secret(%q) = true", n)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package control
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // FileInfo describes a control file the project reads.
 type FileInfo struct {
@@ -84,4 +87,18 @@ func Names() []string {
 	}
 	sort.Strings(n)
 	return n
+}
+
+// secret lists the control files whose contents must never be shown (password hashes,
+// private keys); names ending in .pem or .key are secret too.
+var secret = map[string]bool{
+	"passwords":      true,
+	"passwords.lock": true,
+	"tls":            true,
+}
+
+// Secret reports whether a control file holds material that reports and logs must not
+// print: keys, certificates with their keys, password hashes.
+func Secret(name string) bool {
+	return secret[name] || strings.HasSuffix(name, ".pem") || strings.HasSuffix(name, ".key")
 }

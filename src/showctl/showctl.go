@@ -204,9 +204,9 @@ func (s *shower) file(name string) {
 		// A file qmail-showctl never knew: its default in control.Files' words, and its
 		// lines as they are, except key material, which must not end up in a report.
 		wd = wording{kind: kindLst, def: fileInfo(name).Default + "."}
-		if strings.HasSuffix(name, ".pem") || strings.HasSuffix(name, ".key") {
-			wd.kind = kindKey
-		}
+	}
+	if control.Secret(name) {
+		wd.kind = kindKey
 	}
 	switch wd.kind {
 	case kindKey:
@@ -278,6 +278,10 @@ func (s *shower) showKey(name string, wd wording) {
 	s.printf("\n%s: ", name)
 	if !s.exists(name) {
 		s.printf("(Default.) %s\n", wd.def)
+		return
+	}
+	if fi, err := os.Stat(s.dir.File(name)); err == nil && fi.IsDir() {
+		s.printf("Present (a directory); its contents are not shown.\n")
 		return
 	}
 	s.printf("Present; its contents are not shown.\n")

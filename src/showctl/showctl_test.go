@@ -230,19 +230,26 @@ func TestShowFilesQmailNeverKnew(t *testing.T) {
 		"badrcptto":       "spam@a.example\n",
 		"defaultdelivery": "./Maildir/\n",
 		"clientcert.pem":  "-----BEGIN PRIVATE KEY-----\nsecret\n",
+		"passwords":       "alice:$2a$10$secrethash\n",
 	})
+	if err := os.Mkdir(filepath.Join(c.ControlDir, "tls"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(c.ControlDir, "tls", "a.example.pem"), []byte("secret"), 0o600)
 	out := show(t, c)
 	for _, want := range []string{
 		"\nbadrcptto: \nspam@a.example not accepted in RCPT TO.\n",
 		"\ndefaultdelivery: \n./Maildir/\n",
 		"\nclientcert.pem: Present; its contents are not shown.\n",
+		"\npasswords: Present; its contents are not shown.\n",
+		"\ntls: Present (a directory); its contents are not shown.\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
 	if strings.Contains(out, "secret") || strings.Contains(out, "PRIVATE") {
-		t.Error("key material was printed")
+		t.Error("key material or a password hash was printed")
 	}
 	os.Remove(filepath.Join(c.ControlDir, "defaultdelivery"))
 	info := fileInfo("defaultdelivery")
