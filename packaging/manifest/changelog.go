@@ -91,4 +91,3 @@ func ChangelogYAML(meta Meta, changelog []byte) ([]byte, error) {
 	}
 	return yaml.Marshal([]changelogEntry{e})
 }
-

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strings"
 
 	"github.com/goreleaser/nfpm/v2"
 	"github.com/goreleaser/nfpm/v2/files"
@@ -231,7 +232,7 @@ func (m Manifest) goreleaserNFPM(pkg string, cfg nfpm.Config) (grNFPM, error) {
 	}
 	for _, f := range Formats {
 		o := cfg.Overrides[string(f)]
-		g := grOverride{Dependencies: o.Depends, Conflicts: o.Conflicts, Replaces: o.Replaces, Provides: o.Provides,
+		g := grOverride{Dependencies: unversioned(o.Depends), Conflicts: o.Conflicts, Replaces: o.Replaces, Provides: o.Provides,
 			Scripts: grScripts{o.Scripts.PreInstall, o.Scripts.PostInstall, o.Scripts.PreRemove, o.Scripts.PostRemove}}
 		switch f {
 		case Deb:
@@ -282,4 +283,17 @@ func (o octalMode) MarshalYAML() (any, error) {
 // setgid as the numbers 04000 and 02000, as hier.c does.
 func modeBits(m fs.FileMode) octalMode {
 	return octalMode(uint32(m) & 0o7777)
+}
+
+// unversioned drops the exact-version pins between the packages: goreleaser does not
+// expand templates in dependencies, so the pin cannot name the version it builds.
+func unversioned(deps []string) []string {
+	var out []string
+	for _, d := range deps {
+		if i := strings.Index(d, grVersion); i >= 0 {
+			d = strings.TrimRight(strings.TrimSpace(strings.FieldsFunc(d, func(r rune) bool { return r == ' ' || r == '=' || r == '(' })[0]), " ")
+		}
+		out = append(out, d)
+	}
+	return out
 }

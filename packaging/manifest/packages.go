@@ -154,7 +154,6 @@ func addServices(add func(Entry), has map[string]bool) {
 	}
 }
 
-
 // ArchAll is the architecture of packages without binaries (deb all, rpm and apk
 // noarch).
 const ArchAll = "all"

@@ -212,6 +212,10 @@ const purge = `{{define "purge"}}rm -rf {{.Queue}}
 for d in new cur tmp; do rmdir {{.Home}}/alias/Maildir/$d 2>/dev/null || true; done
 rmdir {{.Home}}/alias/Maildir 2>/dev/null || true
 rmdir {{.Etc}} {{.Home}}/alias {{.Home}}/users {{.Home}} 2>/dev/null || true
+# What the site added stays, no longer in a group that is about to go.
+for d in {{.Etc}} {{.Home}}/alias {{.Home}}/users {{.Home}}; do
+	[ ! -d "$d" ] || chgrp root "$d" 2>/dev/null || true
+done
 if [ -f {{.Record}} ]; then
 	grep '^user:' {{.Record}} | cut -d: -f2 | while read -r u; do userdel "$u" >/dev/null 2>&1 || true; done
 	grep '^group:' {{.Record}} | cut -d: -f2 | while read -r g; do groupdel "$g" >/dev/null 2>&1 || true; done

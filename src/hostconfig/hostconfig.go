@@ -218,9 +218,15 @@ func (netResolver) LookupAddr(a string) ([]string, error) { return net.LookupAdd
 // SystemResolver is the host's name service: /etc/hosts, then DNS.
 var SystemResolver Resolver = netResolver{}
 
+// NoDomain is the domain HostFQDN gives a host name that nothing completes. A name
+// without a dot cannot be used as it is: qmail-inject appends defaultdomain to every
+// host name without a dot, so mail for root@box would go to box.box, a remote host.
+const NoDomain = "localdomain"
+
 // HostFQDN returns the host's fully qualified name: the host name when it has a dot,
 // else the first name that the host name's addresses map back to and that extends
-// it (as in /etc/hosts' "127.0.1.1 mail.example.org mail"), else the plain host name.
+// it (as in /etc/hosts' "127.0.1.1 mail.example.org mail"), else the host name in
+// NoDomain.
 func HostFQDN(hostname string, r Resolver) (string, error) {
 	h := Normalize(hostname)
 	if err := CheckName(h); err != nil {
@@ -231,7 +237,7 @@ func HostFQDN(hostname string, r Resolver) (string, error) {
 	}
 	addrs, err := r.LookupHost(h)
 	if err != nil {
-		return h, nil
+		return h + "." + NoDomain, nil
 	}
 	for _, a := range addrs {
 		names, err := r.LookupAddr(a)
@@ -245,5 +251,5 @@ func HostFQDN(hostname string, r Resolver) (string, error) {
 			}
 		}
 	}
-	return h, nil
+	return h + "." + NoDomain, nil
 }

@@ -136,7 +136,7 @@ func TestHostFQDN(t *testing.T) {
 		"host:bad":       {"10.0.0.1"},
 		"addr:10.0.0.1":  {"bad.exa mple.org"},
 	}
-	for h, want := range map[string]string{"mail": "mail.example.org", "Mail.Example.Com": "mail.example.com", "lonely": "lonely", "nowhere": "nowhere", "bad": "bad"} {
+	for h, want := range map[string]string{"mail": "mail.example.org", "Mail.Example.Com": "mail.example.com", "lonely": "lonely.localdomain", "nowhere": "nowhere.localdomain", "bad": "bad.localdomain"} {
 		got, err := HostFQDN(h, r)
 		if err != nil || got != want {
 			t.Errorf("HostFQDN(%s) = %q, %v; want %q", h, got, err, want)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
@@ -34,6 +35,9 @@ func configMain(args []string) int {
 		if fqdn, err = hostconfig.HostFQDN(h, hostconfig.SystemResolver); err != nil {
 			fmt.Fprintln(os.Stderr, "qmail-config: the host name is unusable, give one as argument:", err)
 			return 100
+		}
+		if strings.HasSuffix(fqdn, "."+hostconfig.NoDomain) {
+			fmt.Fprintf(os.Stderr, "qmail-config: warning: the host name %s has no domain; using %s (run qmail-config with the real name after removing the files it wrote)\n", h, fqdn)
 		}
 	}
 	files, err := hostconfig.ControlFiles(fqdn)
