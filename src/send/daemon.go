@@ -327,6 +327,22 @@ func (d *Daemon) reread() {
 
 // ---- file names
 
+// fsync flushes a file to disk; tests replace it to see what is synced, and when.
+var fsync = (*os.File).Sync
+
+// syncDir flushes a directory's entries to disk.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = fsync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func (d *Daemon) fn(sub string, id uint64) string { return d.Queue.Path(sub, id) }
 
 func (d *Daemon) rel(sub string, id uint64) string { return d.Queue.Rel(sub, id) }
@@ -726,13 +742,26 @@ func (d *Daemon) markDone(c int, id uint64, pos int64) {
 
 // addBounce appends a failed recipient's report to bounce/<id>. The bounce must not be
 // lost, so this insists, as qmail does.
+//
+// Beyond qmail, the record (and, for a new file, its directory entry) is on disk before
+// addBounce returns: the caller then marks the recipient done, and that in-place write
+// may reach the disk first, so a power cut could otherwise leave a recipient that is
+// neither delivered nor bounced.
 func (d *Daemon) addBounce(id uint64, recip, report string) {
 	rec := BounceRecord(d.Config.Rewriter.StripVirtualPrepend(recip), report)
 	fn := d.fn("bounce", id)
 	for {
 		f, err := os.OpenFile(fn, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0600)
 		if err == nil {
-			_, err = f.Write(rec)
+			var st os.FileInfo
+			if st, err = f.Stat(); err == nil {
+				if _, err = f.Write(rec); err == nil {
+					err = fsync(f)
+				}
+				if err == nil && st.Size() == 0 {
+					err = syncDir(filepath.Dir(fn))
+				}
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -1146,7 +1175,7 @@ func (d *Daemon) preprocess(id uint64) {
 			return
 		}
 	}
-	if err := info.Sync(); err != nil {
+	if err := fsync(info); err != nil {
 		d.Log.Warning("trouble fsyncing " + d.rel("info", id))
 		return
 	}
@@ -1158,8 +1187,22 @@ func (d *Daemon) preprocess(id uint64) {
 			d.Log.Warning("trouble writing to " + d.rel(chanDir[c], id))
 			return
 		}
-		if err := chanFile[c].Sync(); err != nil {
+		if err := fsync(chanFile[c]); err != nil {
 			d.Log.Warning("trouble fsyncing " + d.rel(chanDir[c], id))
+			return
+		}
+	}
+	// Beyond qmail, which relies on synchronous directory updates: the new entries
+	// must be on disk before todo/<id> goes, or a power cut could leave neither.
+	subs := []string{"info"}
+	for c := 0; c < nchan; c++ {
+		if chanFile[c] != nil {
+			subs = append(subs, chanDir[c])
+		}
+	}
+	for _, sub := range subs {
+		if err := syncDir(filepath.Dir(d.fn(sub, id))); err != nil {
+			d.Log.Warning("trouble fsyncing " + filepath.Dir(d.rel(sub, id)))
 			return
 		}
 	}

@@ -1,0 +1,114 @@
+package send
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// syncRecorder replaces fsync and records, for each sync, the file's name and what
+// check (if set) returned at that moment.
+type syncRecorder struct {
+	mu    sync.Mutex
+	names []string
+	check func(name string)
+}
+
+func recordSyncs(t *testing.T, r *syncRecorder) {
+	t.Helper()
+	old := fsync
+	fsync = func(f *os.File) error {
+		r.mu.Lock()
+		r.names = append(r.names, f.Name())
+		check := r.check
+		r.mu.Unlock()
+		if check != nil {
+			check(f.Name())
+		}
+		return old(f)
+	}
+	t.Cleanup(func() { fsync = old })
+}
+
+func (r *syncRecorder) synced(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.names {
+		if filepath.Clean(n) == filepath.Clean(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// A permanent failure's bounce record must be on disk before the recipient is marked
+// done: otherwise a power cut can keep the D mark and lose the bounce record, and the
+// recipient is then neither delivered nor bounced.
+func TestBounceRecordSyncedBeforeMarkDone(t *testing.T) {
+	q := makeQueue(t)
+	const id = 7
+	local := q.Path("local", id)
+	if err := os.WriteFile(local, []byte("Tperm@here.example\x00"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	r := &syncRecorder{}
+	marked := false
+	r.check = func(name string) {
+		b, _ := os.ReadFile(local)
+		if bytes.HasPrefix(b, []byte("D")) {
+			marked = true
+		}
+	}
+	recordSyncs(t, r)
+	d := &Daemon{Queue: q, Config: &Config{Rewriter: &Rewriter{}}, Log: Logger{W: &syncBuffer{}}}
+	d.addBounce(id, "perm@here.example", "Sorry.\n")
+	d.markDone(Local, id, 0)
+	if !r.synced(q.Path("bounce", id)) {
+		t.Error("bounce record not fsynced")
+	}
+	if !r.synced(filepath.Dir(q.Path("bounce", id))) {
+		t.Error("new bounce file's directory not fsynced")
+	}
+	if marked {
+		t.Error("recipient marked done before its bounce record was synced")
+	}
+	b, err := os.ReadFile(local)
+	if err != nil || b[0] != 'D' {
+		t.Fatalf("local file %q, %v", b, err)
+	}
+}
+
+// Preprocessing must make info/, local/ and remote/ entries durable before it asks
+// qmail-clean to remove todo/: a power cut must not keep the removal and lose them.
+func TestPreprocessSyncsDirsBeforeTodoRemoved(t *testing.T) {
+	q := makeQueue(t)
+	r := &syncRecorder{}
+	todoGoneAtSync := false
+	id := enqueue(t, q, "joe@remote.example", "hold1@here.example", "hold2@far.example")
+	todo := q.Path("todo", id)
+	r.check = func(name string) {
+		if _, err := os.Stat(todo); err != nil {
+			todoGoneAtSync = true
+		}
+	}
+	recordSyncs(t, r)
+	h := startDaemon(t, q, 604800)
+	h.pull()
+	waitFor(t, h, "preprocessing", func() bool {
+		_, err := os.Stat(todo)
+		return os.IsNotExist(err)
+	})
+	for _, sub := range []string{"info", "local", "remote"} {
+		if !r.synced(filepath.Dir(q.Path(sub, id))) {
+			t.Errorf("%s/ directory not fsynced", sub)
+		}
+	}
+	if todoGoneAtSync {
+		t.Error("todo/ removed before the new entries were synced")
+	}
+	close(h.spawn[Local].release)
+	close(h.spawn[Remote].release)
+	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
+}
