@@ -92,34 +92,23 @@ func (l *Local) Deliver(mess *os.File, sender, recip string, at int) []byte {
 	if !l.Sandbox && a.UID == 0 {
 		return LocalReport(QLXRoot, false, nil)
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return LocalReport(QLXSys, false, nil)
-	}
 	cmd := exec.Command(filepath.Join(l.Home, "bin", "qmail-local"), "--",
 		a.User, a.Home, local, a.Dash, a.Ext, recip[at+1:], sender, l.DefaultDelivery)
 	cmd.Args[0] = "bin/qmail-local"
 	cmd.Dir = l.Home
 	cmd.Stdin = mess
-	cmd.Stdout = pw
-	cmd.Stderr = pw
 	if !l.Sandbox {
 		cmd.SysProcAttr = &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: uint32(a.UID), Gid: uint32(a.GID), Groups: []uint32{}},
 		}
 	}
-	err = cmd.Start()
-	pw.Close()
+	out, code, crashed, err := run(cmd, truncReport)
 	if err != nil {
-		pr.Close()
 		if isHardExecError(err) {
 			return LocalReport(QLXExecHard, false, nil)
 		}
 		return LocalReport(QLXExecSoft, false, nil)
 	}
-	out := collect(pr, truncReport)
-	pr.Close()
-	code, crashed := exitStatus(cmd.Wait())
 	return LocalReport(code, crashed, out)
 }
 

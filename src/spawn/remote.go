@@ -113,28 +113,17 @@ func (r *Remote) Deliver(mess *os.File, sender, recip string, at int) []byte {
 		}
 		path = lp
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return RemoteReport(111, false, nil)
-	}
 	cmd := exec.Command(path, recip[at+1:], sender, recip)
 	cmd.Args[0] = r.Program
 	cmd.Dir = r.Dir
 	cmd.Stdin = mess
-	cmd.Stdout = pw
-	cmd.Stderr = pw
-	err = cmd.Start()
-	pw.Close()
+	out, code, crashed, err := run(cmd, 0)
 	if err != nil {
-		pr.Close()
 		if isHardExecError(err) && !errorsIsNotExist(err) {
 			return RemoteReport(100, false, nil)
 		}
 		return RemoteReport(111, false, nil)
 	}
-	out := collect(pr, 0)
-	pr.Close()
-	code, crashed := exitStatus(cmd.Wait())
 	return RemoteReport(code, crashed, out)
 }
 

@@ -11,12 +11,15 @@ package spawn
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Limit is qmail's conf-spawn: the most deliveries one spawner runs at once.
@@ -196,23 +199,56 @@ func (r *reportWriter) report(slot int, rep string) {
 	r.raw(b)
 }
 
-// collect reads a delivery program's output, keeping at most limit bytes (0: no limit
-// beyond hardMax) the way qmail-lspawn truncates long reports.
-func collect(r io.Reader, limit int) []byte {
+// outputGrace is how long a finished delivery program's output pipe may stay open: a
+// process it left in the background (a .qmail program ending in "&") inherits the pipe,
+// and must not hold the delivery slot for as long as it lives.
+const outputGrace = 5 * time.Second
+
+// run runs a delivery program (qmail-local, qmail-remote) with its standard output and
+// error collected (see keep), and returns them with its exit status. Once the
+// program has exited, its output is waited for at most outputGrace. startErr is set
+// when the program could not be started.
+func run(cmd *exec.Cmd, limit int) (out []byte, code int, crashed bool, startErr error) {
+	w := &collector{limit: limit}
+	cmd.Stdout = w
+	cmd.Stderr = w // the same writer: one pipe for both, as qmail's spawners use
+	cmd.WaitDelay = outputGrace
+	if err := cmd.Start(); err != nil {
+		return nil, 0, false, err
+	}
+	err := cmd.Wait()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // exited 0; something it started kept the pipe open
+	}
+	code, crashed = exitStatus(err)
+	return w.out, code, crashed, nil
+}
+
+// collector keeps a delivery program's output (see keep).
+type collector struct {
+	limit int
+	out   []byte
+}
+
+func (c *collector) Write(p []byte) (int, error) {
+	c.out = keep(c.out, p, c.limit)
+	return len(p), nil
+}
+
+// keep appends a delivery program's output p to out, keeping at most limit bytes (0:
+// no limit beyond hardMax) the way qmail-lspawn truncates long reports.
+func keep(out, p []byte, limit int) []byte {
 	const hardMax = 64 << 10
 	const truncMess = "\nError report too long, sorry.\n"
-	var out []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Read(buf)
-		out = append(out, buf[:n]...)
+	for len(p) > 0 {
+		n := min(len(p), 4096)
+		out = append(out, p[:n]...)
+		p = p[n:]
 		if limit > 100 && len(out) > limit {
 			out = append(out[:limit-len(truncMess)-3], truncMess...)
 		} else if len(out) > hardMax {
 			out = out[:hardMax]
 		}
-		if err != nil {
-			return out
-		}
 	}
+	return out
 }

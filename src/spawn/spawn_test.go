@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/notqmail/notqmail/src/users"
 )
@@ -192,6 +195,7 @@ case "$4" in
   temp*) echo "Try again." ; exit 111 ;;
   perm*) echo "No such user." ; exit 100 ;;
   crash*) kill -9 $$ ;;
+  bg*) sleep 3600 & echo $! >"$BGPIDFILE"; echo "left one behind"; exit 0 ;;
   long*) i=0; while [ $i -lt 500 ]; do echo "0123456789"; i=$((i+1)); done; exit 100 ;;
 esac
 exit 0
@@ -324,5 +328,32 @@ func TestCleanTCPTo(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	if !bytes.Equal(b, make([]byte, 1024)) {
 		t.Error("tcpto not zeroed")
+	}
+}
+
+// A program that qmail-local leaves running in the background (a .qmail line such as
+// "|daemon &") keeps the report pipe open; the delivery must still end once
+// qmail-local has, or a few such messages hold every local delivery slot.
+func TestLocalDeliverBackgroundChildDoesNotHoldSlot(t *testing.T) {
+	h := fakeHome(t)
+	pidfile := filepath.Join(t.TempDir(), "bgpid")
+	t.Setenv("BGPIDFILE", pidfile)
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidfile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	l := &Local{Home: h, DefaultDelivery: "./Maildir/", Sandbox: true}
+	done := make(chan string, 1)
+	go func() { done <- deliverLocal(t, l, "joe@a", "bg@here") }()
+	select {
+	case got := <-done:
+		if !strings.HasPrefix(got, "K") || !strings.HasSuffix(got, "left one behind\n") {
+			t.Errorf("got %q", got)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("delivery still waiting for a background process's output")
 	}
 }
