@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/idna"
+
 	"github.com/notqmail/notqmail/src/control"
 )
 
@@ -50,11 +52,12 @@ func (rs Routes) Lookup(host string) (Route, bool) {
 
 // lookupDomain finds the entry for host by qmail's smtproutes rule.
 func lookupDomain[T any](list []T, host string, key func(T) string) (T, bool) {
-	host = strings.ToLower(host)
+	host = canonDomain(host)
 	m := make(map[string]T, len(list))
 	for _, e := range list {
-		if _, dup := m[key(e)]; !dup { // the first line wins, as in qmail's constmap
-			m[key(e)] = e
+		k := canonDomain(key(e))
+		if _, dup := m[k]; !dup { // the first line wins, as in qmail's constmap
+			m[k] = e
 		}
 	}
 	for i := 0; i <= len(host); i++ {
@@ -252,4 +255,23 @@ func LoadConfig(ctl control.Dir) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// canonDomain is the form in which a domain is matched against control lines: lower
+// case, without a trailing dot, and with internationalized labels as A-labels under
+// the UTS #46 mapping the resolver uses. Every spelling that reaches the same DNS
+// name (U-label or A-label, full-width letters or dots, "example.com.") then finds
+// the same line, so mail cannot slip past a route or a TLS requirement by the way
+// its address is written. A leading "." (a subdomain line) is kept.
+func canonDomain(d string) string {
+	dot := ""
+	if strings.HasPrefix(d, ".") {
+		dot, d = ".", d[1:]
+	}
+	if !isASCII(d) {
+		if a, err := idna.Lookup.ToASCII(d); err == nil {
+			d = a
+		}
+	}
+	return dot + strings.TrimSuffix(strings.ToLower(d), ".")
 }

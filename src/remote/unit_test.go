@@ -480,3 +480,48 @@ func TestStrictest(t *testing.T) {
 		t.Errorf("none overrode a source that requires TLS: %v", p.Mode)
 	}
 }
+
+// TestDomainSpellings: a domain written another way that DNS resolves to the same
+// name (A-label or U-label, full-width letters, a trailing dot) finds the same
+// smtproutes, outgoingip and tlsdestinations lines, so its mail cannot avoid a route
+// or a TLS requirement by the way its address is spelled.
+func TestDomainSpellings(t *testing.T) {
+	ctl := writeControl(t, map[string]string{
+		"smtproutes":      "bücher.example:relay.example.net\nxn--caf-dma.example:relay2.example.net\n.bank.example:relay3.example.net\n",
+		"tlsdestinations": "bank.example:verify\nbücher.example:encrypt\n.xn--caf-dma.example:verify\n",
+	})
+	cfg, err := LoadConfig(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := func(dom string) TLSMode {
+		p, _ := cfg.TLSPolicies.TLSPolicy(context.Background(), dom, "mx")
+		return p.Mode
+	}
+	for dom, want := range map[string]TLSMode{
+		"bank.example":            TLSVerify,
+		"bank.example.":           TLSVerify,
+		"BANK.EXAMPLE.":           TLSVerify,
+		"ｂａｎｋ.example":            TLSVerify, // full-width letters map to bank.example
+		"bank．example":            TLSVerify, // so does a full-width dot
+		"xn--bcher-kva.example":   TLSEncrypt,
+		"BÜCHER.example":          TLSEncrypt,
+		"mx.café.example":         TLSVerify,
+		"mx.xn--caf-dma.example.": TLSVerify,
+		"other.example":           TLSMay,
+	} {
+		if got := pol(dom); got != want {
+			t.Errorf("TLS policy for %q = %v, want %v", dom, got, want)
+		}
+	}
+	for host, relay := range map[string]string{
+		"xn--bcher-kva.example": "relay.example.net",
+		"bücher.example.":       "relay.example.net",
+		"café.example":          "relay2.example.net",
+		"a.ｂａｎｋ.example":        "relay3.example.net",
+	} {
+		if r, ok := cfg.Routes.Lookup(host); !ok || r.Relay != relay {
+			t.Errorf("route for %q = %+v %v, want relay %s", host, r, ok, relay)
+		}
+	}
+}
