@@ -23,6 +23,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -119,15 +120,27 @@ func Parse(r io.Reader, name string) ([]Entry, error) {
 
 // ReadFile reads a passwords file; a missing file has no users.
 func ReadFile(path string) ([]Entry, error) {
+	entries, _, err := readFile(path)
+	return entries, err
+}
+
+// readFile is ReadFile that also says whether only root can change the file that
+// was read: owned by root and writable by no group or others.
+func readFile(path string) (entries []Entry, rootOnly bool, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
-	return Parse(f, path)
+	if fi, err := f.Stat(); err == nil {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		rootOnly = ok && st.Uid == 0 && fi.Mode().Perm()&0o022 == 0
+	}
+	entries, err = Parse(f, path)
+	return entries, rootOnly, err
 }
 
 // dummyHash is compared against when the user does not exist, so that a missing

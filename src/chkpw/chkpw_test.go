@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/notqmail/notqmail/src/chkpw"
@@ -196,5 +197,81 @@ func TestQmailChkpwBecomesTheUser(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "65534 65533 65533 carol /" {
 		t.Fatalf("%v: %q", err, out)
+	}
+}
+
+// TestQmailChkpwTrustsOnlyRootsAccounts: as root, qmail-chkpw takes a uid, gid and
+// home only from a passwords file that no one but root can change, and never uid 0.
+// qmail-smtpd's qmaild must be able to read the file, but if it could also write
+// account lines that root obeys, a compromised qmail-smtpd could log in over POP3 as
+// any user, or as root.
+func TestQmailChkpwTrustsOnlyRootsAccounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	h := sandbox.New(t, sandbox.Options{})
+	qhome := t.TempDir() // root's: not a sandbox
+	os.Mkdir(filepath.Join(qhome, "control"), 0o755)
+	file := filepath.Join(qhome, "control", "passwords")
+	run := func() (string, error) {
+		cmd := exec.Command(filepath.Join(h.Bin, "qmail-chkpw"), "/bin/sh", "-c", `echo "ran as $(id -u)"`)
+		cmd.Env = append(os.Environ(), "QMAILHOME="+qhome)
+		r, w, _ := os.Pipe()
+		cmd.ExtraFiles = []*os.File{r}
+		w.Write([]byte("carol\x00pw\x00\x00"))
+		w.Close()
+		out, err := cmd.CombinedOutput()
+		r.Close()
+		return string(out), err
+	}
+	for name, setup := range map[string]func(){
+		"owned by qmaild": func() {
+			os.WriteFile(file, []byte("carol:"+hash(t, "pw")+":65534:65533:/\n"), 0o600)
+			os.Chown(file, 65534, 65533)
+		},
+		"group writable": func() {
+			os.WriteFile(file, []byte("carol:"+hash(t, "pw")+":65534:65533:/\n"), 0o660)
+			os.Chmod(file, 0o660)
+		},
+		"uid 0": func() {
+			os.WriteFile(file, []byte("carol:"+hash(t, "pw")+":0:0:/\n"), 0o600)
+		},
+	} {
+		os.Remove(file)
+		setup()
+		out, err := run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != chkpw.ExitTemporary || strings.Contains(out, "ran as") {
+			t.Errorf("%s: %v %q, want exit 111 without running the subprogram", name, err, out)
+		}
+	}
+	// A file without account lines may belong to qmaild: nobody is switched to.
+	os.Remove(file)
+	os.WriteFile(file, []byte("carol:"+hash(t, "pw")+"\n"), 0o600)
+	os.Chown(file, 65534, 65533)
+	if out, err := run(); err != nil || strings.TrimSpace(out) != "ran as 0" {
+		t.Errorf("plain line: %v %q", err, out)
+	}
+}
+
+// TestUpdateNewFileOwner: a new passwords file made for a group (qmaild's, so that
+// qmail-smtpd can read it) is readable by that group and writable only by its owner.
+func TestUpdateNewFileOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	file := filepath.Join(t.TempDir(), "passwords")
+	add := func(es []chkpw.Entry) ([]chkpw.Entry, error) {
+		return chkpw.Set(es, chkpw.Entry{User: "alice", Hash: hash(t, "pw")}, true), nil
+	}
+	if err := chkpw.Update(file, 0, 65533, add); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 0 || st.Gid != 65533 || fi.Mode().Perm() != 0o640 {
+		t.Errorf("new file %d:%d %v, want 0:65533 0640", st.Uid, st.Gid, fi.Mode().Perm())
 	}
 }

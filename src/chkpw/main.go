@@ -55,7 +55,7 @@ func Check(args []string, opt CheckOptions) int {
 	if err != nil {
 		return fail(ExitMisuse, "%v", err)
 	}
-	entries, err := ReadFile(opt.File)
+	entries, rootOnly, err := readFile(opt.File)
 	if err != nil {
 		return fail(ExitTemporary, "%v", err)
 	}
@@ -71,6 +71,16 @@ func Check(args []string, opt CheckOptions) int {
 	if e.HasAccount {
 		env = setEnv(env, "HOME", e.Home)
 		if !opt.Sandbox && os.Geteuid() == 0 {
+			// Root obeys an account line only from a file that only root can
+			// change: qmaild, who runs qmail-smtpd, must read the file, and must
+			// not be able to make root run the subprogram as anyone, least of all
+			// as root itself.
+			if !rootOnly {
+				return fail(ExitTemporary, "%s: account line for %s ignored: the file must belong to root and not be writable by group or others (chown root %s; chmod go-w %s)", opt.File, user, opt.File, opt.File)
+			}
+			if e.UID == 0 {
+				return fail(ExitTemporary, "%s: account line for %s has uid 0: refusing to run the subprogram as root", opt.File, user)
+			}
 			if err := becomeUser(e.UID, e.GID); err != nil {
 				return fail(ExitTemporary, "%v", err)
 			}

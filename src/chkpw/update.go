@@ -14,7 +14,8 @@ import (
 // so two runs of qmail-chkpw-passwd cannot lose each other's change: change gets
 // the current entries and returns the new ones. The new file replaces the old one
 // by rename after it is synced, keeping the old file's mode and owner; a new file
-// is mode 0600 and owned by owner (uid, gid), unless those are -1.
+// is owned by owner (uid, gid), unless those are -1, and is mode 0640 when it is
+// made for a group (the group that must read it), else 0600.
 func Update(path string, ownerUID, ownerGID int, change func([]Entry) ([]Entry, error)) error {
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -33,6 +34,9 @@ func Update(path string, ownerUID, ownerGID int, change func([]Entry) ([]Entry, 
 		return err
 	}
 	mode, uid, gid := os.FileMode(0o600), ownerUID, ownerGID
+	if ownerUID >= 0 && ownerGID >= 0 {
+		mode = 0o640
+	}
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {

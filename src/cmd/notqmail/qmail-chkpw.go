@@ -27,12 +27,14 @@ func chkpwMain(args []string) int {
 	})
 }
 
-// chkpwPasswdMain manages control/passwords. A file it creates belongs to qmaild,
-// who runs qmail-smtpd and so qmail-chkpw, mode 0600.
+// chkpwPasswdMain manages control/passwords. A file it creates belongs to root and
+// to the group of qmaild, who runs qmail-smtpd and so qmail-chkpw, mode 0640:
+// qmaild reads it, and only root may change it, since qmail-chkpw as root (under
+// qmail-popup) obeys its account lines.
 func chkpwPasswdMain(args []string) int {
 	uid, gid := -1, -1
 	if u, err := ids.User(ids.Qmaild); err == nil && !home.InSandbox() {
-		uid, gid = u.UID, u.GID
+		uid, gid = 0, u.GID
 	}
 	return chkpw.Passwd(args, chkpw.PasswdOptions{
 		File: control.Default().File("passwords"), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
