@@ -901,7 +901,8 @@ func (d *Daemon) passDoChan(c int) bool {
 		*p = passState{active: true, id: pe.id, job: j, f: f, r: bufio.NewReaderSize(f, 4096)}
 		jo := &d.jobs[j]
 		jo.retry = NextRetry(birth, d.recent, c)
-		jo.dying = d.recent > birth+d.Config.Lifetime
+		// Not birth+Lifetime, which overflows for a huge control/queuelifetime.
+		jo.dying = d.recent-birth > d.Config.Lifetime
 		jo.sender = sender
 	}
 	if !d.delAvail(c) {

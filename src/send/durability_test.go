@@ -2,8 +2,10 @@ package send
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -111,4 +113,23 @@ func TestPreprocessSyncsDirsBeforeTodoRemoved(t *testing.T) {
 	close(h.spawn[Local].release)
 	close(h.spawn[Remote].release)
 	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
+}
+
+// A huge control/queuelifetime must mean "keep trying", not overflow into a lifetime
+// that has already run out and turn every temporary failure into a bounce.
+func TestHugeLifetimeDoesNotBounce(t *testing.T) {
+	q := makeQueue(t)
+	h := startDaemon(t, q, math.MaxInt64)
+	id := enqueue(t, q, "joe@remote.example", "temp@here.example")
+	h.pull()
+	waitFor(t, h, "the deferral", func() bool { return strings.Contains(h.log.String(), ": deferral: ") })
+	if strings.Contains(h.log.String(), ": failure: ") {
+		t.Errorf("temporary failure bounced:\n%s", h.log.String())
+	}
+	if _, err := os.Stat(q.Path("bounce", id)); err == nil {
+		t.Error("bounce file written for a temporary failure")
+	}
+	if b, err := os.ReadFile(q.Path("local", id)); err != nil || !bytes.HasPrefix(b, []byte("T")) {
+		t.Errorf("recipient no longer queued: %q, %v", b, err)
+	}
 }
