@@ -75,7 +75,8 @@ type Unit struct {
 	Program string // installed only when this program is built
 	// Enable: enabled and started on installation where the distribution's convention
 	// starts services (Debian). Units serving a protocol that relays for any client
-	// (QMQP) or that needs site setup first (POP3's checkpassword) are not.
+	// (QMQP) or that needs site setup first (POP3's accounts; submission's certificate
+	// and accounts) are not.
 	Enable bool
 	// Restart: restarted on upgrade when running (services, not their sockets).
 	Restart bool
@@ -86,6 +87,10 @@ var Units = []Unit{
 	{Name: "qmail-send.service", Program: "qmail-start", Enable: true, Restart: true},
 	{Name: "qmail-smtpd.socket", Program: "qmail-smtpd", Enable: true},
 	{Name: "qmail-smtpd.service", Program: "qmail-smtpd", Restart: true},
+	{Name: "qmail-submission.socket", Program: "qmail-smtpd"},
+	{Name: "qmail-submission.service", Program: "qmail-smtpd", Restart: true},
+	{Name: "qmail-smtps.socket", Program: "qmail-smtpd"},
+	{Name: "qmail-smtps.service", Program: "qmail-smtpd", Restart: true},
 	{Name: "qmail-pop3d.socket", Program: "qmail-popup"},
 	{Name: "qmail-pop3d@.service", Program: "qmail-popup"},
 	{Name: "qmail-qmtpd.socket", Program: "qmail-qmtpd", Enable: true},

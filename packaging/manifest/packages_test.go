@@ -42,9 +42,9 @@ func TestServiceFilesExist(t *testing.T) {
 		return nil
 	})
 	// Units that serve mail are enabled only where safe: never QMQP (it relays for
-	// every client) nor POP3 (it needs accounts first).
+	// every client) nor POP3 and submission (they need accounts, and a certificate).
 	for _, u := range Units {
-		if u.Enable && (strings.Contains(u.Name, "qmqpd") || strings.Contains(u.Name, "pop3d")) {
+		if u.Enable && (strings.Contains(u.Name, "qmqpd") || strings.Contains(u.Name, "pop3d") || strings.Contains(u.Name, "submission") || strings.Contains(u.Name, "smtps")) {
 			t.Errorf("%s is enabled on installation", u.Name)
 		}
 	}

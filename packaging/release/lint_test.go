@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/notqmail/notqmail/packaging/manifest"
 	"github.com/notqmail/notqmail/src/testpeer"
 )
 
@@ -27,24 +28,29 @@ func lintTargets(arts []Artifact, suffix, hostMark string) []string {
 // lintian finds no errors and no warnings; the only overrides are the commented ones in
 // packaging/etc/lintian-overrides, each a qmail requirement.
 func TestLintianClean(t *testing.T) {
+	t.Parallel()
 	dist, arts := packaged(t)
 	lintian := testpeer.Need(t, "lintian")
 	debs := lintTargets(arts, ".deb", "_amd64.")
 	if len(debs) == 0 {
 		t.Fatalf("no amd64 deb in %v", arts)
 	}
+	args := []string{"--fail-on", "error,warning", "--tag-display-limit", "0"}
 	for _, d := range debs {
-		out, err := exec.Command(lintian, "--fail-on", "error,warning", "--tag-display-limit", "0", filepath.Join(dist, d)).CombinedOutput()
-		tags := regexp.MustCompile(`(?m)^[EW]: .*$`).FindAllString(string(out), -1)
-		if err != nil || len(tags) > 0 {
-			t.Errorf("lintian %s: %v\n%s", d, err, strings.Join(tags, "\n"))
-		}
+		args = append(args, filepath.Join(dist, d))
+	}
+	// One run for all of them: lintian's start-up is most of its time.
+	out, err := exec.Command(lintian, args...).CombinedOutput()
+	tags := regexp.MustCompile(`(?m)^[EW]: .*$`).FindAllString(string(out), -1)
+	if err != nil || len(tags) > 0 {
+		t.Errorf("lintian %v: %v\n%s\n%s", debs, err, strings.Join(tags, "\n"), out)
 	}
 }
 
 // rpmlint finds no errors beyond those packaging/etc/rpmlintrc filters, each commented
 // (the sub-packages need none of them, hence --ignore-unused-rpmlintrc).
 func TestRpmlintClean(t *testing.T) {
+	t.Parallel()
 	dist, arts := packaged(t)
 	rpmlint := testpeer.Need(t, "rpmlint")
 	cpio := testpeer.Need(t, "cpio")
@@ -108,10 +114,10 @@ func TestAPKContentsScriptsMetadata(t *testing.T) {
 	}
 	long := run(t, tar, "-tvzf", apk)
 	for _, w := range []string{
-		"-rws--x--x qmailq/qmail",        // qmail-queue
-		"drwxr-sr-x alias/qmail",         // var/qmail/alias
-		"-rwxr-xr-x root/root",           // OpenRC scripts
-		"etc/init.d/qmail-send",          // OpenRC
+		"-rws--x--x qmailq/qmail", // qmail-queue
+		"drwxr-sr-x alias/qmail",  // var/qmail/alias
+		"-rwxr-xr-x root/root",    // OpenRC scripts
+		"etc/init.d/qmail-send",   // OpenRC
 		"usr/lib/notqmail/service/qmail-send/run",
 		"usr/sbin/sendmail -> ../lib/notqmail/bin/sendmail",
 	} {
@@ -129,6 +135,7 @@ func TestAPKContentsScriptsMetadata(t *testing.T) {
 // A failed packaging run leaves dist/ as it was: here the apk signing key is unusable,
 // so the deb and rpm are written before the failure.
 func TestFailedRunLeavesDistUntouched(t *testing.T) {
+	t.Parallel()
 	packaged(t) // the snapshot
 	dir := t.TempDir()
 	dist := filepath.Join(dir, "dist")
@@ -139,9 +146,9 @@ func TestFailedRunLeavesDistUntouched(t *testing.T) {
 	}
 	bad := filepath.Join(dir, "bad.pem")
 	os.WriteFile(bad, []byte("not a key"), 0o600)
-	t.Setenv(SignAPKKeyEnv, bad)
 	var log bytes.Buffer
-	_, err := Package(context.Background(), Options{Root: snapshotRoot(), Build: filepath.Join(dir, "build"), Dist: dist, Arches: []string{hostArch()}, Log: &log})
+	_, err := Package(context.Background(), Options{Root: snapshotRoot(), Build: filepath.Join(dir, "build"), Dist: dist, Arches: []string{hostArch()}, Log: &log,
+		Sign: &manifest.SignConfig{APKKey: bad}})
 	if err == nil {
 		t.Fatalf("packaging with a broken key succeeded\n%s", log.String())
 	}

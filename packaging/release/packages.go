@@ -75,7 +75,9 @@ func writePackages(o Options, b Built, m manifest.Manifest, src manifest.Sources
 	}
 	defer os.RemoveAll(stage)
 	var keys manifest.SignConfig
-	if err := sign(&keys); err != nil {
+	if o.Sign != nil {
+		keys = *o.Sign
+	} else if err := sign(&keys); err != nil {
 		return nil, err
 	}
 	meta := packageMeta(b)

@@ -26,7 +26,9 @@ type Options struct {
 	Dist   string    // package directory; default Root/dist
 	Arches []string  // default Arches
 	Log    io.Writer // progress lines; default os.Stdout
-	Site   *Site     // a site-patched build (site.go); nil for upstream
+	// Sign holds the signing keys; nil takes them from the environment (packages.go).
+	Sign *manifest.SignConfig
+	Site *Site // a site-patched build (site.go); nil for upstream
 }
 
 func (o Options) withDefaults() Options {

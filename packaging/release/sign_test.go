@@ -16,12 +16,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/notqmail/notqmail/packaging/manifest"
 	"github.com/notqmail/notqmail/src/testpeer"
 )
 
 // Packages signed with throwaway keys from the environment verify with each format's
 // own tools: gpg for the deb's _gpgorigin, rpmkeys for the rpm, openssl for the apk.
 func TestSignedPackagesVerify(t *testing.T) {
+	t.Parallel()
 	packaged(t) // the snapshot
 	gpg := testpeer.Need(t, "gpg")
 	rpmkeys := testpeer.Need(t, "rpmkeys")
@@ -57,12 +59,10 @@ func TestSignedPackagesVerify(t *testing.T) {
 	apkPub := filepath.Join(dir, "apk.rsa.pub")
 	os.WriteFile(apkPub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644)
 
-	t.Setenv(SignPGPKeyEnv, secret)
-	t.Setenv(SignAPKKeyEnv, apkKey)
-	t.Setenv(SignAPKNameEnv, "test@notqmail.invalid.rsa.pub")
+	keys := &manifest.SignConfig{PGPKey: secret, APKKey: apkKey, APKName: "test@notqmail.invalid.rsa.pub"}
 	var log bytes.Buffer
 	dist := filepath.Join(dir, "dist")
-	arts, err := Package(context.Background(), Options{Root: snapshotRoot(), Build: filepath.Join(dir, "build"), Dist: dist, Arches: []string{hostArch()}, Log: &log})
+	arts, err := Package(context.Background(), Options{Root: snapshotRoot(), Build: filepath.Join(dir, "build"), Dist: dist, Arches: []string{hostArch()}, Log: &log, Sign: keys})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
