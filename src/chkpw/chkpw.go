@@ -147,6 +147,20 @@ func readFile(path string) (entries []Entry, rootOnly bool, err error) {
 // user takes as long as a wrong password and names cannot be probed by timing.
 var dummyHash = []byte("$2a$10$V0ASIqsxbc8MeTzdP5H/punFp1ye2CnYXJrdLZpRGGySsT7Px2YZe")
 
+// decoy is the hash compared against when the answer is no whatever the password
+// is: the user's own, else another user's in the file, so that it costs what the
+// file's hashes cost (bcrypt's cost varies: htpasswd -B makes cost 5, other tools
+// 12), else dummyHash.
+func decoy(entries []Entry, found *Entry) []byte {
+	switch {
+	case found != nil:
+		return []byte(found.Hash)
+	case len(entries) > 0:
+		return []byte(entries[0].Hash)
+	}
+	return dummyHash
+}
+
 // Verify checks user and password against entries; it returns the entry on
 // success and nil otherwise.
 func Verify(entries []Entry, user, pass string) *Entry {
@@ -158,7 +172,7 @@ func Verify(entries []Entry, user, pass string) *Entry {
 		}
 	}
 	if found == nil || len(pass) > MaxPassLen {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(pass[:min(len(pass), MaxPassLen)]))
+		bcrypt.CompareHashAndPassword(decoy(entries, found), []byte(pass[:min(len(pass), MaxPassLen)]))
 		return nil
 	}
 	if bcrypt.CompareHashAndPassword([]byte(found.Hash), []byte(pass)) != nil {
