@@ -2,9 +2,12 @@ package manifest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/notqmail/notqmail/src/testpeer"
 )
 
 // Every service file the manifest names is in packaging/services, and every file
@@ -22,6 +25,7 @@ func TestServiceFilesExist(t *testing.T) {
 		named["runit/"+r.Name+"/log/run"] = true
 	}
 	dir := filepath.Join("..", "services")
+	sh := testpeer.Need(t, "sh")
 	for n := range named {
 		fi, err := os.Stat(filepath.Join(dir, n))
 		if err != nil {
@@ -30,6 +34,12 @@ func TestServiceFilesExist(t *testing.T) {
 		}
 		if strings.HasPrefix(n, "systemd/") == (fi.Mode().Perm()&0o111 != 0) {
 			t.Errorf("%s: mode %v (units are not executable, scripts are)", n, fi.Mode())
+		}
+		if !strings.HasPrefix(n, "systemd/") {
+			// OpenRC scripts are sh with openrc-run's variables; run scripts are sh.
+			if out, err := exec.Command(sh, "-n", filepath.Join(dir, n)).CombinedOutput(); err != nil {
+				t.Errorf("%s: sh -n: %v\n%s", n, err, out)
+			}
 		}
 	}
 	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
