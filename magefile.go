@@ -10,6 +10,7 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/notqmail/notqmail/packaging/bench"
 	"github.com/notqmail/notqmail/packaging/demo"
 	"github.com/notqmail/notqmail/packaging/matrix"
 	"github.com/notqmail/notqmail/packaging/patches"
@@ -58,6 +59,16 @@ func Test(ctx context.Context) error {
 // Demo starts what exists of the MTA in a sandbox under build/demo, listening on 127.0.0.1:2525.
 func Demo(ctx context.Context) error {
 	return demo.Run(ctx, demo.Options{Root: root()})
+}
+
+// Bench runs notqmail and a private Postfix through issue 10's scenarios and writes BENCHMARKS.md and bench/results.json (NOTQMAIL_BENCH_QUICK=1: small counts; NOTQMAIL_BENCH_SCALE=n: scenario 5's size).
+func Bench(ctx context.Context) error {
+	o, err := bench.FromEnv(root())
+	if err != nil {
+		return err
+	}
+	_, err = bench.Run(ctx, o)
+	return err
 }
 
 // Patches is the site patch overlay (patches/README.md).

@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWindowRates(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	got := windowRates(t0, []time.Time{t0.Add(2 * time.Second), t0.Add(3 * time.Second)}, 100)
+	if len(got) != 2 || got[0] != 50 || got[1] != 100 {
+		t.Fatalf("windowRates = %v, want [50 100]", got)
+	}
+}
+
+func TestParseStatusAndPids(t *testing.T) {
+	p := parseStatus([]byte("Name:\tqmail-send\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"))
+	if p.name != "qmail-send" || p.rss != 1024*1024 || p.hwm != 2048*1024 {
+		t.Fatalf("parseStatus = %+v", p)
+	}
+	if got := parsePids([]byte("12\n34\n")); len(got) != 2 || got[1] != 34 {
+		t.Fatalf("parsePids = %v", got)
+	}
+}
+
+func TestWrapWithoutCgroup(t *testing.T) {
+	a := &acct{}
+	argv := a.wrap("/tmp/pid", "prog", "arg")
+	if argv[0] != "/bin/sh" || strings.Contains(argv[2], "cgroup.procs") || argv[len(argv)-1] != "arg" {
+		t.Fatalf("wrap = %q", argv)
+	}
+	if _, err := a.cpu(); err == nil {
+		t.Fatal("cpu without a cgroup did not fail")
+	}
+	w := (&acct{dir: "/cg/x"}).wrap("/tmp/pid", "prog")
+	if !strings.Contains(w[2], "'/cg/x/cgroup.procs'") {
+		t.Fatalf("wrap with cgroup = %q", w)
+	}
+}
+
+func TestMessageSize(t *testing.T) {
+	if n := len(message(4096)); n != 4096 {
+		t.Fatalf("message is %d bytes", n)
+	}
+}
+
+func TestMarkdownRatiosAndProfile(t *testing.T) {
+	r := &Results{
+		Machine: Machine{CPUs: 2, Commit: "abc", Loads: []string{"1 smtp notqmail 10: 1.00 2.00 3.00"}},
+		Measurements: []Measurement{
+			{Scenario: "1 smtp", MTA: "notqmail", Sessions: 10, Messages: 100, E2E: 300, CPUms: 2},
+			{Scenario: "1 smtp", MTA: "Postfix", Sessions: 10, Messages: 100, E2E: 200, CPUms: 4},
+			{Scenario: "2 smtp tcpserver", MTA: "notqmail (tcpserver)", Sessions: 10, Messages: 100, E2E: 100, CPUms: 8},
+			{Scenario: "5 scale", MTA: "notqmail", Messages: 20, E2E: 10, WindowSize: 10, Windows: []float64{10, 8}, DaemonRSS: []int64{1 << 20, 1 << 20}},
+		},
+		Profile: &Profile{Run: Measurement{Messages: 10}, Reports: map[string]string{
+			"qmail-start, by program": "   60.00%   600  qmail-send\n   40.00%   400  qmail-local",
+			"qmail-smtpd, by program": "  100.00%  1000  qmail-smtpd",
+		}},
+	}
+	md := Markdown(r)
+	for _, want := range []string{"| 1.50× | 0.50× | 1.00 2.00 3.00 |", "| 0.50× | 2.00× |", "Last window over first: 0.80.",
+		"| qmail-smtpd | 1000 | 50.0% |", "| qmail-send | 600 | 30.0% |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// TestQuickRun runs the whole harness in quick mode, Postfix included only when it is
+// installed. It checks that every measurement completed, never how fast.
+func TestQuickRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	for _, tool := range []string{"smtp-source", "smtp-sink", "tcpserver"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (Debian packages postfix, ucspi-tcp)", tool)
+		}
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	o := Options{Root: root + "/../..", Quick: true, NoWrite: true, Out: &out, Port: 27300, Messages: 10, Scale: 20}
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	_, pfErr := exec.LookPath("postfix")
+	want := 2*2 + 3 // notqmail: scenarios 1 and 2 at two concurrencies, 3, 4, 5
+	if pfErr == nil {
+		want += 2 + 3 // Postfix: scenario 1 at two concurrencies, 3, 4, 5
+	}
+	if len(res.Measurements) != want {
+		t.Errorf("%d measurements, want %d:\n%s", len(res.Measurements), want, out.String())
+	}
+	for _, m := range res.Measurements {
+		if m.Error != "" {
+			t.Errorf("%s %s: %s", m.Scenario, m.MTA, m.Error)
+		}
+	}
+	t.Log(out.String())
+	if md := Markdown(res); !strings.Contains(md, "Quick mode") {
+		t.Error("quick report does not say so")
+	}
+}

@@ -1,0 +1,234 @@
+package bench
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Markdown renders the results as BENCHMARKS.md.
+func Markdown(r *Results) string {
+	var b strings.Builder
+	m := r.Machine
+	p := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
+	p("# Benchmarks: notqmail against Postfix\n\n")
+	p("Written by `go run mage.go bench` (package `packaging/bench`) from one run; not edited by hand.\n")
+	p("The machine-readable results are in `bench/results.json`.\n\n")
+	if r.Quick {
+		p("**Quick mode: tiny counts to test the harness, not a benchmark.**\n\n")
+	}
+	dirty := ""
+	if m.Dirty {
+		dirty = " (with uncommitted changes under src/)"
+	}
+	p("| | |\n|---|---|\n")
+	p("| commit | `%s`%s |\n", m.Commit, dirty)
+	p("| run | %s to %s |\n", m.Start, m.End)
+	p("| machine | %d CPUs, %s, %d MiB RAM, Linux %s |\n", m.CPUs, m.Model, m.MemoryMiB, m.Kernel)
+	p("| load average (1, 5, 15 min) | %s at the start, %s at the end |\n", m.LoadStart, m.LoadEnd)
+	p("| Postfix | %s (Debian package) |\n", m.Postfix)
+	p("| Go | %s |\n\n", m.Go)
+	p("The machine was shared: other builds and tests ran during the run, so the load average is\n")
+	p("given for every measurement below (at its end). Both MTAs ran in turn, alternately, in the\n")
+	p("same run, so both saw the same conditions on average; compare ratios more than absolute figures.\n\n")
+
+	p("## Method\n\n")
+	p("- Every measurement uses a fresh instance on 127.0.0.1: notqmail in a sandbox home (every\n")
+	p("  program as one unprivileged user), Postfix as a private instance (own config_directory,\n")
+	p("  queue_directory, data_directory; Debian's binaries and compiled-in defaults, fsync on;\n")
+	p("  chroot off, smtpd on a loopback port; the recipient a `virtual` Maildir). Start-up is not timed.\n")
+	p("- Messages are 4 KiB. SMTP load comes from Postfix's `smtp-source` (one message per connection).\n")
+	p("- *Accept* is messages/s while the client was sending; *end-to-end* is messages/s from the first\n")
+	p("  connection until the last message file was in `new/` (scenario 4: until the queue was empty).\n")
+	p("- *CPU ms/msg*: each instance runs in its own cgroup (v1 cpuacct), entered by a wrapper before\n")
+	p("  its programs are exec'ed, so every descendant process counts (qmail-queue, qmail-local, Postfix's\n")
+	p("  smtpd, cleanup, virtual, ...); `cpuacct.usage_user + usage_sys` over the measurement, divided by\n")
+	p("  the messages. The load generators are outside the cgroup, except in scenario 3, where the\n")
+	p("  shell loop running sendmail is inside it for both MTAs. -1 means no cgroup was available.\n")
+	p("- *Peak RSS*: /proc sampled every 100 ms, the largest sum of VmRSS over the instance's\n")
+	p("  processes; *qmgr RSS* is the queue manager's VmHWM (qmail-send, Postfix's qmgr).\n")
+	p("- Scenarios 4 and 5 queue the messages with the MTA stopped (through its own sendmail;\n")
+	p("  notqmail's qmail-send only reads concurrencylocal at start), then start it and time delivery.\n\n")
+
+	p("## Scenarios 1-4\n\n")
+	p("Ratio: notqmail's end-to-end rate over Postfix's in the same scenario and concurrency (above 1: notqmail faster);\n")
+	p("CPU ratio: notqmail's CPU per message over Postfix's (below 1: notqmail cheaper).\n\n")
+	p("| scenario | MTA | sessions | messages | accept/s | end-to-end/s | CPU ms/msg | peak RSS | qmgr RSS | ratio | CPU ratio | load |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	loads := map[string]string{}
+	for _, l := range m.Loads {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			loads[k] = v
+		}
+	}
+	for _, x := range r.Measurements {
+		if x.Windows != nil {
+			continue
+		}
+		ratio, cpuRatio := "", ""
+		if pf := postfixFor(r, x); pf != nil && x.MTA != "Postfix" && x.Error == "" && pf.Error == "" {
+			ratio = fmt.Sprintf("%.2f×", x.E2E/pf.E2E)
+			if x.CPUms > 0 && pf.CPUms > 0 {
+				cpuRatio = fmt.Sprintf("%.2f×", x.CPUms/pf.CPUms)
+			}
+		}
+		if x.Error != "" {
+			p("| %s | %s | %d | %d | error: %s | | | | | | | |\n", x.Scenario, x.MTA, x.Sessions, x.Messages, oneLine(x.Error))
+			continue
+		}
+		p("| %s | %s | %d | %d | %s | %.1f | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, x.Sessions, x.Messages,
+			rate(x.Accept), x.E2E, cpu(x.CPUms), mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
+			loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)])
+	}
+	p("\n")
+
+	p("## Scenario 5: scale\n\n")
+	for _, x := range r.Measurements {
+		if x.Scenario != "5 scale" {
+			continue
+		}
+		if x.Error != "" {
+			p("- %s, %d messages: error: %s\n\n", x.MTA, x.Messages, oneLine(x.Error))
+			continue
+		}
+		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; peak RSS %s, %s peak %s.\n\n",
+			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
+		p("| window (%d messages) | delivered/s | %s RSS at its end |\n|---:|---:|---:|\n", x.WindowSize, daemonName(x.MTA))
+		for i, w := range x.Windows {
+			rss := ""
+			if i < len(x.DaemonRSS) {
+				rss = mib(x.DaemonRSS[i])
+			}
+			p("| %d | %.1f | %s |\n", i+1, w, rss)
+		}
+		if len(x.Windows) > 1 {
+			p("\nLast window over first: %.2f.\n", x.Windows[len(x.Windows)-1]/x.Windows[0])
+		}
+		p("\n")
+	}
+
+	if r.Pipeline != nil {
+		pl := r.Pipeline
+		p("## Scenario 6: the pipeline\n\n")
+		p("`go run mage.go` (all packages, both architectures) in a fresh clone of `%s`: cold (empty Go\n", pl.Commit)
+		p("build and mage caches; the module cache was warm) %.1f s, warm %.1f s.\n\n", pl.ColdS, pl.WarmS)
+		if len(pl.Packages) > 0 {
+			p("| package | bytes |\n|---|---:|\n")
+			for _, k := range sortedKeys(pl.Packages) {
+				p("| %s | %d |\n", k, pl.Packages[k])
+			}
+			p("\n")
+		}
+	}
+
+	if r.Profile != nil {
+		pr := r.Profile
+		p("## Profile: notqmail, scenario 1 at 10 sessions\n\n")
+		p("qmail-start and qmail-smtpd each ran under `perf record -F 999 -g`, which follows their\n")
+		p("children (qmail-send, qmail-lspawn, qmail-local, qmail-clean, and qmail-queue under\n")
+		p("qmail-smtpd). Run with perf attached: %s.\n\n", summary(pr.Run))
+		if rows := commTable(pr, pr.Run.Messages); rows != "" {
+			p("CPU by program (perf samples at 999 Hz ≈ ms of CPU; both recordings together):\n\n%s\n", rows)
+		}
+		for _, k := range sortedKeys(pr.Reports) {
+			p("### %s\n\n```\n%s\n```\n\n", k, pr.Reports[k])
+		}
+	}
+	if len(r.Notes) > 0 {
+		p("## Notes\n\n")
+		for _, n := range r.Notes {
+			p("- %s\n", oneLine(n))
+		}
+		p("\n")
+	}
+	return b.String()
+}
+
+func daemonName(mta string) string {
+	if mta == "Postfix" {
+		return "qmgr"
+	}
+	return "qmail-send"
+}
+
+func rate(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func cpu(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// postfixFor finds Postfix's measurement to compare x with: same scenario (tcpserver
+// runs compare with scenario 1) and sessions.
+func postfixFor(r *Results, x Measurement) *Measurement {
+	scen := x.Scenario
+	if scen == "2 smtp tcpserver" {
+		scen = "1 smtp"
+	}
+	for i := range r.Measurements {
+		y := &r.Measurements[i]
+		if y.MTA == "Postfix" && y.Scenario == scen && y.Sessions == x.Sessions {
+			return y
+		}
+	}
+	return nil
+}
+
+// commTable sums the "by program" reports' sample counts per program.
+func commTable(pr *Profile, msgs int) string {
+	total := map[string]float64{}
+	var all float64
+	for k, rep := range pr.Reports {
+		if !strings.HasSuffix(k, ", by program") {
+			continue
+		}
+		for _, l := range strings.Split(rep, "\n") {
+			// "  45.23%  1234  qmail-send"
+			f := strings.Fields(l)
+			if len(f) < 3 || !strings.HasSuffix(f[0], "%") {
+				continue
+			}
+			n, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				continue
+			}
+			total[f[2]] += n
+			all += n
+		}
+	}
+	if all == 0 || msgs == 0 {
+		return ""
+	}
+	type row struct {
+		comm string
+		s    float64
+	}
+	var rows []row
+	for c, s := range total {
+		rows = append(rows, row{c, s})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].s > rows[j].s })
+	var b strings.Builder
+	b.WriteString("| program | samples | share | ≈ CPU ms/msg |\n|---|---:|---:|---:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %.0f | %.1f%% | %.3f |\n", r.comm, r.s, 100*r.s/all, r.s/999*1000/float64(msgs))
+	}
+	return b.String()
+}
