@@ -165,7 +165,8 @@ type session struct {
 	rcptAll        int
 	headers        []string
 	later          map[spp.Stage]string
-	sessionHdrs    []string // plugin headers from connect and HELO: for every message
+	sessionHdrs    []string // plugin headers from connect: for every message
+	heloHdrs       []string // plugin headers from the last HELO: for every message until the next
 	pluginHdrBytes int
 	unset          map[string]bool
 	noPlugins      bool
@@ -429,9 +430,12 @@ func (s *session) plugins(stage spp.Stage, extra map[string]string) bool {
 			s.logf("plugin headers over %d bytes dropped", maxPluginText)
 			break
 		}
-		if stage == spp.Connect || stage == spp.Helo {
+		switch stage {
+		case spp.Connect:
 			s.sessionHdrs = append(s.sessionHdrs, h)
-		} else {
+		case spp.Helo:
+			s.heloHdrs = append(s.heloHdrs, h)
+		default:
 			s.headers = append(s.headers, h)
 		}
 	}
@@ -473,6 +477,7 @@ func (s *session) hello(arg string, esmtp bool) error {
 	s.helo = arg
 	s.abandon()
 	clear(s.later)
+	s.forgetHelo()
 	if !s.plugins(spp.Helo, map[string]string{"SMTPHELOHOST": arg}) {
 		return s.afterPlugins()
 	}
@@ -794,7 +799,7 @@ func (s *session) data(arg string) error {
 	}
 	w := &queueWriter{msg: msg}
 	io.WriteString(w, s.received())
-	for _, h := range append(append([]string(nil), s.sessionHdrs...), s.headers...) {
+	for _, h := range append(append(append([]string(nil), s.sessionHdrs...), s.heloHdrs...), s.headers...) {
 		io.WriteString(w, sanitize(h)+"\n")
 	}
 	res := readData(s.br, w, dataLimits{maxBytes: s.cfg.DataBytes, maxHeader: s.cfg.MaxHdr}, s.setReadDeadline)
@@ -935,6 +940,15 @@ func (s *session) resetTransaction() {
 	s.headers = nil
 	delete(s.pluginEnv, "SMTPMAILFROM")
 	delete(s.pluginEnv, "SMTPRCPTTO")
+}
+
+// forgetHelo drops what the [helo] plugins added for the previous HELO: a new HELO
+// replaces it, and STARTTLS discards it with everything said in plain text.
+func (s *session) forgetHelo() {
+	for _, h := range s.heloHdrs {
+		s.pluginHdrBytes -= len(h)
+	}
+	s.heloHdrs = nil
 }
 
 func hasPrefixFold(s, prefix string) bool {

@@ -53,6 +53,7 @@ func (s *session) starttls(arg string) error {
 	}
 	s.helo, s.esmtp, s.enhanced = "", false, false
 	delete(s.pluginEnv, "SMTPHELOHOST")
+	s.forgetHelo()
 	if s.authUser != "" {
 		s.authUser = ""
 		delete(s.pluginEnv, "SMTPAUTHUSER")
