@@ -319,3 +319,29 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return string(t.b) }
+
+// SetuidEmulated says whether setuid programs of a foreign arch keep their privileges
+// under qemu-user: only when the binfmt handler is registered with the credentials
+// flag (C). Debian's qemu-user-static registers it without, so a setuid binary such
+// as qmail-queue runs with its caller's ids there.
+func SetuidEmulated(arch string) bool {
+	handler, ok := qemuHandler[arch]
+	if !ok {
+		return false
+	}
+	b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/" + handler)
+	if err != nil {
+		return false
+	}
+	return hasCredentialsFlag(string(b))
+}
+
+// hasCredentialsFlag reads a /proc/sys/fs/binfmt_misc entry's flags line.
+func hasCredentialsFlag(entry string) bool {
+	for _, line := range strings.Split(entry, "\n") {
+		if flags, ok := strings.CutPrefix(line, "flags: "); ok {
+			return strings.Contains(flags, "C")
+		}
+	}
+	return false
+}

@@ -81,3 +81,16 @@ func TestRootLifecycle(t *testing.T) {
 		t.Fatalf("still mounted: %v", m)
 	}
 }
+
+func TestCredentialsFlag(t *testing.T) {
+	debian := "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: PF\noffset 0\n"
+	if hasCredentialsFlag(debian) {
+		t.Error("flags PF read as having credentials")
+	}
+	if !hasCredentialsFlag(strings.Replace(debian, "flags: PF", "flags: POCF", 1)) {
+		t.Error("flags POCF read as lacking credentials")
+	}
+	if hasCredentialsFlag("") || SetuidEmulated("mips") {
+		t.Error("no entry read as having credentials")
+	}
+}

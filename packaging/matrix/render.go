@@ -178,6 +178,15 @@ func Markdown(r Report) string {
 		fmt.Fprintf(&b, "\nA warm run of the Debian rows (%s; roots from the cache) took %.0f s on %d cores (%s).\n",
 			strings.Join(w.Rows, ", "), w.Seconds, w.Cores, w.Date[:10])
 	}
+	var rowNotes []string
+	for _, res := range r.Rows {
+		if n := strings.TrimSpace(res.Row.Notes); n != "" {
+			rowNotes = append(rowNotes, fmt.Sprintf("- %s (init: %s): %s", res.Row.Name, res.Row.Init, mdEscape(n)))
+		}
+	}
+	if len(rowNotes) > 0 {
+		b.WriteString("\nAbout some rows:\n\n" + strings.Join(rowNotes, "\n") + "\n")
+	}
 	var notHere []string
 	for _, res := range r.Rows {
 		if !res.Row.Runnable() {

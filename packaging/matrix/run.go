@@ -68,6 +68,9 @@ type Runner struct {
 	Now      func() time.Time
 	// KitScript is the kit's shell script; default Tree/packaging/kit/kit.sh.
 	KitScript string
+	// caveat prefixes the reasons of the current row's failures with a limit of how
+	// it runs here (emulation), so a red cell is not read as the package's fault alone.
+	caveat string
 }
 
 func (rn *Runner) now() time.Time {
@@ -146,6 +149,12 @@ func (rn *Runner) Run(ctx context.Context, row Row) (res Result) {
 		return res
 	}
 	res.RootCached = !built
+	if row.Arch != chroot.HostArch() && !chroot.SetuidEmulated(row.Arch) {
+		rn.caveat = "under qemu-user without the binfmt credentials flag, so setuid qmail-queue runs with its caller's ids and cannot write the queue: "
+		rn.logf("matrix: %s: %s", row.Name, strings.TrimSuffix(rn.caveat, ": "))
+	} else {
+		rn.caveat = ""
+	}
 
 	// Phase one: a fresh root for the first install and the running MTA.
 	phase := func(steps []string, body func(k *kitRoot) bool) {
@@ -340,7 +349,7 @@ func (k *kitRoot) record(c *Cell, start time.Time, code int, out string) {
 	case 3:
 		c.Status, c.Reason = NotRun, lastKitLine(out, "kit: NOT RUN: ")
 	default:
-		c.Status, c.Reason = Fail, lastKitLine(out, "kit: FAIL: ")
+		c.Status, c.Reason = Fail, k.rn.caveat+lastKitLine(out, "kit: FAIL: ")
 		c.LogTail = tail(out, 25)
 	}
 	msg := string(c.Status)
