@@ -75,6 +75,13 @@ type Caller struct {
 	PID     int       // the queueing process (qmail-queue's own pid)
 	Invoked string    // "by alias", "from network", "for bounce" or "by uid N"
 	Time    time.Time // start time: names the pid file and dates the Received line
+	// Deadline, when set, is the end of the queueing process's life (Time+Death):
+	// Enqueue does not link a message into todo/ at or after it. qmail-send removes
+	// stale mess/ and intd/ files by age alone, so a qmail-queue that has been stopped
+	// (SIGSTOP, a suspended machine) past it must not queue a message whose files
+	// may be removed under it. Its timer alone cannot promise that: it may fire just
+	// after the link instead of before.
+	Deadline time.Time
 }
 
 // Invoked returns the Received line's description of a caller uid: "by alias",
@@ -189,6 +196,9 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 		return fail(ExitWrite, "syncing %s: %v", intdfn, err)
 	}
 	todofn := e.q.Path("todo", ino)
+	if !c.Deadline.IsZero() && !time.Now().Before(c.Deadline) {
+		return fail(ExitTimeout, "timed out before queueing the message")
+	}
 	if err := os.Link(intdfn, todofn); err != nil {
 		return fail(ExitTodo, "unable to link %s to %s: %v", intdfn, todofn, err)
 	}

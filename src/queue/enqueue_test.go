@@ -276,3 +276,23 @@ func FuzzCopyEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// A qmail-queue held up past its deadline (stopped, or on a suspended machine) must
+// not queue the message: qmail-send may already be removing its mess/ and intd/ files
+// as stale, and a todo/ entry without them is a message lost after exit 0.
+func TestEnqueuePastDeadline(t *testing.T) {
+	q := newQueue(t, 3)
+	c := testCaller
+	c.Deadline = time.Now().Add(-time.Second)
+	err := Enqueue(q, strings.NewReader("hello\n"), strings.NewReader(testEnv), c)
+	if Code(err) != ExitTimeout {
+		t.Fatalf("err = %v (code %d), want code %d", err, Code(err), ExitTimeout)
+	}
+	if left := files(t, q); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	c.Deadline = time.Now().Add(Death)
+	if err := Enqueue(q, strings.NewReader("hello\n"), strings.NewReader(testEnv), c); err != nil {
+		t.Fatalf("before the deadline: %v", err)
+	}
+}

@@ -38,7 +38,9 @@ func run() (code int) {
 		fmt.Fprintln(os.Stderr, "qmail-queue:", err)
 		return 111
 	}
-	caller := queue.Caller{UID: os.Getuid(), PID: os.Getpid(), Time: time.Now()}
+	start := time.Now()
+	// The deadline is on the wall clock, which qmail-send's stale-file rule uses too.
+	caller := queue.Caller{UID: os.Getuid(), PID: os.Getpid(), Time: start, Deadline: start.Round(0).Add(queue.Death)}
 	if err := os.Chdir(home.Dir()); err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-queue:", err)
 		return queue.ExitHome
