@@ -10,7 +10,11 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
+
+// sleep waits between failed accepts; tests replace it.
+var sleep = time.Sleep
 
 // Defaults for Config.
 const (
@@ -48,6 +52,7 @@ func Serve(ln net.Listener, cfg Config) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var n uint64
+	var backoff time.Duration
 	for {
 		slots <- struct{}{}
 		c, err := ln.Accept()
@@ -60,12 +65,21 @@ func Serve(ln net.Listener, cfg Config) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+			if errors.Is(err, syscall.ECONNABORTED) {
 				cfg.logf("accept: %v", err)
+				continue
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// The connection stays in the backlog and Accept fails again at
+				// once: wait, longer each time, rather than spin and fill the log.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				cfg.logf("accept: %v; waiting %v", err, backoff)
+				sleep(backoff)
 				continue
 			}
 			return err
 		}
+		backoff = 0
 		n++
 		id := strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(n, 10)
 		remote := addrPort(c.RemoteAddr())
