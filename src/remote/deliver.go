@@ -79,8 +79,8 @@ const (
 	textAmbigMX   = "Sorry. Although I'm listed as a best-preference MX or A for that host,\nit isn't in my control/locals file, so I don't treat it as local. (#5.4.6)\n"
 	textUsage     = "I (qmail-remote) was invoked improperly. (#5.3.5)\n"
 	textControl   = "Unable to read control files. (#4.3.0)\n"
-	textBadSender = "The envelope sender contains a control character, which SMTP cannot carry. (#5.1.7)\n"
-	textBadRcpt   = "The recipient address contains a control character, which SMTP cannot carry. (#5.1.3)\n"
+	textBadSender = "The envelope sender contains a control character, or a space or angle bracket in its domain, which SMTP cannot carry. (#5.1.7)\n"
+	textBadRcpt   = "The recipient address contains a control character, or a space or angle bracket in its domain, which SMTP cannot carry. (#5.1.3)\n"
 	prefRelay     = 300000 // smtproutes: every address may be used
 	prefAnything  = 1 << 30
 )
@@ -380,7 +380,9 @@ func (o Outcome) String() string {
 }
 
 // sendable reports whether an address can go into an SMTP command: no control
-// characters (CR and LF above all) and not absurdly long.
+// characters (CR and LF above all), not absurdly long, and no space or angle
+// bracket where quoteAddr cannot quote it (the domain, or an address without one),
+// which would end the path and add ESMTP parameters.
 func sendable(addr string) bool {
 	if len(addr) > 1000 {
 		return false
@@ -390,7 +392,7 @@ func sendable(addr string) bool {
 			return false
 		}
 	}
-	return true
+	return !strings.ContainsAny(addr[strings.LastIndexByte(addr, '@')+1:], " <>")
 }
 
 // mergeRefused refuses the unsendable recipients itself, delivers to the others with

@@ -525,3 +525,24 @@ func TestDomainSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressCannotAddParameters: a domain (or an address without one) holding a
+// space or an angle bracket would close the path in MAIL FROM or RCPT TO and add
+// ESMTP parameters of its own; such an address is refused, never sent.
+func TestAddressCannotAddParameters(t *testing.T) {
+	s := startSink(t)
+	rec := startRecorder(t, "127.0.0.1:"+itoa(s.Port))
+	cfg := relayConfig(portOf(rec.Addr))
+	out := deliver(t, cfg, "s@c.test", []string{"a@example.test", "b@example.test> NOTIFY=NEVER", "c@x>", "d<e", "\"q> r\"@example.test"}, "Subject: x\n\nhi\n")
+	if out.Status != MsgOK || len(out.Recipients) != 5 || out.Recipients[0].Status != RcptOK || out.Recipients[1].Status != RcptPerm ||
+		out.Recipients[2].Status != RcptPerm || out.Recipients[3].Status != RcptPerm || out.Recipients[4].Status != RcptOK {
+		t.Fatalf("%s", out)
+	}
+	if w := rec.Sent(); strings.Contains(w, "NOTIFY") || strings.Contains(w, "<c@") || strings.Contains(w, "d<e") {
+		t.Fatalf("parameter went out:\n%q", w)
+	}
+	out = deliver(t, cfg, "s@c.test> RET=FULL", []string{"a@example.test"}, "x\n")
+	if out.Status != MsgPerm || strings.Contains(rec.Sent(), "RET=") {
+		t.Fatalf("%s\n%q", out, rec.Sent())
+	}
+}
