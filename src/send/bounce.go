@@ -54,8 +54,8 @@ func (b BounceSpec) Message(records, original io.Reader) io.Reader {
 	_, to := b.Envelope()
 	var h strings.Builder
 	h.WriteString("Date: " + Date822(b.Date) + "\n")
-	h.WriteString("From: " + mailaddr.QuoteLocal(b.BounceFrom) + "@" + b.BounceHost + "\n")
-	h.WriteString("To: " + mailaddr.QuoteAddr(to) + "\n")
+	h.WriteString(headerLine("From: " + mailaddr.QuoteLocal(b.BounceFrom) + "@" + b.BounceHost))
+	h.WriteString(headerLine("To: " + mailaddr.QuoteAddr(to)))
 	h.WriteString("Subject: failure notice\n\n")
 	h.WriteString("Hi. This is the qmail-send program at " + b.BounceHost + ".\n")
 	var sep string
@@ -67,6 +67,13 @@ func (b BounceSpec) Message(records, original io.Reader) io.Reader {
 		h.WriteString("I tried to deliver a bounce message to this address, but the bounce bounced!\n\n")
 		sep = "--- Below this line is the original bounce.\n\n"
 	}
-	sep += "Return-Path: <" + mailaddr.QuoteAddr(b.Sender) + ">\n"
+	sep += headerLine("Return-Path: <" + mailaddr.QuoteAddr(b.Sender) + ">")
 	return io.MultiReader(strings.NewReader(h.String()), records, strings.NewReader(sep), original)
+}
+
+// headerLine ends a header line, first turning any CR or LF inside it into '_': an
+// envelope address may hold any byte, and must not add header lines of its own to the
+// bounce (qmail-local does the same for Return-Path and Delivered-To).
+func headerLine(s string) string {
+	return strings.NewReplacer("\r", "_", "\n", "_").Replace(s) + "\n"
 }

@@ -127,6 +127,22 @@ func TestBounceRecord(t *testing.T) {
 	}
 }
 
+func TestBounceHeadersCannotBeInjected(t *testing.T) {
+	spec := BounceSpec{Sender: "joe\nBcc: victim@example.net\r\nX: y@example.org", BounceFrom: "MAILER-DAEMON",
+		BounceHost: "mx.example.org", Date: time.Unix(0, 0)}
+	b, _ := io.ReadAll(spec.Message(strings.NewReader(""), strings.NewReader("")))
+	head, _, _ := strings.Cut(string(b), "\n\n")
+	for _, l := range strings.Split(head, "\n") {
+		if !strings.HasPrefix(l, "Date: ") && !strings.HasPrefix(l, "From: ") &&
+			!strings.HasPrefix(l, "To: ") && !strings.HasPrefix(l, "Subject: ") {
+			t.Errorf("bounce header has an injected line %q:\n%s", l, head)
+		}
+	}
+	if !strings.Contains(string(b), "Return-Path: <") || strings.Contains(string(b), "\nBcc:") {
+		t.Errorf("Return-Path of the copy carries the injection:\n%s", b)
+	}
+}
+
 func TestBounceMessage(t *testing.T) {
 	date := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	spec := BounceSpec{Sender: "joe@example.org", BounceFrom: "MAILER-DAEMON", BounceHost: "mx.example.org",
