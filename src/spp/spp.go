@@ -196,14 +196,19 @@ func (r *Runner) runOne(p string, env map[string]string, v *Verdict) (last byte,
 	cmd.Env = envList(env)
 	cmd.Stderr = r.Stderr
 	cmd.WaitDelay = time.Second
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, err
-	}
+	// exec copies the output while the plugin runs, and stops waiting for it a
+	// WaitDelay after the plugin exits: a process the plugin left in the
+	// background with its standard output must not hold the session.
+	var out capped
+	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		return 0, errors.New("can't execute")
 	}
-	br := bufio.NewReaderSize(io.LimitReader(out, maxOutput), maxLine)
+	werr := cmd.Wait()
+	if errors.Is(werr, exec.ErrWaitDelay) {
+		werr = nil
+	}
+	br := bufio.NewReaderSize(bytes.NewReader(out.b), maxLine)
 	for last == 0 {
 		line, rerr := br.ReadSlice('\n')
 		tooLong := rerr == bufio.ErrBufferFull
@@ -217,8 +222,6 @@ func (r *Runner) runOne(p string, env map[string]string, v *Verdict) (last byte,
 			break
 		}
 	}
-	io.Copy(io.Discard, out) // let the plugin finish writing
-	werr := cmd.Wait()
 	if ctx.Err() != nil {
 		return 0, errors.New("timed out")
 	}
@@ -234,6 +237,17 @@ func (r *Runner) runOne(p string, env map[string]string, v *Verdict) (last byte,
 		return 0, werr
 	}
 	return last, nil
+}
+
+// capped keeps the first maxOutput bytes written to it and drops the rest, so that a
+// plugin writing more is neither blocked nor kept.
+type capped struct{ b []byte }
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := maxOutput - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(len(p), room)]...)
+	}
+	return len(p), nil
 }
 
 // apply acts on one command line and returns its letter when it ends the output.
