@@ -121,26 +121,10 @@ func writePackages(o Options, b Built, m manifest.Manifest, src manifest.Sources
 		return nil, err
 	}
 	out = append(out, Artifact{Name: SumsFile, Size: int64(len(sums))})
-	if err := publish(stage, o.Dist, out); err != nil {
+	if err := PublishStaged(stage, o.Dist, out); err != nil {
 		return nil, err
 	}
 	o.step("wrote %d files into %s", len(out), rel(o.Root, o.Dist))
 	return out, nil
 }
 
-// publish moves a complete build from the staging directory into dist, after removing
-// the previous build's artifacts there; anything else in dist is left alone.
-func publish(stage, dist string, arts []Artifact) error {
-	if err := os.MkdirAll(dist, 0o755); err != nil {
-		return err
-	}
-	if err := removeOldArtifacts(dist); err != nil {
-		return err
-	}
-	for _, a := range arts {
-		if err := os.Rename(filepath.Join(stage, a.Name), filepath.Join(dist, a.Name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}

@@ -94,9 +94,10 @@ func (o Options) addSiteFiles(m *manifest.Manifest, src manifest.Sources, b Buil
 	return nil
 }
 
-// PublishStaged moves a site build's artifacts from the staging directory into dist,
-// replacing the previous build's packages only once the whole new build exists, so a
-// failed site build leaves dist as it was.
+// PublishStaged moves a complete build's artifacts from the staging directory into
+// dist, after removing the previous build's artifacts there (anything else in dist is
+// left alone). It runs only once the whole new build exists, so a failed build, plain
+// or site, leaves dist as it was.
 func PublishStaged(staging, dist string, arts []Artifact) error {
 	if err := os.MkdirAll(dist, 0o755); err != nil {
 		return err
