@@ -127,4 +127,3 @@ func writePackages(o Options, b Built, m manifest.Manifest, src manifest.Sources
 	o.step("wrote %d files into %s", len(out), rel(o.Root, o.Dist))
 	return out, nil
 }
-
