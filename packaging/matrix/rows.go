@@ -44,6 +44,9 @@ type HereSpec struct {
 	Builder string   `yaml:"builder" json:"builder"` // mmdebstrap
 	Suite   string   `yaml:"suite" json:"suite"`     // Debian suite
 	Include []string `yaml:"include,omitempty" json:"include,omitempty"`
+	// Prepare are shell commands run in each fresh root before the kit, to give it
+	// what the distribution the row stands for would have (say why in notes).
+	Prepare []string `yaml:"prepare,omitempty" json:"prepare,omitempty"`
 	// Skip lists kit steps that cannot be exercised in this root, each with why.
 	Skip map[string]string `yaml:"skip,omitempty" json:"skip,omitempty"`
 }

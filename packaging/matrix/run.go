@@ -303,6 +303,12 @@ func (rn *Runner) enter(ctx context.Context, tarball string, row Row, pkg, kitBi
 		return fail(err)
 	}
 	k.smtpPort = smtp
+	for _, c := range row.Here.Prepare {
+		var out bytes.Buffer
+		if code, err := r.Run(ctx, nil, &out, "sh", "-c", c); err != nil || code != 0 {
+			return fail(fmt.Errorf("preparing the root with %q: exit %d %v: %s", c, code, err, strings.TrimSpace(out.String())))
+		}
+	}
 	env := fmt.Sprintf("KIT_FORMAT=%s\nKIT_PKG=%s\nKIT_PREV_PKG=%s\nKIT_SMTP_PORT=%d\nKIT_SINK_PORT=%d\n",
 		row.Format, cur, prev, smtp, sink)
 	if err := os.WriteFile(filepath.Join(kit, "env"), []byte(env), 0o644); err != nil {
