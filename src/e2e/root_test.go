@@ -296,6 +296,8 @@ func TestRootMode(t *testing.T) {
 	for _, d := range []string{"Maildir", "Maildir/new", "Maildir/cur", "Maildir/tmp"} {
 		mkdirOwned(t, filepath.Join(rhome, d), uidU, gidU, 0700)
 	}
+	// A forward: qmail-local, as the recipient, queues the copy through qmail-queue.
+	writeOwned(t, filepath.Join(rhome, ".qmail-fwd"), "&"+rootRecipient+"@"+rootDomain+"\n", uidU, gidU, 0644)
 	writeOwned(t, filepath.Join(rhome, ".qmail-ids"), "|echo \"$(id -u) $(id -g) $(id -G)\" >> \"$HOME/ids\"\n", uidU, gidU, 0644)
 	for name, v := range map[string]string{
 		"me": rootDomain, "locals": rootDomain, "rcpthosts": rootDomain,
@@ -374,7 +376,7 @@ func TestRootMode(t *testing.T) {
 	}
 	injections := []injection{
 		{"root-mode-sendmail", "sendmail", []string{"-f", rcpt, rcpt}, true, uidN},
-		{"root-mode-inject", "qmail-inject", []string{"-f", rcpt, rcpt, rootRecipient + "-ids@" + rootDomain, "someone@far.example"}, false, 0},
+		{"root-mode-inject", "qmail-inject", []string{"-f", rcpt, rcpt, rootRecipient + "-ids@" + rootDomain, rootRecipient + "-fwd@" + rootDomain, "someone@far.example"}, false, 0},
 		{"root-mode-bounce", "sendmail", []string{"-f", rcpt, rootRecipient + "-nobox@" + rootDomain}, true, uidN},
 		{"root-mode-double", "qmail-inject", []string{"-f", rootRecipient + "-nobox@" + rootDomain, rootRecipient + "-nobox2@" + rootDomain}, false, 0},
 	}
@@ -567,7 +569,7 @@ func TestRootMode(t *testing.T) {
 	}
 	cmd, done = start("QMAILREMOTE=" + fakeRemote)
 	waitFor("the deliveries, the bounce and the double bounce", done, func() bool {
-		return countFiles(h.Maildir(rootRecipient)) >= 3 && countFiles(h.Maildir("alias")) >= 1 && queueEmpty(h)
+		return countFiles(h.Maildir(rootRecipient)) >= 4 && countFiles(h.Maildir("alias")) >= 1 && queueEmpty(h)
 	})
 	stop(cmd, done)
 	t.Logf("second run done after %v", time.Since(began))
@@ -592,14 +594,17 @@ func TestRootMode(t *testing.T) {
 		all = append(all, string(m.Data))
 	}
 	joined := strings.Join(all, "\n----\n")
-	if len(msgs) != 3 {
-		t.Errorf("%d messages for %s, want the two deliveries and a bounce:\n%s", len(msgs), rootRecipient, joined)
+	if len(msgs) != 4 {
+		t.Errorf("%d messages for %s, want the two deliveries, the forwarded copy and a bounce:\n%s", len(msgs), rootRecipient, joined)
 	}
 	for _, want := range []string{
 		"Subject: root-mode-sendmail\n",
 		fmt.Sprintf("invoked by uid %d); ", uidN),
 		"Subject: root-mode-inject\n",
 		"invoked by uid 0); ",
+		// The forwarded copy, queued by qmail-local running as the recipient.
+		fmt.Sprintf("invoked by uid %d); ", uidU),
+		"Delivered-To: " + rootRecipient + "-fwd@" + rootDomain + "\n",
 		// The bounce, queued by qmail-send as qmails.
 		"invoked for bounce); ",
 		"<" + rootRecipient + "-nobox@" + rootDomain + ">:\n",
