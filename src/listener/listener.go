@@ -25,7 +25,7 @@ const (
 // Config is a listener's policy.
 type Config struct {
 	MaxConns  int    // connections served at once; more wait in the kernel's backlog
-	MaxPerIP  int    // connections from one address at once; more are refused
+	MaxPerIP  int    // connections from one address (IPv6: one /64) at once; more are refused
 	Rules     Rules  // access rules; nil allows everyone
 	LocalHost string // TCPLOCALHOST for every connection ("" leaves it unset)
 	// Handle serves one connection; env is what tcpserver would have set for it,
@@ -84,14 +84,19 @@ func Serve(ln net.Listener, cfg Config) error {
 		id := strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(n, 10)
 		remote := addrPort(c.RemoteAddr())
 		ip := remote.Addr().Unmap()
+		key := limitKey(ip)
 		mu.Lock()
-		over := perIP[ip] >= cfg.MaxPerIP
+		over := perIP[key] >= cfg.MaxPerIP
 		if !over {
-			perIP[ip]++
+			perIP[key]++
 		}
 		mu.Unlock()
 		if over {
-			cfg.logf("%s refused %s: more than %d connections from it", id, ip, cfg.MaxPerIP)
+			from := "it"
+			if key != ip {
+				from = "its /64"
+			}
+			cfg.logf("%s refused %s: more than %d connections from %s", id, ip, cfg.MaxPerIP, from)
 			go func() {
 				if cfg.Refuse != nil {
 					cfg.Refuse(c)
@@ -107,8 +112,8 @@ func Serve(ln net.Listener, cfg Config) error {
 			defer func() { <-slots }()
 			defer func() {
 				mu.Lock()
-				if perIP[ip]--; perIP[ip] <= 0 {
-					delete(perIP, ip)
+				if perIP[key]--; perIP[key] <= 0 {
+					delete(perIP, key)
 				}
 				mu.Unlock()
 			}()
@@ -143,6 +148,17 @@ func (cfg *Config) serve(c net.Conn, id string, ip netip.Addr, port uint16) {
 		env = append(env, rule.Env...)
 	}
 	cfg.Handle(c, env, id)
+}
+
+// limitKey is what the per-address limit counts: an IPv4 address, or the /64 of an
+// IPv6 one, since one IPv6 host usually holds a whole /64 and could otherwise take
+// every connection slot by itself.
+func limitKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
