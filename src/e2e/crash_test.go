@@ -124,10 +124,13 @@ func runQueue(t *testing.T, h *sandbox.Home, rng *rand.Rand, m *crashMsg, span t
 
 // crashMTA is a qmail-start in its own process group.
 type crashMTA struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd    *exec.Cmd
+	done   chan error
+	waited bool
 }
 
+// startCrashMTA starts qmail-start; if the test ends while it runs (a failure), its
+// whole group is killed, so that no daemon outlives the test.
 func startCrashMTA(t *testing.T, h *sandbox.Home, log io.Writer) *crashMTA {
 	t.Helper()
 	cmd := h.Command("qmail-start", "./Maildir/")
@@ -138,6 +141,12 @@ func startCrashMTA(t *testing.T, h *sandbox.Home, log io.Writer) *crashMTA {
 	}
 	m := &crashMTA{cmd: cmd, done: make(chan error, 1)}
 	go func() { m.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if !m.waited {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-m.done
+		}
+	})
 	return m
 }
 
@@ -146,9 +155,9 @@ func (m *crashMTA) wait(t *testing.T) error {
 	t.Helper()
 	select {
 	case err := <-m.done:
+		m.waited = true
 		return err
 	case <-time.After(guard):
-		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 		t.Fatal("qmail-start did not exit")
 	}
 	return nil
@@ -283,6 +292,7 @@ func TestCrashSafetyQueueAndSend(t *testing.T) {
 		}
 		select {
 		case err := <-m.done:
+			m.waited = true
 			t.Fatalf("qmail-start exited: %v\nlog:\n%s", err, log.String())
 		default:
 		}
