@@ -120,7 +120,17 @@ func verifyPeer(cs tls.ConnectionState, pol TLSPolicy, host string, roots *x509.
 }
 
 func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	// Error texts carry what peers sent (a certificate's names, for one): no line
+	// break or other control character may reach the report, the log or a bounce.
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n':
+			return ' '
+		case r < ' ' || r == 0x7f:
+			return '?'
+		}
+		return r
+	}, s)
 	if len(s) > 300 {
 		s = s[:300] + "..."
 	}
