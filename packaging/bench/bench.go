@@ -32,6 +32,7 @@ const (
 	PipelineEnv = "NOTQMAIL_BENCH_PIPELINE" // 0: skip scenario 6
 	ProfileEnv  = "NOTQMAIL_BENCH_PROFILE"  // 0: skip the perf profile
 	PortEnv     = "NOTQMAIL_BENCH_PORT"     // first of the loopback ports used (default 27100)
+	MessagesEnv = "NOTQMAIL_BENCH_MESSAGES" // messages of scenarios 1-4 (default 2000)
 )
 
 // Options shape a run.
@@ -41,13 +42,16 @@ type Options struct {
 	Quick    bool
 	Messages int   // scenarios 1-4; default 2000 (quick 40)
 	Sessions []int // scenario 1; default 1, 10, 50 (quick 1, 5)
-	Scale    int   // scenario 5; default 100000 (quick 200)
-	Window   int   // scenario 5's window; default 10000, at most Scale/5
-	Pipeline bool  // run scenario 6
-	Profile  bool  // perf profile of scenario 1 at 10 sessions
-	Postfix  bool  // also run Postfix (default: when installed)
-	Port     int
-	Work     string // scratch directory; default a temp dir
+	// TCPSessions are the concurrencies scenario 2 (tcpserver) runs at; default 10
+	// (quick: Sessions).
+	TCPSessions []int
+	Scale       int  // scenario 5; default 100000 (quick 200)
+	Window      int  // scenario 5's window; default 10000, at most Scale/5
+	Pipeline    bool // run scenario 6
+	Profile     bool // perf profile of scenario 1 at 10 sessions
+	Postfix     bool // also run Postfix (default: when installed)
+	Port        int
+	Work        string // scratch directory; default a temp dir
 	// Report and JSON are where the results go; default Root/BENCHMARKS.md and
 	// Root/bench/results.json. Empty with NoWrite.
 	Report, JSON string
@@ -70,6 +74,13 @@ func FromEnv(root string) (Options, error) {
 	}
 	if os.Getenv(ProfileEnv) == "0" {
 		o.Profile = false
+	}
+	if s := os.Getenv(MessagesEnv); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("%s=%q: want a message count", MessagesEnv, s)
+		}
+		o.Messages = n
 	}
 	if s := os.Getenv(PortEnv); s != "" {
 		n, err := strconv.Atoi(s)
@@ -95,6 +106,12 @@ func (o Options) withDefaults() Options {
 		o.Sessions = []int{1, 10, 50}
 		if o.Quick {
 			o.Sessions = []int{1, 5}
+		}
+	}
+	if o.TCPSessions == nil {
+		o.TCPSessions = []int{10}
+		if o.Quick {
+			o.TCPSessions = o.Sessions
 		}
 	}
 	if o.Scale == 0 {
@@ -194,6 +211,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			order = []string{"postfix", "tcpserver", "notqmail"}
 		}
 		for _, who := range order {
+			if who == "tcpserver" && !containsInt(o.TCPSessions, s) {
+				continue
+			}
 			name := "1 smtp"
 			if who == "tcpserver" {
 				name = "2 smtp tcpserver"
@@ -316,6 +336,13 @@ func buildIn(root, dir string) error {
 		return err
 	}
 	defer os.Chdir(wd)
+	// Static, as the packages build them (release.BuildBinaries), but with symbols for perf.
+	if old, ok := os.LookupEnv("CGO_ENABLED"); ok {
+		defer os.Setenv("CGO_ENABLED", old)
+	} else {
+		defer os.Unsetenv("CGO_ENABLED")
+	}
+	os.Setenv("CGO_ENABLED", "0")
 	return sandbox.Build(dir)
 }
 
@@ -344,6 +371,15 @@ func ensureTools(ctx context.Context, out io.Writer) error {
 func contains(l []string, s string) bool {
 	for _, x := range l {
 		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsInt(l []int, n int) bool {
+	for _, x := range l {
+		if x == n {
 			return true
 		}
 	}

@@ -46,10 +46,15 @@ func profile(ctx context.Context, b *runner, n int) (*Profile, error) {
 		{"by program", "comm"},
 		{"by program and object", "comm,dso"},
 		{"by symbol", "sym"},
+		{"by program and symbol", "comm,sym"},
+		{"inclusive (with callees), by symbol", "sym+children"},
 	}
 	for _, f := range files {
 		for _, v := range views {
 			args := []string{"report", "-i", f, "--stdio", "--no-children", "-g", "none", "--sort", v.sort, "--percent-limit", "0.7"}
+			if v.sort == "sym+children" {
+				args = []string{"report", "-i", f, "--stdio", "--children", "-g", "none", "--sort", "sym", "--percent-limit", "3"}
+			}
 			if v.sort == "comm" {
 				args = append(args, "--show-nr-samples", "--percent-limit", "0")
 			}
@@ -59,7 +64,7 @@ func profile(ctx context.Context, b *runner, n int) (*Profile, error) {
 				p.Reports[key] = "perf report failed: " + err.Error()
 				continue
 			}
-			p.Reports[key] = trimPerf(string(out), 30)
+			p.Reports[key] = trimPerf(string(out), 40)
 		}
 	}
 	return p, nil

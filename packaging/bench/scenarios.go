@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -128,7 +127,7 @@ func (m *meter) finish(r *Measurement) {
 // connections, one message per connection, to alice's Maildir.
 func smtpScenario(ctx context.Context, s server, name string, n, sessions int, prefix []string) Measurement {
 	r := Measurement{Scenario: name, MTA: s.Name(), Sessions: sessions, Messages: n}
-	if err := s.Start(ctx, true, prefix); err != nil {
+	if err := s.Start(ctx, true, true, prefix); err != nil {
 		r.Error = err.Error()
 		return r
 	}
@@ -186,7 +185,7 @@ func sendmailScenario(ctx context.Context, s server, n int, work string) Measure
 		r.Error = err.Error()
 		return r
 	}
-	if err := s.Start(ctx, true, nil); err != nil {
+	if err := s.Start(ctx, true, true, nil); err != nil {
 		r.Error = err.Error()
 		return r
 	}
@@ -205,46 +204,27 @@ func sendmailScenario(ctx context.Context, s server, n int, work string) Measure
 	return r
 }
 
-// injectOffline queues n messages to rcpt with the MTA's delivery stopped, through
-// its sendmail from `parallel` shell loops outside the cgroup (not measured).
-func injectOffline(ctx context.Context, s server, n, parallel int, rcpt, work string) error {
-	msgFile := filepath.Join(work, "msg")
-	if err := os.WriteFile(msgFile, message(4096), 0o644); err != nil {
+// injectHeld queues n messages to rcpt over SMTP (smtp-source, 20 sessions) with
+// only the MTA's SMTP side running, so nothing is delivered; not measured.
+func injectHeld(ctx context.Context, s server, n int, rcpt string) error {
+	if err := s.Start(ctx, true, false, nil); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, parallel)
-	for i := 0; i < parallel; i++ {
-		c := n / parallel
-		if i < n%parallel {
-			c++
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := injectCmd(ctx, s, nil, "", msgFile, rcpt, c).CombinedOutput()
-			if err != nil || len(out) > 0 {
-				errs[i] = fmt.Errorf("injection: %v %s", err, tail(out))
-			}
-		}()
-	}
-	wg.Wait()
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	q, err := s.Queued()
+	out, err := exec.CommandContext(ctx, "smtp-source", "-s", "20", "-m", strconv.Itoa(n), "-l", "4096",
+		"-f", Sender, "-t", rcpt, "-M", "client.example", s.Addr()).CombinedOutput()
 	if err != nil {
-		return err
+		s.Stop()
+		return fmt.Errorf("smtp-source: %v: %s", err, tail(out))
 	}
-	if q < n {
-		return fmt.Errorf("only %d of %d messages queued", q, n)
+	// The last messages may still be on their way into the queue.
+	err = waitCount(ctx, s.Queued, n, deadline(n), nil)
+	if serr := s.Stop(); err == nil {
+		err = serr
 	}
-	return nil
+	return err
 }
 
-// heldScenario queues n messages while the MTA is stopped, then starts it and
+// heldScenario queues n messages while the MTA's delivery is stopped, then starts it and
 // measures until they are delivered (local: n files in new/; remote: the queue
 // empty). With window > 0 it records the rate per window of messages and the queue
 // manager's RSS.
@@ -254,12 +234,12 @@ func heldScenario(ctx context.Context, s server, name string, n, window int, rem
 	if remote {
 		rcpt = RemoteRcpt
 	}
-	if err := injectOffline(ctx, s, n, 4, rcpt, work); err != nil {
+	if err := injectHeld(ctx, s, n, rcpt); err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	m := startMeter(s)
-	if err := s.Start(ctx, true, nil); err != nil {
+	if err := s.Start(ctx, false, true, nil); err != nil {
 		r.Error = err.Error()
 		m.finish(&r)
 		return r

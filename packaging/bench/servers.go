@@ -28,10 +28,10 @@ const (
 // server is one MTA instance under test, fresh for each measurement.
 type server interface {
 	Name() string
-	// Start starts the delivery daemons and, with smtp, the SMTP listener; every
-	// process runs in the instance's cgroup. prefix (perf record ...) goes before
-	// each started program.
-	Start(ctx context.Context, smtp bool, prefix []string) error
+	// Start starts, with delivery, the delivery daemons and, with smtp, the SMTP
+	// listener; every process runs in the instance's cgroup. prefix (perf record ...)
+	// goes before each started program, {name} replaced by the program's name.
+	Start(ctx context.Context, smtp, delivery bool, prefix []string) error
 	Stop() error
 	Addr() string
 	NewDir() string // the Maildir new/ the local scenarios fill
@@ -205,6 +205,7 @@ func newNotqmail(base, binDir, tag string, o nqOptions) (*notqmail, error) {
 	}
 	if o.SinkPort > 0 {
 		ctl["smtproutes"] = fmt.Sprintf("remote.example:127.0.0.1:%d", o.SinkPort)
+		ctl["rcpthosts"] = LocalDomain + "\nremote.example"
 	}
 	for k, v := range ctl {
 		if err := os.WriteFile(filepath.Join(h.Dir, "control", k), []byte(v+"\n"), 0o644); err != nil {
@@ -231,12 +232,14 @@ func (n *notqmail) Sendmail(rcpt string) ([]string, []string) {
 	return []string{filepath.Join(n.h.Bin, "sendmail"), "-f", Sender, rcpt}, n.h.Env()
 }
 
-func (n *notqmail) Start(ctx context.Context, smtp bool, prefix []string) error {
-	p, err := startProg(n.a, n.h.Dir, "qmail-start", prefix, n.h.Env(), filepath.Join(n.h.Bin, "qmail-start"), "./Maildir/")
-	if err != nil {
-		return err
+func (n *notqmail) Start(ctx context.Context, smtp, delivery bool, prefix []string) error {
+	if delivery {
+		p, err := startProg(n.a, n.h.Dir, "qmail-start", prefix, n.h.Env(), filepath.Join(n.h.Bin, "qmail-start"), "./Maildir/")
+		if err != nil {
+			return err
+		}
+		n.procs = append(n.procs, p)
 	}
-	n.procs = append(n.procs, p)
 	if !smtp {
 		return nil
 	}
@@ -244,7 +247,7 @@ func (n *notqmail) Start(ctx context.Context, smtp bool, prefix []string) error 
 	if n.tcpserver {
 		args = []string{"tcpserver", "-c", "200", "-R", "-H", "-l", "0", "127.0.0.1", strconv.Itoa(n.port), filepath.Join(n.h.Bin, "qmail-smtpd")}
 	}
-	p, err = startProg(n.a, n.h.Dir, "qmail-smtpd", prefix, n.h.Env(), args...)
+	p, err := startProg(n.a, n.h.Dir, "qmail-smtpd", prefix, n.h.Env(), args...)
 	if err != nil {
 		n.Stop()
 		return err
@@ -299,7 +302,7 @@ type pfOptions struct {
 const masterCF = `%s inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
+%sqmgr      unix  n       -       n       300     1       qmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
 bounce    unix  -       -       n       -       0       bounce
 defer     unix  -       -       n       -       0       bounce
@@ -377,8 +380,8 @@ func newPostfix(base, tag string, o pfOptions) (*postfix, error) {
 	}
 	files := map[string]string{
 		"etc/main.cf":   mainCF(dir, o),
-		"etc/master.cf": fmt.Sprintf(masterCF, net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))),
 		"etc/vmailbox":  LocalRcpt + " alice/Maildir/\n",
+		"etc/master.cf": fmt.Sprintf(masterCF, net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)), ""),
 	}
 	for f, s := range files {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(s), 0o644); err != nil {
@@ -442,7 +445,18 @@ func (p *postfix) Sendmail(rcpt string) ([]string, []string) {
 
 // Start runs master in the foreground (as postfix start would after its checks, which
 // newPostfix ran once) and kicks pickup so mail dropped while it was stopped moves.
-func (p *postfix) Start(ctx context.Context, smtp bool, prefix []string) error {
+// Without delivery, master.cf lacks qmgr: smtpd and cleanup queue mail into
+// incoming/ and nothing moves it on. smtpd always runs (master needs a service to
+// show it is up).
+func (p *postfix) Start(ctx context.Context, smtp, delivery bool, prefix []string) error {
+	comment := ""
+	if !delivery {
+		comment = "#"
+	}
+	cf := fmt.Sprintf(masterCF, p.Addr(), comment)
+	if err := os.WriteFile(filepath.Join(p.etc(), "master.cf"), []byte(cf), 0o644); err != nil {
+		return err
+	}
 	s, err := startProg(p.a, p.dir, "master", prefix, os.Environ(), filepath.Join(PostfixDaemonDir, "master"), "-c", p.etc(), "-d")
 	if err != nil {
 		return err
