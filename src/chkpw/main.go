@@ -68,6 +68,11 @@ func Check(args []string, opt CheckOptions) int {
 		return fail(ExitTemporary, "%v", err)
 	}
 	env := setEnv(os.Environ(), "USER", user)
+	if !e.HasAccount && !opt.Sandbox && os.Geteuid() == 0 {
+		// As root (under qmail-popup) the subprogram must become a user, and a
+		// line for SMTP AUTH names none: it would run as root.
+		return fail(ExitTemporary, "%s: %s has no uid:gid:home: refusing to run the subprogram as root", opt.File, user)
+	}
 	if e.HasAccount {
 		env = setEnv(env, "HOME", e.Home)
 		if !opt.Sandbox && os.Geteuid() == 0 {
