@@ -270,7 +270,9 @@ step_upgrade() {
 	echo 4000000 >$CONTROL/databytes
 	cp $CONTROL/defaultdelivery $STATE/defaultdelivery.edited
 	# Queued while the MTA is stopped, so it waits in the queue across the upgrade.
-	printf 'To: %s\nSubject: matrix queued\n\nQueued before the upgrade.\n' "$KIT_USER" |
+	# Fully qualified: how qmail-inject completes a bare name depends on defaulthost
+	# and defaultdomain, which are the site's business.
+	printf 'To: %s@%s\nSubject: matrix queued\n\nQueued before the upgrade.\n' "$KIT_USER" "$(me)" |
 		$QMAIL/bin/sendmail -t || fail "cannot queue a message with the previous build"
 	before=$(queued_count)
 	[ "$before" -ge 1 ] || fail "the queued message is not in $QMAIL/queue/mess"
@@ -292,7 +294,7 @@ step_remove() {
 	stop_mta
 	pkg_installed || fail "notqmail is not installed"
 	echo "kept@example.org" >$CONTROL/matrix-kept
-	printf 'To: %s\nSubject: matrix kept\n\nQueued before removal.\n' "$KIT_USER" |
+	printf 'To: %s@%s\nSubject: matrix kept\n\nQueued before removal.\n' "$KIT_USER" "$(me)" |
 		$QMAIL/bin/sendmail -t || fail "cannot queue a message"
 	before=$(queued_count)
 	case $KIT_FORMAT in
