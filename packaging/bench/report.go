@@ -128,8 +128,17 @@ func Markdown(r *Results) string {
 		p("qmail-start and qmail-smtpd each ran under `perf record -F 999 -g`, which follows their\n")
 		p("children (qmail-send, qmail-lspawn, qmail-local, qmail-clean, and qmail-queue under\n")
 		p("qmail-smtpd). Run with perf attached: %s.\n\n", summary(pr.Run))
-		if rows := commTable(pr, pr.Run.Messages); rows != "" {
-			p("CPU by program (perf samples at 999 Hz ≈ ms of CPU; both recordings together):\n\n%s\n", rows)
+		if rows := commTable(pr, pr.Run.CPUms); rows != "" {
+			p("CPU by program: perf samples of both recordings together; the last column is the program's share\n")
+			p("of the samples times the CPU per message the cgroup measured in this run (perf's own\n")
+			p("sample counts do not convert to time reliably in this VM).\n\n%s\n", rows)
+		}
+		if len(pr.Execs) > 0 {
+			p("Process starts (a shell loop; CPU from wait4 of the loop, its own forks included):\n\n| command | runs | CPU ms/run | wall ms/run |\n|---|---:|---:|---:|\n")
+			for _, e := range pr.Execs {
+				p("| %s | %d | %.2f | %.2f |\n", e.What, e.Runs, e.CPUms, e.Wall)
+			}
+			p("\nThe in-process costs, without an exec, are the Go benchmarks: `go test -run X -bench . ./src/queue ./src/maildir ./src/smtpd`.\n\n")
 		}
 		for _, k := range sortedKeys(pr.Reports) {
 			p("### %s\n\n```\n%s\n```\n\n", k, pr.Reports[k])
@@ -192,7 +201,7 @@ func postfixFor(r *Results, x Measurement) *Measurement {
 }
 
 // commTable sums the "by program" reports' sample counts per program.
-func commTable(pr *Profile, msgs int) string {
+func commTable(pr *Profile, cpuPerMsg float64) string {
 	total := map[string]float64{}
 	var all float64
 	for k, rep := range pr.Reports {
@@ -213,7 +222,7 @@ func commTable(pr *Profile, msgs int) string {
 			all += n
 		}
 	}
-	if all == 0 || msgs == 0 {
+	if all == 0 {
 		return ""
 	}
 	type row struct {
@@ -226,9 +235,13 @@ func commTable(pr *Profile, msgs int) string {
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].s > rows[j].s })
 	var b strings.Builder
-	b.WriteString("| program | samples | share | ≈ CPU ms/msg |\n|---|---:|---:|---:|\n")
+	b.WriteString("| program | samples | share | CPU ms/msg |\n|---|---:|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %.0f | %.1f%% | %.3f |\n", r.comm, r.s, 100*r.s/all, r.s/999*1000/float64(msgs))
+		ms := "n/a"
+		if cpuPerMsg > 0 {
+			ms = fmt.Sprintf("%.2f", cpuPerMsg*r.s/all)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.1f%% | %s |\n", r.comm, r.s, 100*r.s/all, ms)
 	}
 	return b.String()
 }
