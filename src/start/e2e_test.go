@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,87 +15,12 @@ import (
 	"github.com/notqmail/notqmail/src/sandbox"
 )
 
-// logBuffer collects qmail-send's log from several runs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// mta is a running qmail-start in a sandbox home.
-type mta struct {
-	h      *sandbox.Home
-	cmd    *exec.Cmd
-	log    *logBuffer
-	done   chan error
-	exited bool
-
-	logStart int // where this run's log begins
-}
-
-// waitUp waits for qmail-send's first status line: from then on it handles signals.
-func (m *mta) waitUp(t *testing.T) {
+// startMTA runs "qmail-start ./Maildir/" in the home with env added, logging to log
+// (one log for several runs); it stops when the test ends.
+func startMTA(t *testing.T, h *sandbox.Home, log *sandbox.Log, env ...string) *sandbox.MTA {
 	t.Helper()
-	for i := 0; i < 3000; i++ {
-		if strings.Contains(m.log.String()[m.logStart:], "status: local") {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("qmail-send did not start:\n%s", m.log.String())
+	return h.StartMTA(t, sandbox.MTAOptions{Env: env, Log: log, Guard: time.Minute})
 }
-
-func startMTA(t *testing.T, h *sandbox.Home, log *logBuffer, env ...string) *mta {
-	t.Helper()
-	cmd := h.Command("qmail-start", "./Maildir/")
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stdout = log
-	cmd.Stderr = log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	m := &mta{h: h, cmd: cmd, log: log, done: make(chan error, 1), logStart: len(log.String())}
-	go func() { m.done <- cmd.Wait() }()
-	return m
-}
-
-// stop ends the MTA with SIGTERM, as a supervisor would, and waits for it.
-func (m *mta) stop(t *testing.T) {
-	t.Helper()
-	if m.exited {
-		return
-	}
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	m.wait(t)
-}
-
-func (m *mta) wait(t *testing.T) {
-	t.Helper()
-	if m.exited {
-		return
-	}
-	select {
-	case <-m.done:
-		m.exited = true
-	case <-time.After(60 * time.Second):
-		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		t.Fatalf("qmail-start did not exit; log:\n%s", m.log.String())
-	}
-}
-
-func (m *mta) signal(sig syscall.Signal) { m.cmd.Process.Signal(sig) }
 
 func newHome(t *testing.T, users ...string) *sandbox.Home {
 	t.Helper()
@@ -131,7 +55,7 @@ func submit(t *testing.T, h *sandbox.Home, from, to, subject string) {
 // waitQueueEmpty waits until qmail-send has finished every message: nothing left in
 // todo/ or info/. (A crash between removing info/ and qmail-clean's work leaves a mess/
 // file that the 36-hour cleanup removes, as in qmail.)
-func waitQueueEmpty(t *testing.T, h *sandbox.Home, log *logBuffer) {
+func waitQueueEmpty(t *testing.T, h *sandbox.Home, log *sandbox.Log) {
 	t.Helper()
 	q := h.Queue()
 	for i := 0; i < 3000; i++ {
@@ -155,9 +79,8 @@ func waitQueueEmpty(t *testing.T, h *sandbox.Home, log *logBuffer) {
 
 func TestEndToEndDelivery(t *testing.T) {
 	h := newHome(t, "alice")
-	log := &logBuffer{}
+	log := &sandbox.Log{}
 	m := startMTA(t, h, log)
-	defer m.stop(t)
 	submit(t, h, "someone@far.example", "alice@"+h.Domain, "first")
 	msgs := h.WaitMessages(t, "alice", 1)
 	if !bytes.Contains(msgs[0].Data, []byte("Subject: first\n")) ||
@@ -172,7 +95,7 @@ func TestEndToEndDelivery(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, l)
 		}
 	}
-	m.stop(t)
+	m.Stop()
 	if !strings.HasSuffix(log.String(), "status: exiting\n") {
 		t.Errorf("no clean exit:\n%s", log.String())
 	}
@@ -184,10 +107,9 @@ func TestRetryThenBounceThenDoubleBounce(t *testing.T) {
 	// comes after a few forced retries.
 	writeOwned(t, h, filepath.Join(h.UserHome("bob"), ".qmail"), "|exit 111\n", 0644)
 	writeOwned(t, h, filepath.Join(h.Dir, "control", "queuelifetime"), "2\n", 0644)
-	log := &logBuffer{}
+	log := &sandbox.Log{}
 	m := startMTA(t, h, log)
-	defer m.stop(t)
-	m.waitUp(t)
+	m.WaitLog("status: local")
 
 	submit(t, h, "alice@"+h.Domain, "bob@"+h.Domain, "to-bob")
 	// A bounce whose sender does not exist either: it bounces, and the double bounce
@@ -202,7 +124,7 @@ func TestRetryThenBounceThenDoubleBounce(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(300 * time.Millisecond):
-				m.signal(syscall.SIGALRM) // qmail-start passes it on to qmail-send
+				m.Signal(syscall.SIGALRM) // qmail-start passes it on to qmail-send
 			}
 		}
 	}()
@@ -285,9 +207,8 @@ func TestPicksUpQmailQueue(t *testing.T) {
 	os.WriteFile(q.Path("local", b), []byte("Dnobody-done@"+h.Domain+"\x00Talice@"+h.Domain+"\x00"), 0600)
 	own(q.Path("local", b), 0600)
 
-	log := &logBuffer{}
-	m := startMTA(t, h, log)
-	defer m.stop(t)
+	log := &sandbox.Log{}
+	startMTA(t, h, log)
 	msgs := h.WaitMessages(t, "alice", 2)
 	waitQueueEmpty(t, h, log)
 	var subjects []string
@@ -318,7 +239,7 @@ func TestRemoteThroughQMAILREMOTE(t *testing.T) {
 	}
 	os.WriteFile(script, []byte("#!/bin/sh\ncat > "+out+"/\"$3\"\nprintf 'r\\000Kfake remote took it for %s from %s\\000' \"$1\" \"$2\"\n"), 0755)
 
-	log := &logBuffer{}
+	log := &sandbox.Log{}
 	m := startMTA(t, h, log, "QMAILREMOTE=/nonexistent/qmail-remote")
 	submit(t, h, "alice@"+h.Domain, "bob@far.example", "remote-1")
 	for i := 0; i < 3000 && !strings.Contains(log.String(), ": deferral: Unable_to_run_qmail-remote./"); i++ {
@@ -341,12 +262,11 @@ func TestRemoteThroughQMAILREMOTE(t *testing.T) {
 	if err != nil || string(qs) != "messages in queue: 1\nmessages in queue but not yet preprocessed: 0\n" {
 		t.Errorf("qmail-qstat: %q %v", qs, err)
 	}
-	m.stop(t)
+	m.Stop()
 
 	m = startMTA(t, h, log, "QMAILREMOTE="+script)
-	defer m.stop(t)
-	m.waitUp(t)
-	m.signal(syscall.SIGALRM)
+	m.WaitLog("status: local")
+	m.Signal(syscall.SIGALRM)
 	waitQueueEmpty(t, h, log)
 	b, err := os.ReadFile(filepath.Join(out, "bob@far.example"))
 	if err != nil || !strings.Contains(string(b), "Subject: remote-1\n") {
@@ -361,20 +281,12 @@ func TestRemoteThroughQMAILREMOTE(t *testing.T) {
 // "qmail-start ./Maildir/ splogger qmail" does.
 func TestLoggerArgument(t *testing.T) {
 	h := newHome(t, "alice")
-	log := &logBuffer{}
-	cmd := h.Command("qmail-start", "./Maildir/", "sed", "-u", "s/^/LOGGED: /")
-	cmd.Stdout = log
-	cmd.Stderr = log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	m := &mta{h: h, cmd: cmd, log: log, done: make(chan error, 1)}
-	go func() { m.done <- cmd.Wait() }()
-	defer m.stop(t)
+	log := &sandbox.Log{}
+	m := h.StartMTA(t, sandbox.MTAOptions{Args: []string{"./Maildir/", "sed", "-u", "s/^/LOGGED: /"}, Log: log, Guard: time.Minute})
 	submit(t, h, "x@far.example", "alice@"+h.Domain, "logged")
 	h.WaitMessages(t, "alice", 1)
 	waitQueueEmpty(t, h, log)
-	m.stop(t)
+	m.Stop()
 	l := log.String()
 	if !strings.Contains(l, "LOGGED: status: local 0/10 remote 0/20\n") || !strings.Contains(l, "LOGGED: end msg ") ||
 		!strings.HasSuffix(l, "LOGGED: status: exiting\n") {

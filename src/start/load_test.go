@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/notqmail/notqmail/src/sandbox"
 )
 
 // TestBacklogDrains queues a backlog while qmail-send is down, then starts the MTA:
@@ -17,10 +19,9 @@ func TestBacklogDrains(t *testing.T) {
 	for i := 0; i < n; i++ {
 		submit(t, h, "load@far.example", "alice@"+h.Domain, fmt.Sprintf("load-%d", i))
 	}
-	log := &logBuffer{}
+	log := &sandbox.Log{}
 	start := time.Now()
-	m := startMTA(t, h, log)
-	defer m.stop(t)
+	startMTA(t, h, log)
 	msgs := h.WaitMessages(t, "alice", n)
 	waitQueueEmpty(t, h, log)
 	if len(msgs) != n {
