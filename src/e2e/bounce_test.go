@@ -51,9 +51,9 @@ func TestRetryBounceDoubleBounce(t *testing.T) {
 	}
 
 	attempts := filepath.Join(home, "attempts")
-	m.waitFor("the first attempt", func() bool { return lineCount(attempts) >= 1 })
-	m.waitFor("the permanent failure's bounce", func() bool { return countFiles(h.Maildir("alice")) >= 1 })
-	m.waitFor("the double bounce", func() bool { return countFiles(h.Maildir("alias")) >= 1 })
+	m.WaitFor("the first attempt", func() bool { return lineCount(attempts) >= 1 })
+	m.WaitFor("the permanent failure's bounce", func() bool { return countFiles(h.Maildir("alice")) >= 1 })
+	m.WaitFor("the double bounce", func() bool { return countFiles(h.Maildir("alias")) >= 1 })
 
 	bounces := maildirFiles(t, h.Maildir("alice"))
 	if len(bounces) != 1 {
@@ -84,13 +84,13 @@ func TestRetryBounceDoubleBounce(t *testing.T) {
 	}
 
 	// Retries: each SIGALRM makes qmail-send try again now.
-	m.alarm()
-	m.waitFor("the second attempt", func() bool { return lineCount(attempts) >= 2 })
+	m.Alarm()
+	m.WaitFor("the second attempt", func() bool { return lineCount(attempts) >= 2 })
 	t.Logf("second attempt after %v", time.Since(injected))
 	// After the lifetime, one last try turns the temporary failure into a bounce.
 	time.Sleep(time.Until(injected.Add((lifetime + 2) * time.Second)))
-	m.alarm()
-	m.waitFor("the bounce after the lifetime", func() bool { return countFiles(h.Maildir("alice")) >= 2 })
+	m.Alarm()
+	m.WaitFor("the bounce after the lifetime", func() bool { return countFiles(h.Maildir("alice")) >= 2 })
 	t.Logf("bounced after %v", time.Since(injected))
 	// Normally three: the first, the SIGALRM retry, and the last try after the
 	// lifetime; two if a loaded machine got to the retry after the lifetime.
@@ -104,11 +104,11 @@ func TestRetryBounceDoubleBounce(t *testing.T) {
 		}
 	}
 	checkBounce(t, late, "alice@"+domain, "alice-tempfail@"+domain, "not now", "Subject: try later\n")
-	m.waitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	m.WaitFor("the queue to empty", func() bool { return queueEmpty(h) })
 	t.Logf("queue empty after %v", time.Since(injected))
-	m.stop()
+	stop(t, m)
 	t.Logf("stopped after %v", time.Since(injected))
-	if log := m.log.String(); !strings.Contains(log, "deferral") || !strings.Contains(log, "failure") {
+	if log := m.Log().String(); !strings.Contains(log, "deferral") || !strings.Contains(log, "failure") {
 		t.Errorf("qmail-send's log lacks deferral and failure lines:\n%s", log)
 	}
 }

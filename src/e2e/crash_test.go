@@ -122,47 +122,6 @@ func runQueue(t *testing.T, h *sandbox.Home, rng *rand.Rand, m *crashMsg, span t
 	return took
 }
 
-// crashMTA is a qmail-start in its own process group.
-type crashMTA struct {
-	cmd    *exec.Cmd
-	done   chan error
-	waited bool
-}
-
-// startCrashMTA starts qmail-start; if the test ends while it runs (a failure), its
-// whole group is killed, so that no daemon outlives the test.
-func startCrashMTA(t *testing.T, h *sandbox.Home, log io.Writer) *crashMTA {
-	t.Helper()
-	cmd := h.Command("qmail-start", "./Maildir/")
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	m := &crashMTA{cmd: cmd, done: make(chan error, 1)}
-	go func() { m.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if !m.waited {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-m.done
-		}
-	})
-	return m
-}
-
-// wait waits for qmail-start to exit, killing its group after the guard.
-func (m *crashMTA) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err := <-m.done:
-		m.waited = true
-		return err
-	case <-time.After(guard):
-		t.Fatal("qmail-start did not exit")
-	}
-	return nil
-}
-
 // queueFiles lists the files left in a queue directory's subdirectory (split or not).
 func queueFiles(dir string) []string {
 	var files []string
@@ -203,7 +162,7 @@ func TestCrashSafetyQueueAndSend(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 3))
-	log := &syncBuffer{}
+	log := &sandbox.Log{}
 	began := time.Now()
 
 	var msgs []*crashMsg
@@ -211,7 +170,9 @@ func TestCrashSafetyQueueAndSend(t *testing.T) {
 	span := 5 * time.Millisecond
 	sendKills, groupKills := 0, 0
 	for r := 0; r < rounds; r++ {
-		m := startCrashMTA(t, h, log)
+		// If the test ends while it runs (a failure), its whole group is killed, so that
+		// no daemon outlives the test.
+		m := h.StartMTA(t, sandbox.MTAOptions{Log: log, Guard: guard})
 		for i := 0; i < perRound; i++ {
 			var body strings.Builder
 			body.WriteString("\n")
@@ -234,14 +195,14 @@ func TestCrashSafetyQueueAndSend(t *testing.T) {
 			msgs = append(msgs, cm)
 		}
 		time.Sleep(time.Duration(rng.IntN(30000)) * time.Microsecond)
-		if pid := children(m.cmd.Process.Pid)["qmail-send"]; pid > 0 && rng.IntN(2) == 0 {
+		if pid := m.SendPID(); pid > 0 && rng.IntN(2) == 0 {
 			syscall.Kill(pid, syscall.SIGKILL)
 			sendKills++
+			m.Wait()
 		} else {
-			syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+			m.Kill()
 			groupKills++
 		}
-		m.wait(t)
 	}
 	t.Logf("%d rounds in %v: qmail-send killed alone %d times, with the whole MTA %d times",
 		rounds, time.Since(began), sendKills, groupKills)
@@ -278,7 +239,7 @@ func TestCrashSafetyQueueAndSend(t *testing.T) {
 	}
 
 	finalStart := time.Now()
-	m := startCrashMTA(t, h, log)
+	m := h.StartMTA(t, sandbox.MTAOptions{Log: log, Guard: guard})
 	// Wait until the queue is empty: every delivery is made before its message leaves
 	// info/, so then the Maildir holds everything that will ever arrive.
 	deadline := time.Now().Add(guard)
@@ -290,24 +251,18 @@ func TestCrashSafetyQueueAndSend(t *testing.T) {
 		if len(left) == 0 {
 			break
 		}
-		select {
-		case err := <-m.done:
-			m.waited = true
-			t.Fatalf("qmail-start exited: %v\nlog:\n%s", err, log.String())
-		default:
-		}
+		m.Running()
 		if time.Now().After(deadline) {
 			t.Fatalf("after %v, left in the queue: %q\nlog:\n%s", guard, left, log.String())
 		}
 		if polls%20 == 0 {
 			// A safety net: qmail-send tries every message at startup anyway.
-			m.cmd.Process.Signal(syscall.SIGALRM)
+			m.Signal(syscall.SIGALRM)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("the final run delivered the rest and cleaned the queue in %v", time.Since(finalStart))
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	if err := m.wait(t); err != nil {
+	if err := m.Stop(); err != nil {
 		t.Errorf("qmail-start after SIGTERM: %v", err)
 	}
 

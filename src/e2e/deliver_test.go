@@ -176,8 +176,8 @@ func TestThousandMessages(t *testing.T) {
 	needDaemons(t, h)
 	start = time.Now()
 	m := startMTA(t, h)
-	m.waitFor("the queue to empty", func() bool { return queueEmpty(h) })
-	m.stop()
+	m.WaitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	stop(t, m)
 	t.Logf("delivered in %v", time.Since(start))
 	checkDeliveries(t, h)
 }

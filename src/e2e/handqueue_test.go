@@ -118,14 +118,14 @@ func TestHandWrittenQueue(t *testing.T) {
 	hq.write(hq.path("local", half), "Dalice@"+domain+"\x00Tbob@"+domain+"\x00", 0600)
 
 	m := startMTA(t, h)
-	m.waitFor("two messages for bob", func() bool { return countFiles(h.Maildir("bob")) >= 2 })
-	m.waitFor("one message for alice", func() bool { return countFiles(h.Maildir("alice")) >= 1 })
-	m.waitFor("the accepted messages to leave the queue", func() bool {
+	m.WaitFor("two messages for bob", func() bool { return countFiles(h.Maildir("bob")) >= 2 })
+	m.WaitFor("one message for alice", func() bool { return countFiles(h.Maildir("alice")) >= 1 })
+	m.WaitFor("the accepted messages to leave the queue", func() bool {
 		_, e1 := os.Stat(hq.path("mess", queued))
 		_, e3 := os.Stat(hq.path("mess", half))
 		return os.IsNotExist(e1) && os.IsNotExist(e3)
 	})
-	m.stop()
+	stop(t, m)
 
 	alice := maildirFiles(t, h.Maildir("alice"))
 	if len(alice) != 1 || !strings.Contains(alice[0], "Subject: hand queued\n") {

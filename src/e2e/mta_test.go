@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,105 +43,20 @@ func needDaemons(t *testing.T, h *sandbox.Home) {
 	t.Skip(msg)
 }
 
-// syncBuffer collects qmail-send's log while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// mta is a running qmail-start: after its exec, its process is qmail-send.
-type mta struct {
-	t        *testing.T
-	cmd      *exec.Cmd
-	log      *syncBuffer
-	exited   chan struct{}
-	err      error // qmail-send's exit status, once exited is closed
-	stopOnce sync.Once
-}
-
 // startMTA runs "qmail-start ./Maildir/" in the home, with qmail-send's log (no
 // logger argument) on qmail-start's standard output, as boot/home does under
 // supervise.
-func startMTA(t *testing.T, h *sandbox.Home) *mta {
+func startMTA(t *testing.T, h *sandbox.Home) *sandbox.MTA {
 	t.Helper()
-	m := &mta{t: t, log: &syncBuffer{}, exited: make(chan struct{})}
-	m.cmd = h.Command("qmail-start", "./Maildir/")
-	m.cmd.Stdout = m.log
-	m.cmd.Stderr = m.log
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("qmail-start: %v", err)
-	}
-	go func() {
-		m.err = m.cmd.Wait()
-		close(m.exited)
-	}()
-	t.Cleanup(m.stop)
-	return m
+	return h.StartMTA(t, sandbox.MTAOptions{Guard: guard})
 }
 
-// alarm sends SIGALRM to qmail-send: retry everything now.
-func (m *mta) alarm() {
-	m.t.Helper()
-	m.running()
-	if err := m.cmd.Process.Signal(syscall.SIGALRM); err != nil {
-		m.t.Fatalf("SIGALRM to qmail-send: %v", err)
-	}
-}
-
-// stop sends SIGTERM and waits for qmail-send to finish its deliveries and exit.
-func (m *mta) stop() {
-	m.stopOnce.Do(func() {
-		select {
-		case <-m.exited:
-			return // running() reported it
-		default:
-		}
-		m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-m.exited:
-			if m.err != nil {
-				m.t.Errorf("qmail-send did not exit cleanly on SIGTERM: %v\nlog:\n%s", m.err, m.log.String())
-			}
-		case <-time.After(guard):
-			m.cmd.Process.Kill()
-			<-m.exited
-			m.t.Errorf("qmail-send ignored SIGTERM\nlog:\n%s", m.log.String())
-		}
-	})
-}
-
-// running fails the test if qmail-send has exited.
-func (m *mta) running() {
-	m.t.Helper()
-	select {
-	case <-m.exited:
-		m.t.Fatalf("qmail-send exited: %v\nlog:\n%s", m.err, m.log.String())
-	default:
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after the guard.
-func (m *mta) waitFor(what string, cond func() bool) {
-	m.t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		m.running()
-		if time.Now().After(deadline) {
-			m.t.Fatalf("waited %v for %s\nlog:\n%s", guard, what, m.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+// stop sends SIGTERM and waits for qmail-send to finish its deliveries and exit
+// cleanly.
+func stop(t *testing.T, m *sandbox.MTA) {
+	t.Helper()
+	if err := m.Stop(); err != nil {
+		t.Errorf("qmail-send did not exit cleanly on SIGTERM: %v\nlog:\n%s", err, m.Log().String())
 	}
 }
 

@@ -206,31 +206,6 @@ func procIDs(pid int) (uid, gid, groups string, err error) {
 // four is a /proc status id line: real, effective, saved and filesystem id.
 func four(id string) string { return id + " " + id + " " + id + " " + id }
 
-// children maps the command names of a process's children to their pids.
-func children(ppid int) map[string]int {
-	m := map[string]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		if f := strings.Fields(s[close+1:]); len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			m[s[open+1:close]] = pid
-		}
-	}
-	return m
-}
-
 func TestRootMode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("root mode needs root: it creates qmail's users and runs every privilege step (the sandbox tests cover the rest)")
@@ -360,8 +335,8 @@ func TestRootMode(t *testing.T) {
 	if err := queue.Create(filepath.Join(dir, "queue"), queue.DefaultSplit, owners); err != nil {
 		t.Fatal(err)
 	}
-	// h gives the sandbox helpers (Command, Env, Queue, Messages) this home; it is
-	// owned by root, so no program takes sandbox mode.
+	// h gives the sandbox helpers (Command, Env, Queue, Messages, StartMTA) this home;
+	// it is owned by root, so no program takes sandbox mode.
 	h := &sandbox.Home{Dir: dir, Bin: bin, Domain: rootDomain}
 	q := h.Queue()
 	rcpt := rootRecipient + "@" + rootDomain
@@ -426,66 +401,22 @@ func TestRootMode(t *testing.T) {
 	}
 
 	// First run: deliveries held (concurrency 0), so the preprocessed messages stay.
-	log := &syncBuffer{}
-	start := func(env ...string) (*exec.Cmd, chan error) {
+	log := &sandbox.Log{}
+	start := func(env ...string) *sandbox.MTA {
 		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, "qmail-start"), "./Maildir/", "cat")
-		cmd.Env = append(h.Env(), env...)
-		cmd.Dir = "/"
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		exited := make(chan struct{})
-		go func() {
-			err := cmd.Wait()
-			close(exited)
-			done <- err
-		}()
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(guard):
-				cmd.Process.Kill()
-			}
-		})
-		return cmd, done
+		return h.StartMTA(t, sandbox.MTAOptions{Args: []string{"./Maildir/", "cat"}, Env: env, Dir: "/", Log: log, Guard: guard})
 	}
-	waitFor := func(what string, done chan error, cond func() bool) {
+	stop := func(m *sandbox.MTA) {
 		t.Helper()
-		deadline := time.Now().Add(guard)
-		for !cond() {
-			select {
-			case err := <-done:
-				t.Fatalf("qmail-start exited (%v) while waiting for %s\nlog:\n%s", err, what, log.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("waited %v for %s\nlog:\n%s", guard, what, log.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	stop := func(cmd *exec.Cmd, done chan error) {
-		t.Helper()
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("qmail-start after SIGTERM: %v\nlog:\n%s", err, log.String())
-			}
-		case <-time.After(guard):
-			cmd.Process.Kill()
-			t.Fatalf("qmail-start ignored SIGTERM\nlog:\n%s", log.String())
+		if err := m.Stop(); err != nil {
+			t.Errorf("qmail-start after SIGTERM: %v\nlog:\n%s", err, log.String())
 		}
 	}
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 
 	t.Logf("queued after %v", time.Since(began))
-	cmd, done := start()
-	waitFor("the preprocessing", done, func() bool {
+	m := start()
+	m.WaitFor("the preprocessing", func() bool {
 		ids, _ := q.Todo()
 		if len(ids) > 0 || !strings.Contains(log.String(), "status: local 0/0 remote 0/0") {
 			return false
@@ -498,7 +429,7 @@ func TestRootMode(t *testing.T) {
 		return exists(q.Path("remote", byToken["root-mode-inject"]))
 	})
 	// The daemons' ids, as qmail-start hands them out (reference §1.2).
-	kids := children(cmd.Process.Pid)
+	kids := m.Children()
 	qg := strconv.Itoa(qmailGID)
 	ng := strconv.Itoa(nofilesGID)
 	for _, want := range []struct {
@@ -525,7 +456,7 @@ func TestRootMode(t *testing.T) {
 			t.Errorf("%s runs as uid %q gid %q groups %q (%v), want uid %q gid %q groups %q", want.name, u, g, gs, err, wu, wg, want.groups)
 		}
 	}
-	if u, g, _, err := procIDs(cmd.Process.Pid); err != nil || u != "0 0 0 0" || g != four(qg) {
+	if u, g, _, err := procIDs(m.PID()); err != nil || u != "0 0 0 0" || g != four(qg) {
 		t.Errorf("qmail-start runs as uid %q gid %q (%v), want root with gid qmail", u, g, err)
 	}
 	// Held in the queue: mess/ still qmailq's, info/ local/ remote/ qmail-send's own
@@ -560,18 +491,18 @@ func TestRootMode(t *testing.T) {
 	if n := countFiles(h.Maildir(rootRecipient)); n != 0 {
 		t.Errorf("%d deliveries while concurrencylocal is 0", n)
 	}
-	stop(cmd, done)
+	stop(m)
 	t.Logf("first run done after %v", time.Since(began))
 
 	// Second run: deliveries allowed; remote ones through the fake qmail-remote.
 	for _, c := range []string{"concurrencylocal", "concurrencyremote"} {
 		os.Remove(filepath.Join(dir, "control", c))
 	}
-	cmd, done = start("QMAILREMOTE=" + fakeRemote)
-	waitFor("the deliveries, the bounce and the double bounce", done, func() bool {
+	m = start("QMAILREMOTE=" + fakeRemote)
+	m.WaitFor("the deliveries, the bounce and the double bounce", func() bool {
 		return countFiles(h.Maildir(rootRecipient)) >= 4 && countFiles(h.Maildir("alias")) >= 1 && queueEmpty(h)
 	})
-	stop(cmd, done)
+	stop(m)
 	t.Logf("second run done after %v", time.Since(began))
 
 	// Every delivered file belongs to its recipient.
