@@ -126,6 +126,16 @@ func Run(ctx context.Context, o Options) error {
 	// -count=1: many tests run binaries built outside go test's view (the sandbox
 	// binaries), so a cached pass could hide a change to the programs they run.
 	steps = append(steps, step{"go test ./...", []string{"test", "-count=1", "./..."}})
+	// Then every fuzz target searches past its kept corpus for a short while.
+	if d := fuzzTime(); d != "" {
+		targets, err := FuzzTargets(o.Root)
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			steps = append(steps, step{"fuzz " + t.Dir + " " + t.Name + " (" + d + ")", fuzzArgs(t, d)})
+		}
+	}
 	// Last, the distribution matrix's CI row: the packages installed and run in a
 	// Debian root. It needs root; its report goes under build/, not over the committed
 	// distros/ files.
