@@ -259,6 +259,16 @@ step_sendmail() {
 	fail "the sink got nothing after ${WAIT}s"
 }
 
+# queue_direct SUBJECT TEXT queues a message for the test user with qmail-queue itself
+# (message on fd 0, envelope on fd 1), as scripts that call qmail-queue do: it must
+# wait in the queue while the MTA is stopped, and no address rewriting by qmail-inject
+# (defaulthost, defaultdomain: the site's business) may send it elsewhere.
+queue_direct() {
+	printf 'To: %s@%s\nSubject: %s\n\n%s\n' "$KIT_USER" "$(me)" "$1" "$2" >$STATE/queue-msg
+	printf 'Fmatrix@example.org\000T%s@%s\000\000' "$KIT_USER" "$(me)" >$STATE/queue-env
+	$QMAIL/bin/qmail-queue <$STATE/queue-msg 1<$STATE/queue-env
+}
+
 # upgrade runs in a root of its own: the previous build, a site's edits and a queued
 # message, then the build under test over it.
 step_upgrade() {
@@ -270,10 +280,7 @@ step_upgrade() {
 	echo 4000000 >$CONTROL/databytes
 	cp $CONTROL/defaultdelivery $STATE/defaultdelivery.edited
 	# Queued while the MTA is stopped, so it waits in the queue across the upgrade.
-	# Fully qualified: how qmail-inject completes a bare name depends on defaulthost
-	# and defaultdomain, which are the site's business.
-	printf 'To: %s@%s\nSubject: matrix queued\n\nQueued before the upgrade.\n' "$KIT_USER" "$(me)" |
-		$QMAIL/bin/sendmail -t || fail "cannot queue a message with the previous build"
+	queue_direct "matrix queued" "Queued before the upgrade." || fail "cannot queue a message with the previous build's qmail-queue"
 	before=$(queued_count)
 	[ "$before" -ge 1 ] || fail "the queued message is not in $QMAIL/queue/mess"
 	install_pkg "$KIT_PKG" || fail "upgrading from $from failed"
@@ -294,8 +301,7 @@ step_remove() {
 	stop_mta
 	pkg_installed || fail "notqmail is not installed"
 	echo "kept@example.org" >$CONTROL/matrix-kept
-	printf 'To: %s@%s\nSubject: matrix kept\n\nQueued before removal.\n' "$KIT_USER" "$(me)" |
-		$QMAIL/bin/sendmail -t || fail "cannot queue a message"
+	queue_direct "matrix kept" "Queued before removal." || fail "cannot queue a message"
 	before=$(queued_count)
 	case $KIT_FORMAT in
 	deb) DEBIAN_FRONTEND=noninteractive run apt-get remove -y notqmail ;;
