@@ -1,17 +1,14 @@
 package remote
 
 import (
-	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,9 +72,9 @@ func TestSandboxManyToSink(t *testing.T) {
 	queued := time.Now()
 	t.Logf("queued %d messages in %v", n, queued.Sub(begin))
 
-	m := startMTA(t, h)
-	m.waitFor("the queue to empty", func() bool { return queueEmpty(h) })
-	m.stop()
+	m := h.StartMTA(t, sandbox.MTAOptions{Guard: guard})
+	m.WaitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	m.Stop()
 	t.Logf("delivered %d messages in %v", n, time.Since(queued))
 
 	got := s.Messages(t)
@@ -101,8 +98,8 @@ func TestSandboxManyToSink(t *testing.T) {
 	if len(got) != n {
 		t.Errorf("smtp-sink captured %d messages, want %d", len(got), n)
 	}
-	if c := strings.Count(m.log.String(), "success: 127.0.0.1_accepted_message."); c != n && t.Failed() {
-		t.Logf("qmail-send logged %d successes\n%s", c, tail(m.log.String()))
+	if c := strings.Count(m.Log().String(), "success: 127.0.0.1_accepted_message."); c != n && t.Failed() {
+		t.Logf("qmail-send logged %d successes\n%s", c, tail(m.Log().String()))
 	}
 }
 
@@ -119,23 +116,6 @@ func queueEmpty(h *sandbox.Home) bool {
 		return nil
 	})
 	return empty
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string) string {
@@ -165,63 +145,6 @@ func writeOwned(t *testing.T, h *sandbox.Home, rel, text string) {
 	os.Chown(p, h.UID, h.GID)
 }
 
-// mta is a running qmail-start (then qmail-send) in a sandbox home.
-type mta struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	log    *syncBuffer
-	exited chan struct{} // closed when qmail-send has exited, err then set
-	err    error
-	once   sync.Once
-}
-
-func startMTA(t *testing.T, h *sandbox.Home) *mta {
-	t.Helper()
-	m := &mta{t: t, log: &syncBuffer{}, exited: make(chan struct{})}
-	m.cmd = h.Command("qmail-start", "./Maildir/")
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		m.err = m.cmd.Wait()
-		close(m.exited)
-	}()
-	t.Cleanup(m.stop)
-	return m
-}
-
-// stop sends SIGTERM and waits for qmail-send to exit.
-func (m *mta) stop() {
-	m.once.Do(func() {
-		m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-m.exited:
-		case <-time.After(guard):
-			m.cmd.Process.Kill()
-			<-m.exited
-			m.t.Errorf("qmail-send ignored SIGTERM\n%s", tail(m.log.String()))
-		}
-	})
-}
-
-// waitFor polls cond until it holds; the guard turns a hang into a failure.
-func (m *mta) waitFor(what string, cond func() bool) {
-	m.t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		select {
-		case <-m.exited:
-			m.t.Fatalf("qmail-send exited: %v\n%s", m.err, tail(m.log.String()))
-		default:
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("waited %v for %s\n%s", guard, what, tail(m.log.String()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestSandboxPostfixRetryAndBounce sends through the whole MTA to Postfix: an
 // accepted recipient is delivered, a 4xx leaves the message queued for a retry, and a
 // 5xx bounces to the sender's Maildir with Postfix's words in it.
@@ -237,11 +160,11 @@ func TestSandboxPostfixRetryAndBounce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := startMTA(t, h)
-	logHas := func(s string) func() bool { return func() bool { return strings.Contains(m.log.String(), s) } }
-	m.waitFor("the delivery to Postfix", logHas("success: 127.0.0.1_accepted_message./Remote_host_said:_250_2.0.0_Ok:_queued_as_"))
-	m.waitFor("the deferral", logHas("deferral: 127.0.0.1_does_not_like_recipient./Remote_host_said:_450_4.2.0_<temp@example.test>"))
-	m.waitFor("the failure", logHas("failure: 127.0.0.1_does_not_like_recipient./Remote_host_said:_550_5.1.1_<perm@example.test>"))
+	m := h.StartMTA(t, sandbox.MTAOptions{Guard: guard})
+	logHas := func(s string) func() bool { return func() bool { return strings.Contains(m.Log().String(), s) } }
+	m.WaitFor("the delivery to Postfix", logHas("success: 127.0.0.1_accepted_message./Remote_host_said:_250_2.0.0_Ok:_queued_as_"))
+	m.WaitFor("the deferral", logHas("deferral: 127.0.0.1_does_not_like_recipient./Remote_host_said:_450_4.2.0_<temp@example.test>"))
+	m.WaitFor("the failure", logHas("failure: 127.0.0.1_does_not_like_recipient./Remote_host_said:_550_5.1.1_<perm@example.test>"))
 	msgs := h.WaitMessages(t, "alice", 1)
 	bounce := string(msgs[0].Data)
 	for _, want := range []string{"<perm@example.test>:", "550 5.1.1 <perm@example.test>: Recipient address rejected: no such user here", "TLS unverified"} {
@@ -249,9 +172,9 @@ func TestSandboxPostfixRetryAndBounce(t *testing.T) {
 			t.Errorf("bounce lacks %q:\n%s", want, bounce)
 		}
 	}
-	m.stop()
+	m.Stop()
 	// The deferred message is still queued for its retry.
 	if queueEmpty(h) {
-		t.Errorf("the 4xx message left the queue\n%s", tail(m.log.String()))
+		t.Errorf("the 4xx message left the queue\n%s", tail(m.Log().String()))
 	}
 }
