@@ -2,7 +2,6 @@ package send
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/notqmail/notqmail/src/clean"
 	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/sandbox"
 )
 
 // fakeSpawner answers spawn commands like qmail-lspawn/rspawn would, deciding by the
@@ -119,23 +119,6 @@ func (r *recordingInjector) all() []injected {
 	return append([]injected(nil), r.msgs...)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // makeQueue builds an empty queue the way qmail's install does.
 func makeQueue(t *testing.T) queue.Queue {
 	t.Helper()
@@ -178,7 +161,7 @@ func enqueue(t *testing.T, q queue.Queue, sender string, recips ...string) uint6
 type harness struct {
 	q       queue.Queue
 	d       *Daemon
-	log     *syncBuffer
+	log     *sandbox.Log
 	spawn   [nchan]*fakeSpawner
 	inj     *recordingInjector
 	trigger chan struct{}
@@ -193,7 +176,7 @@ func startDaemon(t *testing.T, q queue.Queue, lifetime int64) *harness {
 
 func startDaemonWith(t *testing.T, q queue.Queue, lifetime int64, conc [nchan]int) *harness {
 	t.Helper()
-	h := &harness{q: q, log: &syncBuffer{}, inj: &recordingInjector{}, trigger: make(chan struct{}, 1),
+	h := &harness{q: q, log: &sandbox.Log{}, inj: &recordingInjector{}, trigger: make(chan struct{}, 1),
 		sigs: make(chan os.Signal, 4), done: make(chan error, 1)}
 	rw := &Rewriter{EnvNoAtHost: "here.example", Locals: map[string]bool{"here.example": true},
 		PercentHack: map[string]bool{}, VirtualDoms: map[string]string{"virt.example": "v"}}
@@ -456,7 +439,7 @@ func TestSingleInstance(t *testing.T) {
 	q := makeQueue(t)
 	h := startDaemon(t, q, 604800)
 	waitFor(t, h, "start", func() bool { return strings.Contains(h.log.String(), "status:") })
-	h2 := &harness{log: &syncBuffer{}}
+	h2 := &harness{log: &sandbox.Log{}}
 	d := &Daemon{Queue: q, Log: Logger{W: h2.log}}
 	if err := d.Run(); err == nil {
 		t.Fatal("second qmail-send ran")

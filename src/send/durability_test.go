@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/notqmail/notqmail/src/sandbox"
 )
 
 // syncRecorder replaces fsync and records, for each sync, the file's name and what
@@ -64,7 +66,7 @@ func TestBounceRecordSyncedBeforeMarkDone(t *testing.T) {
 		}
 	}
 	recordSyncs(t, r)
-	d := &Daemon{Queue: q, Config: &Config{Rewriter: &Rewriter{}}, Log: Logger{W: &syncBuffer{}}}
+	d := &Daemon{Queue: q, Config: &Config{Rewriter: &Rewriter{}}, Log: Logger{W: &sandbox.Log{}}}
 	d.addBounce(id, "perm@here.example", "Sorry.\n")
 	d.markDone(Local, id, 0)
 	if !r.synced(q.Path("bounce", id)) {
