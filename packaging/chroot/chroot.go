@@ -359,3 +359,27 @@ func hasCredentialsFlag(entry string) bool {
 	}
 	return false
 }
+
+// Sweep removes roots an interrupted run left under parent: it kills what still runs
+// in each, unmounts its /proc and removes it, the same way Close does.
+func Sweep(parent string) error {
+	ents, err := os.ReadDir(parent)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "root-") {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		r := &Root{Dir: dir, mounted: mountsUnder(dir)}
+		if err := r.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -70,7 +71,8 @@ func TestRootLifecycle(t *testing.T) {
 	if code, err := r.Run(ctx, nil, &out, "sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo started"); err != nil || code != 0 {
 		t.Fatalf("background start: %d %v %s", code, err, out.String())
 	}
-	if err := r.Close(); err != nil {
+	// An interrupted run leaves its root behind; Sweep kills, unmounts and removes it.
+	if err := Sweep(filepath.Dir(r.Dir)); err != nil {
 		t.Fatal(err)
 	}
 	closed = true
