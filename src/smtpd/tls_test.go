@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +17,6 @@ import (
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/sandbox"
 )
-
-// syncBuffer is a log several goroutines write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // testStore is a certificate store with a default certificate for mx.example.org
 // and an SNI one for two.example.com.
@@ -115,7 +96,7 @@ func TestAuthRefusedOnPlainText(t *testing.T) {
 	q := &memQueue{}
 	cfg := testConfig(q)
 	cfg.Auth = acceptAlice
-	var log syncBuffer
+	var log sandbox.Log
 	cfg.Log = &log
 	out := dialog(t, cfg, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nAUTH LOGIN\r\n"+
 		"MAIL FROM:<alice@example.org> AUTH=<>\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<u@far.example>\r\n")
@@ -136,7 +117,7 @@ func TestAuthRefusedOnPlainText(t *testing.T) {
 func TestStartTLSSession(t *testing.T) {
 	st, ca := testStore(t)
 	q := &memQueue{}
-	var log syncBuffer
+	var log sandbox.Log
 	addr := serve(t, func() *Config {
 		cfg := testConfig(q)
 		cfg.TLS = st.Config()
@@ -239,7 +220,7 @@ func TestImplicitTLSSNI(t *testing.T) {
 // our certificate end the session with a log line saying why.
 func TestHandshakeFailures(t *testing.T) {
 	st, _ := testStore(t)
-	var log syncBuffer
+	var log sandbox.Log
 	addr := serve(t, func() *Config {
 		cfg := testConfig(&memQueue{})
 		cfg.TLS, cfg.ImplicitTLS = st.Config(), true
@@ -371,7 +352,7 @@ func chownAll(t *testing.T, h *sandbox.Home, p string) {
 // connects to the TLS port and never starts the handshake.
 func TestTLSIdleClientTimesOut(t *testing.T) {
 	st, ca := testStore(t)
-	var log syncBuffer
+	var log sandbox.Log
 	addr := serve(t, func() *Config {
 		cfg := testConfig(&memQueue{})
 		cfg.TLS, cfg.ImplicitTLS, cfg.Timeout, cfg.Log = st.Config(), true, 200*time.Millisecond, &log
