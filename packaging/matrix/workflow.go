@@ -58,7 +58,9 @@ func Workflow(rows []Row) (string, error) {
 	w("    steps:")
 	checkout()
 	w("      - run: %s", tools)
-	w("      - run: sudo --preserve-env=PATH,HOME,GOPATH,GOCACHE,GOMODCACHE go run mage.go matrix %s", every.Name)
+	// sudo resets PATH (secure_path): hand setup-go's toolchain and caches over explicitly.
+	asRoot := `sudo env "PATH=$PATH" "GOCACHE=$(go env GOCACHE)" "GOMODCACHE=$(go env GOMODCACHE)" go run mage.go matrix `
+	w("      - run: %s%s", asRoot, every.Name)
 	w("      - if: always()")
 	w("        uses: actions/upload-artifact@v4")
 	w("        with:")
@@ -75,7 +77,7 @@ func Workflow(rows []Row) (string, error) {
 	w("    steps:")
 	checkout()
 	w("      - run: %s", tools)
-	w("      - run: sudo --preserve-env=PATH,HOME,GOPATH,GOCACHE,GOMODCACHE go run mage.go matrix all")
+	w("      - run: %sall", asRoot)
 	w("      - if: always()")
 	w("        uses: actions/upload-artifact@v4")
 	w("        with:")
