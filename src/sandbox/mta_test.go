@@ -63,10 +63,14 @@ func TestMTADeliversAndStops(t *testing.T) {
 	if pid := m.SendPID(); pid == 0 || kids["qmail-send"] != pid || kids["qmail-lspawn"] == 0 {
 		t.Errorf("SendPID %d, children %v", pid, kids)
 	}
+	if !h.QueueEmpty() {
+		t.Error("QueueEmpty false before any message")
+	}
 	if err := h.Submit(strings.NewReader("Subject: mta\n\nhi\n"), "x@far.example", []string{"alice@" + h.Domain}); err != nil {
 		t.Fatal(err)
 	}
 	h.WaitMessages(t, "alice", 1)
+	m.WaitFor("the queue to empty", h.QueueEmpty)
 	m.Alarm()
 	m.WaitFor("the end of the delivery", func() bool { return strings.Contains(m.Output(), "end msg ") })
 	m.Running()
@@ -87,8 +91,18 @@ func TestMTADeliversAndStops(t *testing.T) {
 func TestMTAKillTakesTheGroup(t *testing.T) {
 	h := New(t, Options{})
 	needMTA(t, h)
+	// A remote message, which the missing qmail-remote holds in the queue.
+	if err := h.Submit(strings.NewReader("Subject: held\n\nhi\n"), "alice@"+h.Domain, []string{"bob@far.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if h.QueueEmpty() {
+		t.Error("QueueEmpty with a message in todo/")
+	}
 	m := h.StartMTA(t, MTAOptions{Env: []string{"QMAILREMOTE=/nonexistent"}, Guard: time.Minute})
-	m.WaitLog("status: local")
+	m.WaitLog("deferral: ")
+	if h.QueueEmpty() {
+		t.Error("QueueEmpty with a deferred message")
+	}
 	kids := m.Children()
 	m.Kill()
 	if exited, err := m.Exited(); !exited || err == nil {

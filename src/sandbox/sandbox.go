@@ -325,6 +325,24 @@ func (h *Home) Command(prog string, args ...string) *exec.Cmd {
 // Queue returns the home's queue.
 func (h *Home) Queue() queue.Queue { return queue.Open(filepath.Join(h.Dir, "queue")) }
 
+// QueueEmpty reports whether no message is left in the home's queue: nothing in
+// todo/ and no info/ file (qmail-send removes a message's info/ file last, after its
+// deliveries).
+func (h *Home) QueueEmpty() bool {
+	q := h.Queue()
+	if ids, err := q.Todo(); err != nil || len(ids) > 0 {
+		return false
+	}
+	empty := true
+	filepath.WalkDir(filepath.Join(q.Dir, "info"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			empty = false
+		}
+		return nil
+	})
+	return empty
+}
+
 // UserHome returns the home directory of a sandbox Maildir user.
 func (h *Home) UserHome(user string) string { return filepath.Join(h.Dir, "home", user) }
 
