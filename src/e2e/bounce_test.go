@@ -104,7 +104,7 @@ func TestRetryBounceDoubleBounce(t *testing.T) {
 		}
 	}
 	checkBounce(t, late, "alice@"+domain, "alice-tempfail@"+domain, "not now", "Subject: try later\n")
-	m.WaitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	m.WaitFor("the queue to empty", h.QueueEmpty)
 	t.Logf("queue empty after %v", time.Since(injected))
 	stop(t, m)
 	t.Logf("stopped after %v", time.Since(injected))

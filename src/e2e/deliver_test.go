@@ -176,7 +176,7 @@ func TestThousandMessages(t *testing.T) {
 	needDaemons(t, h)
 	start = time.Now()
 	m := startMTA(t, h)
-	m.WaitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	m.WaitFor("the queue to empty", h.QueueEmpty)
 	stop(t, m)
 	t.Logf("delivered in %v", time.Since(start))
 	checkDeliveries(t, h)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,23 +57,6 @@ func stop(t *testing.T, m *sandbox.MTA) {
 	if err := m.Stop(); err != nil {
 		t.Errorf("qmail-send did not exit cleanly on SIGTERM: %v\nlog:\n%s", err, m.Log().String())
 	}
-}
-
-// queueEmpty reports whether no message is left in the queue: nothing in todo/ and
-// no info/ file (qmail-send removes info/ last).
-func queueEmpty(h *sandbox.Home) bool {
-	q := h.Queue()
-	if ids, err := q.Todo(); err != nil || len(ids) > 0 {
-		return false
-	}
-	empty := true
-	filepath.WalkDir(filepath.Join(q.Dir, "info"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			empty = false
-		}
-		return nil
-	})
-	return empty
 }
 
 // ownedFile writes a file in the home owned by the sandbox's user, as that user's own

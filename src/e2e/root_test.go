@@ -500,7 +500,7 @@ func TestRootMode(t *testing.T) {
 	}
 	m = start("QMAILREMOTE=" + fakeRemote)
 	m.WaitFor("the deliveries, the bounce and the double bounce", func() bool {
-		return countFiles(h.Maildir(rootRecipient)) >= 4 && countFiles(h.Maildir("alias")) >= 1 && queueEmpty(h)
+		return countFiles(h.Maildir(rootRecipient)) >= 4 && countFiles(h.Maildir("alias")) >= 1 && h.QueueEmpty()
 	})
 	stop(m)
 	t.Logf("second run done after %v", time.Since(began))
