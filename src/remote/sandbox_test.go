@@ -2,7 +2,6 @@ package remote
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,7 +72,7 @@ func TestSandboxManyToSink(t *testing.T) {
 	t.Logf("queued %d messages in %v", n, queued.Sub(begin))
 
 	m := h.StartMTA(t, sandbox.MTAOptions{Guard: guard})
-	m.WaitFor("the queue to empty", func() bool { return queueEmpty(h) })
+	m.WaitFor("the queue to empty", h.QueueEmpty)
 	m.Stop()
 	t.Logf("delivered %d messages in %v", n, time.Since(queued))
 
@@ -101,21 +100,6 @@ func TestSandboxManyToSink(t *testing.T) {
 	if c := strings.Count(m.Log().String(), "success: 127.0.0.1_accepted_message."); c != n && t.Failed() {
 		t.Logf("qmail-send logged %d successes\n%s", c, tail(m.Log().String()))
 	}
-}
-
-func queueEmpty(h *sandbox.Home) bool {
-	q := h.Queue()
-	if ids, err := q.Todo(); err != nil || len(ids) > 0 {
-		return false
-	}
-	empty := true
-	filepath.WalkDir(filepath.Join(q.Dir, "info"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			empty = false
-		}
-		return nil
-	})
-	return empty
 }
 
 func tail(s string) string {
@@ -174,7 +158,7 @@ func TestSandboxPostfixRetryAndBounce(t *testing.T) {
 	}
 	m.Stop()
 	// The deferred message is still queued for its retry.
-	if queueEmpty(h) {
+	if h.QueueEmpty() {
 		t.Errorf("the 4xx message left the queue\n%s", tail(m.Log().String()))
 	}
 }
