@@ -276,7 +276,9 @@ step_upgrade() {
 	install_pkg "$KIT_PREV_PKG" || cannot "the previous build does not install, so there is nothing to upgrade from"
 	from=$(pkg_version)
 	ensure_user
-	printf '# edited by the matrix\n./Maildir/\n' >$CONTROL/defaultdelivery
+	# The edit comes after the delivery line: qmail-start here reads only the first
+	# line of control/defaultdelivery (qmail's rc passes the whole file).
+	printf './Maildir/\n# edited by the matrix\n' >$CONTROL/defaultdelivery
 	echo 4000000 >$CONTROL/databytes
 	cp $CONTROL/defaultdelivery $STATE/defaultdelivery.edited
 	# Queued while the MTA is stopped, so it waits in the queue across the upgrade.
