@@ -100,9 +100,6 @@ func Main(ctx context.Context, o Options) (Report, error) {
 	os.RemoveAll(filepath.Join(o.Work, "kit"))
 	var results []Result
 	var failed []string
-	allCached := true
-	var debianSeconds float64
-	var debianRows []string
 	for _, row := range sel {
 		fmt.Fprintf(o.Log, "matrix: == %s (%s %s, %s, %s)\n", row.Name, row.Distribution, row.Release, row.Arch, row.Format)
 		res := rn.Run(ctx, row)
@@ -115,11 +112,6 @@ func Main(ctx context.Context, o Options) (Report, error) {
 				failed = append(failed, row.Name+"/"+c.Step)
 			}
 		}
-		if row.Format == "deb" && row.Distribution == "Debian" {
-			allCached = allCached && res.RootCached
-			debianSeconds += res.Seconds
-			debianRows = append(debianRows, row.Name)
-		}
 	}
 	old, err := ReadReport(filepath.Join(o.ReportDir, "matrix.json"))
 	if err != nil {
@@ -127,8 +119,8 @@ func Main(ctx context.Context, o Options) (Report, error) {
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
 	rep := Merge(old, rows, results, now)
-	if allCached && len(debianRows) > 0 && len(debianRows) == countDebian(rows) {
-		rep.Warm = &WarmRun{Date: now, Seconds: round(debianSeconds), Rows: debianRows, Cores: runtime.NumCPU()}
+	if w := warmDebian(rep); w != nil {
+		rep.Warm = w
 	}
 	if err := os.MkdirAll(o.ReportDir, 0o755); err != nil {
 		return rep, err
@@ -143,14 +135,29 @@ func Main(ctx context.Context, o Options) (Report, error) {
 	return rep, nil
 }
 
-func countDebian(rows []Row) int {
-	n := 0
-	for _, r := range rows {
-		if r.Runnable() && r.Format == "deb" && r.Distribution == "Debian" {
-			n++
+// warmDebian sums the durations the report shows for the Debian rows, when every one
+// of them ran with its root from the cache on this machine: the time a warm run of
+// the Debian rows takes (package building not included).
+func warmDebian(rep Report) *WarmRun {
+	w := &WarmRun{Cores: runtime.NumCPU()}
+	for _, r := range rep.Rows {
+		if !r.Row.Runnable() || r.Row.Distribution != "Debian" {
+			continue
+		}
+		if !r.RootCached || r.Seconds == 0 {
+			return nil
+		}
+		w.Seconds += r.Seconds
+		w.Rows = append(w.Rows, r.Row.Name)
+		if r.Date > w.Date {
+			w.Date = r.Date
 		}
 	}
-	return n
+	if len(w.Rows) == 0 {
+		return nil
+	}
+	w.Seconds = round(w.Seconds)
+	return w
 }
 
 // ensureTools installs the runner's host tools with apt-get when they are missing.

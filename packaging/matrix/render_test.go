@@ -74,3 +74,19 @@ func TestCommittedMatrixMatchesJSON(t *testing.T) {
 		t.Fatal("distros/MATRIX.md differs from what distros/matrix.json renders to: run go run mage.go matrix all")
 	}
 }
+
+func TestWarmDebian(t *testing.T) {
+	deb := func(name string, cached bool, secs float64, date string) Result {
+		return Result{Row: Row{Name: name, Distribution: "Debian", Here: &HereSpec{}}, RootCached: cached, Seconds: secs, Date: date}
+	}
+	rep := Report{Rows: []Result{deb("a", true, 10, "2026-11-22T01:00:00Z"), deb("b", true, 20.5, "2026-11-22T02:00:00Z"),
+		{Row: Row{Name: "f", Distribution: "Fedora", NotHere: "x"}}}}
+	w := warmDebian(rep)
+	if w == nil || w.Seconds != 30.5 || len(w.Rows) != 2 || w.Date != "2026-11-22T02:00:00Z" {
+		t.Fatalf("warm = %+v", w)
+	}
+	rep.Rows[0].RootCached = false
+	if warmDebian(rep) != nil {
+		t.Fatal("a row that built its root counted as warm")
+	}
+}
