@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/qmtp"
 )
 
 // Control files read by qmail-remote besides qmail's own (helohost, smtproutes,
@@ -227,6 +228,9 @@ func LoadConfig(ctl control.Dir) (*Config, error) {
 		return nil, err
 	}
 	if c.Routes, err = ParseRoutes(ctl, lines); err != nil {
+		return nil, err
+	}
+	if c.QMTPRoutes, err = qmtp.LoadRoutes(ctl); err != nil {
 		return nil, err
 	}
 	if lines, err = ctl.Lines(OutgoingIPFile); err != nil {

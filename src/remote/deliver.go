@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/notqmail/notqmail/src/dnsresolve"
+	"github.com/notqmail/notqmail/src/qmtp"
 	"github.com/notqmail/notqmail/src/tcpto"
 )
 
@@ -47,6 +48,8 @@ type Config struct {
 	LocalAddrs func() []netip.Addr
 	// Port is the SMTP port when smtproutes names none; 0 means 25.
 	Port int
+	// QMTPRoutes are the destinations delivered by QMTP (control/qmtproutes, qmtp.go).
+	QMTPRoutes qmtp.Routes
 	// HappyDelay is how long a connection attempt runs before the next address is
 	// tried in parallel (RFC 8305); 0 means 250ms.
 	HappyDelay time.Duration
@@ -115,6 +118,9 @@ func Deliver(ctx context.Context, cfg *Config, host, sender string, recipients [
 		return Outcome{Status: MsgTemp, Text: textReadMsg}
 	}
 	defer m.Close()
+	if out, ok := cfg.deliverQMTP(ctx, host, sender, recipients, m); ok {
+		return out
+	}
 
 	port := cfg.Port
 	if port == 0 {
@@ -159,6 +165,9 @@ func Deliver(ctx context.Context, cfg *Config, host, sender string, recipients [
 		if err != nil {
 			lastErr = err
 			continue
+		}
+		if out, ok := cfg.tryMXPS(ctx, host, h, pol, sender, recipients, m); ok {
+			return out
 		}
 		conn, peer, err := cfg.dialHost(ctx, host, h.Addrs, port)
 		if err != nil {
