@@ -324,12 +324,15 @@ step_purge() {
 	esac
 	bad=0
 	for p in /etc/qmail $QMAIL/queue $QMAIL/control; do
-		[ -e $p ] && { echo "still there: $p"; bad=1; }
+		[ -e $p ] || [ -L $p ] || continue
+		echo "still there: $p"
+		find $p 2>/dev/null | head -n 20 | sed 's/^/    /'
+		bad=1
 	done
 	for u in alias qmaild qmaill qmailp qmailq qmailr qmails; do
 		id $u >/dev/null 2>&1 && { echo "user still there: $u"; bad=1; }
 	done
-	[ $bad = 0 ] || fail "purge left things behind (lines above)"
+	[ $bad = 0 ] || fail "purge left things behind: $(for p in /etc/qmail $QMAIL/queue $QMAIL/control; do [ -e $p ] && find $p -type f 2>/dev/null; done | tr '\n' ' ' | cut -c1-300)"
 	say "purged: configuration, queue and users gone"
 }
 
