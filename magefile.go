@@ -101,7 +101,7 @@ func (Patches) Upgrade(ctx context.Context, to string) error {
 	return err
 }
 
-// Matrix runs the tested-distribution matrix as root: "all" (or "") every row that runs here, else the named distros/ROW; writes distros/MATRIX.md and matrix.json.
+// Matrix runs the tested-distribution matrix as root: "all" every row that runs here, else the named distros/ROW (or ROW,ROW); writes distros/MATRIX.md and matrix.json.
 func Matrix(ctx context.Context, row string) error {
 	_, err := matrix.Main(ctx, matrix.Options{Tree: root(), Row: row})
 	return err

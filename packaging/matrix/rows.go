@@ -190,9 +190,22 @@ func LoadRow(file string) (Row, error) {
 	return r, nil
 }
 
-// Select picks the rows to run: all runnable rows for "" or "all", else the named one
-// (which must exist and be runnable).
+// Select picks the rows to run: all runnable rows for "" or "all", else the named
+// ones, separated by commas (each must exist and be runnable).
 func Select(rows []Row, name string) ([]Row, error) {
+	if strings.Contains(name, ",") {
+		var out []Row
+		for _, n := range strings.Split(name, ",") {
+			one, err := Select(rows, strings.TrimSpace(n))
+			if err != nil {
+				return nil, err
+			}
+			if len(one) == 1 && !containsRow(out, one[0].Name) {
+				out = append(out, one[0])
+			}
+		}
+		return out, nil
+	}
 	if name == "" || name == "all" {
 		var out []Row
 		for _, r := range rows {
@@ -230,6 +243,15 @@ func EveryChangeRow(rows []Row) (Row, bool) {
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsRow(rows []Row, name string) bool {
+	for _, r := range rows {
+		if r.Name == name {
 			return true
 		}
 	}

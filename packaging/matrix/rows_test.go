@@ -102,6 +102,12 @@ func TestSelect(t *testing.T) {
 	if one, err := Select(rows, "c"); err != nil || len(one) != 1 {
 		t.Fatalf("c = %v %v", one, err)
 	}
+	if two, err := Select(rows, "c,a,c"); err != nil || len(two) != 2 || two[0].Name != "c" || two[1].Name != "a" {
+		t.Fatalf("c,a,c = %v %v", two, err)
+	}
+	if _, err := Select(rows, "a,b"); err == nil {
+		t.Fatal("a list with a row that cannot run here was accepted")
+	}
 	if _, err := Select(rows, "b"); err == nil || !strings.Contains(err.Error(), "no archive") {
 		t.Fatalf("b: %v, want the reason it cannot run", err)
 	}
