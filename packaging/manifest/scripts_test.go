@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,8 @@ type fakeHost struct {
 	root string
 	db   string // accounts: "user:NAME" and "group:NAME" lines
 	log  string // tool calls, one a line
+
+	qfixExit int // the exit status of the fake qmail-qfix
 }
 
 func newFakeHost(t *testing.T, systemd bool) *fakeHost {
@@ -77,6 +80,16 @@ func newFakeHost(t *testing.T, systemd bool) *fakeHost {
 func (h *fakeHost) path(p string) string { return filepath.Join(h.root, p) }
 
 func (h *fakeHost) run(script []byte, args ...string) string {
+	h.t.Helper()
+	out, err := h.try(script, args...)
+	if err != nil {
+		h.t.Fatalf("script %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// try runs a script like run, returning its failure instead of failing the test.
+func (h *fakeHost) try(script []byte, args ...string) (string, error) {
 	h.t.Helper()
 	body := string(script)
 	for _, p := range []string{LibBin, "/var/lib/notqmail", QmailHome, EtcQmail, EtcDefaults, "/run/systemd/system"} {
@@ -109,11 +122,30 @@ PATH=` + filepath.Join(h.root, "fakebin") + `:$PATH
 	for _, p := range []string{"qmail-config", "qmail-qfix"} {
 		os.WriteFile(filepath.Join(bin, p), []byte("#!/bin/sh\necho "+p+" \"$@\" >> "+h.log+"\n"), 0o755)
 	}
+	os.WriteFile(filepath.Join(bin, "qmail-qfix"), []byte(fmt.Sprintf("#!/bin/sh\necho qmail-qfix \"$@\" >> %s\nexit %d\n", h.log, h.qfixExit)), 0o755)
 	out, err := exec.Command(h.sh, append([]string{"-c", body, "script"}, args...)...).CombinedOutput()
-	if err != nil {
-		h.t.Fatalf("script %v: %v\n%s", args, err, out)
+	return string(out), err
+}
+
+// qmail-qfix's exit 1 (problems it may not fix now) is a warning; its errors fail the
+// installation.
+func TestConfigureToleratesQfixLeftovers(t *testing.T) {
+	for _, c := range []struct {
+		exit int
+		ok   bool
+	}{{0, true}, {1, true}, {100, false}, {111, false}} {
+		h := newFakeHost(t, false)
+		h.qfixExit = c.exit
+		s := scriptsFor(t, Core, RPM)
+		h.run(s[PreInstall])
+		out, err := h.try(s[PostInstall], "1")
+		if (err == nil) != c.ok {
+			t.Errorf("qmail-qfix exit %d: postinstall error %v, want ok=%v\n%s", c.exit, err, c.ok, out)
+		}
+		if c.exit == 1 && !strings.Contains(out, "run qmail-qfix") {
+			t.Errorf("qmail-qfix exit 1: no warning:\n%s", out)
+		}
 	}
-	return string(out)
 }
 
 func (h *fakeHost) calls() string {
