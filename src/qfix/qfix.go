@@ -243,43 +243,6 @@ func (c *checker) fixed(p *Problem, err error) {
 
 // ---- layout
 
-type node struct {
-	rel   string
-	kind  byte // 'd', 'f', 'p'
-	owner func(queue.Owners) int
-	mode  fs.FileMode
-}
-
-func ownQ(o queue.Owners) int { return o.Qmailq }
-func ownS(o queue.Owners) int { return o.Qmails }
-func ownR(o queue.Owners) int { return o.Qmailr }
-
-// expected is qmail's hier_queue(), the same layout queue.Create makes.
-func expected(split int) []node {
-	n := []node{
-		{"", 'd', ownQ, 0750},
-		{"pid", 'd', ownQ, 0700},
-		{"intd", 'd', ownQ, 0700},
-		{"todo", 'd', ownQ, 0750},
-		{"mess", 'd', ownQ, 0750},
-		{"info", 'd', ownS, 0700},
-		{"local", 'd', ownS, 0700},
-		{"remote", 'd', ownS, 0700},
-		{"bounce", 'd', ownS, 0700},
-	}
-	for _, s := range []node{{"mess", 'd', ownQ, 0750}, {"info", 'd', ownS, 0700}, {"local", 'd', ownS, 0700}, {"remote", 'd', ownS, 0700}} {
-		for i := 0; i < split; i++ {
-			n = append(n, node{s.rel + "/" + strconv.Itoa(i), 'd', s.owner, s.mode})
-		}
-	}
-	return append(n,
-		node{"lock", 'd', ownQ, 0750},
-		node{"lock/tcpto", 'f', ownR, 0644},
-		node{"lock/sendmutex", 'f', ownS, 0600},
-		node{"lock/trigger", 'p', ownS, 0622},
-	)
-}
-
 func kindOK(kind byte, m fs.FileMode) bool {
 	switch kind {
 	case 'd':
@@ -307,47 +270,47 @@ func layoutFixable(p Problem) bool {
 // replace (the trigger, tcpto, which hold no mail) are replaced under the lock so
 // that queue.Create can recreate them; other wrong types stop a fix.
 func (c *checker) checkLayout(split int, existing bool) {
-	for _, n := range expected(split) {
+	for _, n := range queue.Layout(split) {
 		stat := os.Lstat
-		if n.rel == "" {
+		if n.Rel == "" {
 			stat = os.Stat // the queue may be a symlink to a bigger disk
 		}
-		name := n.rel
+		name := n.Rel
 		if name == "" {
 			name = "."
 		}
-		fi, err := stat(c.path(n.rel))
+		fi, err := stat(c.path(n.Rel))
 		if err != nil {
-			if existing || n.rel == "" {
-				c.problem(name, fmt.Sprintf("%s (should be %s)", whatMissing, kindNames[n.kind]))
+			if existing || n.Rel == "" {
+				c.problem(name, fmt.Sprintf("%s (should be %s)", whatMissing, kindNames[n.Kind]))
 			}
 			continue
 		}
-		if !kindOK(n.kind, fi.Mode()) {
-			p := c.problem(name, fmt.Sprintf("is %s, should be %s", typeName(fi.Mode()), kindNames[n.kind]))
-			if n.rel == "lock/trigger" || n.rel == "lock/tcpto" {
+		if !kindOK(n.Kind, fi.Mode()) {
+			p := c.problem(name, fmt.Sprintf("is %s, should be %s", typeName(fi.Mode()), kindNames[n.Kind]))
+			if n.Rel == "lock/trigger" || n.Rel == "lock/tcpto" {
 				if c.mayFix(p) {
-					c.fixed(p, os.RemoveAll(c.path(n.rel)))
+					c.fixed(p, os.RemoveAll(c.path(n.Rel)))
 				}
 			} else if c.opt.Fix {
 				p.Err = errors.New("move it away by hand")
 			}
 			continue
 		}
-		if n.rel == "lock/tcpto" && fi.Size() != queue.TcptoSize {
+		if n.Rel == "lock/tcpto" && fi.Size() != queue.TcptoSize {
 			// A damaged tcpto only loses remembered timeouts; qmail-remote needs its size.
 			p := c.problem(name, fmt.Sprintf("is %d bytes, should be %d", fi.Size(), queue.TcptoSize))
 			if c.mayFix(p) {
-				c.fixed(p, os.Truncate(c.path(n.rel), queue.TcptoSize))
+				c.fixed(p, os.Truncate(c.path(n.Rel), queue.TcptoSize))
 			}
 		}
-		if fi.Mode().Perm() != n.mode || fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
-			c.problem(name, fmt.Sprintf("%s is %04o, should be %04o", whatMode, fi.Mode().Perm()|extraBits(fi.Mode()), n.mode))
+		if fi.Mode().Perm() != n.Mode || fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+			c.problem(name, fmt.Sprintf("%s is %04o, should be %04o", whatMode, fi.Mode().Perm()|extraBits(fi.Mode()), n.Mode))
 		}
 		if c.opt.CheckOwners {
 			st := fi.Sys().(*syscall.Stat_t)
-			if int(st.Uid) != n.owner(c.opt.Owners) || int(st.Gid) != c.opt.Owners.Qmail {
-				c.problem(name, fmt.Sprintf("%s is %d:%d, should be %d:%d", whatOwner, st.Uid, st.Gid, n.owner(c.opt.Owners), c.opt.Owners.Qmail))
+			if int(st.Uid) != n.Owner(c.opt.Owners) || int(st.Gid) != c.opt.Owners.Qmail {
+				c.problem(name, fmt.Sprintf("%s is %d:%d, should be %d:%d", whatOwner, st.Uid, st.Gid, n.Owner(c.opt.Owners), c.opt.Owners.Qmail))
 			}
 		}
 	}

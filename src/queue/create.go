@@ -44,22 +44,23 @@ func LookupOwners() (Owners, error) {
 // TcptoSize is the size of lock/tcpto, qmail-remote's table of hosts that timed out.
 const TcptoSize = 1024
 
-// entry is one node of the queue layout: qmail's hier_queue().
-type entry struct {
-	rel  string
-	kind byte // 'd' directory, 'f' file (with size zero bytes), 'p' FIFO
-	size int
-	uid  func(Owners) int
-	mode fs.FileMode
+// Node is one node of the queue layout: qmail's hier_queue().
+type Node struct {
+	Rel   string           // path relative to the queue directory; "" is the queue itself
+	Kind  byte             // 'd' directory, 'f' file (Size zero bytes), 'p' FIFO
+	Size  int              // a file's size when created
+	Owner func(Owners) int // the node's owner; the group is always qmail
+	Mode  fs.FileMode
 }
 
 func uidQ(o Owners) int { return o.Qmailq }
 func uidS(o Owners) int { return o.Qmails }
 func uidR(o Owners) int { return o.Qmailr }
 
-// layout lists every node of a queue with the given split, parents first.
-func layout(split int) []entry {
-	e := []entry{
+// Layout lists every node of a queue with the given split, parents first: what Create
+// makes and what a repair tool checks.
+func Layout(split int) []Node {
+	e := []Node{
 		{"", 'd', 0, uidQ, 0750},
 		{"pid", 'd', 0, uidQ, 0700},
 		{"intd", 'd', 0, uidQ, 0700},
@@ -76,14 +77,14 @@ func layout(split int) []entry {
 		mode fs.FileMode
 	}{{"mess", uidQ, 0750}, {"info", uidS, 0700}, {"local", uidS, 0700}, {"remote", uidS, 0700}} {
 		for i := 0; i < split; i++ {
-			e = append(e, entry{sub.name + "/" + strconv.Itoa(i), 'd', 0, sub.uid, sub.mode})
+			e = append(e, Node{sub.name + "/" + strconv.Itoa(i), 'd', 0, sub.uid, sub.mode})
 		}
 	}
 	return append(e,
-		entry{"lock", 'd', 0, uidQ, 0750},
-		entry{"lock/tcpto", 'f', TcptoSize, uidR, 0644},
-		entry{"lock/sendmutex", 'f', 0, uidS, 0600},
-		entry{"lock/trigger", 'p', 0, uidS, 0622},
+		Node{"lock", 'd', 0, uidQ, 0750},
+		Node{"lock/tcpto", 'f', TcptoSize, uidR, 0644},
+		Node{"lock/sendmutex", 'f', 0, uidS, 0600},
+		Node{"lock/trigger", 'p', 0, uidS, 0622},
 	)
 }
 
@@ -100,23 +101,23 @@ func Create(dir string, split int, o Owners) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 	chown := os.Geteuid() == 0
-	for _, e := range layout(split) {
-		p := filepath.Join(dir, e.rel)
+	for _, e := range Layout(split) {
+		p := filepath.Join(dir, e.Rel)
 		if err := ensure(p, e); err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
 		if chown {
 			chownFn := os.Lchown
-			if e.rel == "" {
+			if e.Rel == "" {
 				chownFn = os.Chown // the queue itself may be a symlink to another disk
 			}
-			if err := chownFn(p, e.uid(o), o.Qmail); err != nil {
+			if err := chownFn(p, e.Owner(o), o.Qmail); err != nil {
 				return fmt.Errorf("queue: %w", err)
 			}
 		}
 		// Chmod after chown: chown clears set-id bits, and mkdir/mkfifo modes pass
 		// through the umask.
-		if err := os.Chmod(p, e.mode); err != nil {
+		if err := os.Chmod(p, e.Mode); err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
 	}
@@ -125,15 +126,15 @@ func Create(dir string, split int, o Owners) error {
 
 // ensure makes one node if it is missing, and checks that an existing one has the
 // right type; it never replaces anything.
-func ensure(p string, e entry) error {
+func ensure(p string, e Node) error {
 	stat := os.Lstat
-	if e.rel == "" {
+	if e.Rel == "" {
 		stat = os.Stat // sites often make the queue a symlink to a bigger disk
 	}
 	fi, err := stat(p)
 	if err == nil {
 		ok := false
-		switch e.kind {
+		switch e.Kind {
 		case 'd':
 			ok = fi.IsDir()
 		case 'f':
@@ -142,29 +143,29 @@ func ensure(p string, e entry) error {
 			ok = fi.Mode()&fs.ModeNamedPipe != 0
 		}
 		if !ok {
-			return fmt.Errorf("%s exists but is %s, not %s; move it away by hand", p, fi.Mode().Type(), kindName(e.kind))
+			return fmt.Errorf("%s exists but is %s, not %s; move it away by hand", p, fi.Mode().Type(), kindName(e.Kind))
 		}
 		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	switch e.kind {
+	switch e.Kind {
 	case 'd':
-		return os.Mkdir(p, e.mode)
+		return os.Mkdir(p, e.Mode)
 	case 'p':
-		if err := syscall.Mkfifo(p, uint32(e.mode)); err != nil {
+		if err := syscall.Mkfifo(p, uint32(e.Mode)); err != nil {
 			return &fs.PathError{Op: "mkfifo", Path: p, Err: err}
 		}
 		return nil
 	default:
 		// O_EXCL: a concurrent creator wins and keeps its contents.
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, e.mode)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, e.Mode)
 		if err != nil {
 			return err
 		}
-		if e.size > 0 {
-			if _, err := f.Write(make([]byte, e.size)); err != nil {
+		if e.Size > 0 {
+			if _, err := f.Write(make([]byte, e.Size)); err != nil {
 				f.Close()
 				return err
 			}
