@@ -355,7 +355,11 @@ func (k *kitRoot) record(c *Cell, start time.Time, code int, out string) {
 	case 3:
 		c.Status, c.Reason = NotRun, lastKitLine(out, "kit: NOT RUN: ")
 	default:
-		c.Status, c.Reason = Fail, k.rn.caveat+lastKitLine(out, "kit: FAIL: ")
+		c.Status, c.Reason = Fail, lastKitLine(out, "kit: FAIL: ")
+		// Only failures that show the symptom carry the caveat.
+		if k.rn.caveat != "" && (strings.Contains(out, "qq temporary problem") || strings.Contains(out, "qq_temporary_problem")) {
+			c.Reason = k.rn.caveat + c.Reason
+		}
 		c.LogTail = tail(out, 25)
 	}
 	msg := string(c.Status)
