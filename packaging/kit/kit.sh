@@ -189,7 +189,7 @@ stop_mta() {
 # running NAME: is a process whose command line starts with $QMAIL/bin/NAME alive?
 running() {
 	for f in /proc/[0-9]*/cmdline; do
-		case $(tr '\0' ' ' <"$f" 2>/dev/null) in "$QMAIL/bin/$1"*) return 0 ;; esac
+		case $({ tr '\0' ' ' <"$f"; } 2>/dev/null) in "$QMAIL/bin/$1"*) return 0 ;; esac
 	done
 	return 1
 }
