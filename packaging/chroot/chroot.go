@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -71,6 +72,16 @@ func (c Cache) Tarball(ctx context.Context, s Spec) (string, bool, error) {
 		return "", false, err
 	}
 	tar := filepath.Join(dir, s.Key()+".tar")
+	// Test packages run in parallel and may want the same root: one builds it, the
+	// others wait for it and then take it from the cache.
+	lock, err := os.OpenFile(filepath.Join(dir, s.Key()+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", false, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", false, fmt.Errorf("locking the root cache: %w", err)
+	}
 	if st, err := os.Stat(tar); err == nil && st.Mode().IsRegular() && st.Size() > 0 && (c.MaxAge == 0 || time.Since(st.ModTime()) < c.MaxAge) {
 		return tar, false, nil
 	}
