@@ -33,6 +33,7 @@ const (
 	ProfileEnv  = "NOTQMAIL_BENCH_PROFILE"  // 0: skip the perf profile
 	PortEnv     = "NOTQMAIL_BENCH_PORT"     // first of the loopback ports used (default 27100)
 	MessagesEnv = "NOTQMAIL_BENCH_MESSAGES" // messages of scenarios 1-4 (default 2000)
+	RenderEnv   = "NOTQMAIL_BENCH_RENDER"   // 1: only rewrite BENCHMARKS.md from bench/results.json
 )
 
 // Options shape a run.
@@ -56,12 +57,15 @@ type Options struct {
 	// Root/bench/results.json. Empty with NoWrite.
 	Report, JSON string
 	NoWrite      bool
+	// RenderOnly rewrites Report from the results in JSON, measuring nothing.
+	RenderOnly bool
 }
 
 // FromEnv fills Options from the environment.
 func FromEnv(root string) (Options, error) {
 	o := Options{Root: root, Pipeline: true, Profile: true}
 	o.Quick = os.Getenv(QuickEnv) == "1"
+	o.RenderOnly = os.Getenv(RenderEnv) == "1"
 	if s := os.Getenv(ScaleEnv); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -173,6 +177,9 @@ type Machine struct {
 // Run builds the binaries, runs every scenario and writes the report.
 func Run(ctx context.Context, o Options) (*Results, error) {
 	o = o.withDefaults()
+	if o.RenderOnly {
+		return Render(o.JSON, o.Report)
+	}
 	if runtime.GOOS != "linux" {
 		return nil, fmt.Errorf("the bench runs on Linux, not %s", runtime.GOOS)
 	}
@@ -429,6 +436,19 @@ func machine(root string) Machine {
 		m.Postfix = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// Render rewrites the report at md from the results at jsonPath.
+func Render(jsonPath, md string) (*Results, error) {
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return nil, err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", jsonPath, err)
+	}
+	return &res, os.WriteFile(md, []byte(Markdown(&res)), 0o644)
 }
 
 func write(res *Results, o Options) error {

@@ -110,3 +110,19 @@ func TestQuickRun(t *testing.T) {
 		t.Error("quick report does not say so")
 	}
 }
+
+func TestRenderFromJSON(t *testing.T) {
+	dir := t.TempDir()
+	r := &Results{Measurements: []Measurement{{Scenario: "4 remote", MTA: "notqmail", Messages: 5, E2E: 1}}}
+	if err := write(r, Options{JSON: dir + "/r.json", Report: dir + "/B.md"}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(dir + "/B.md")
+	if _, err := Run(context.Background(), Options{RenderOnly: true, JSON: dir + "/r.json", Report: dir + "/B.md"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dir + "/B.md")
+	if err != nil || !strings.Contains(string(b), "| 4 remote | notqmail | - | 5 |") {
+		t.Fatalf("rendered report (%v):\n%s", err, b)
+	}
+}

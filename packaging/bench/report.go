@@ -48,8 +48,11 @@ func Markdown(r *Results) string {
 	p("  shell loop running sendmail is inside it for both MTAs. -1 means no cgroup was available.\n")
 	p("- *Peak RSS*: /proc sampled every 100 ms, the largest sum of VmRSS over the instance's\n")
 	p("  processes; *qmgr RSS* is the queue manager's VmHWM (qmail-send, Postfix's qmgr).\n")
-	p("- Scenarios 4 and 5 queue the messages with the MTA stopped (through its own sendmail;\n")
-	p("  notqmail's qmail-send only reads concurrencylocal at start), then start it and time delivery.\n\n")
+	p("- Scenarios 4 and 5 first queue the messages over SMTP (smtp-source, 20 sessions) with only the\n")
+	p("  receiving side running (notqmail: qmail-smtpd without qmail-start, since qmail-send reads\n")
+	p("  concurrencylocal only at start; Postfix: master.cf without qmgr), stop it, then start the\n")
+	p("  delivery side and time from its start until the last message is delivered.\n")
+	p("- Scenario 3 runs sendmail 2,000 times one after another with the MTA running.\n\n")
 
 	p("## Scenarios 1-4\n\n")
 	p("Ratio: notqmail's end-to-end rate over Postfix's in the same scenario and concurrency (above 1: notqmail faster);\n")
@@ -62,8 +65,19 @@ func Markdown(r *Results) string {
 			loads[k] = v
 		}
 	}
-	for _, x := range r.Measurements {
-		if x.Windows != nil {
+	rows := append([]Measurement(nil), r.Measurements...)
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.Scenario[:1] != b.Scenario[:1] {
+			return a.Scenario < b.Scenario
+		}
+		if a.Sessions != b.Sessions {
+			return a.Sessions < b.Sessions
+		}
+		return a.Scenario < b.Scenario
+	})
+	for _, x := range rows {
+		if x.Windows != nil || x.Scenario == "5 scale" {
 			continue
 		}
 		ratio, cpuRatio := "", ""
@@ -74,10 +88,10 @@ func Markdown(r *Results) string {
 			}
 		}
 		if x.Error != "" {
-			p("| %s | %s | %d | %d | error: %s | | | | | | | |\n", x.Scenario, x.MTA, x.Sessions, x.Messages, oneLine(x.Error))
+			p("| %s | %s | %s | %d | error: %s | | | | | | | |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages, oneLine(x.Error))
 			continue
 		}
-		p("| %s | %s | %d | %d | %s | %.1f | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, x.Sessions, x.Messages,
+		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
 			rate(x.Accept), x.E2E, cpu(x.CPUms), mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
 			loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)])
 	}
@@ -152,6 +166,13 @@ func Markdown(r *Results) string {
 		p("\n")
 	}
 	return b.String()
+}
+
+func sessions(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
 }
 
 func daemonName(mta string) string {
