@@ -33,6 +33,10 @@ func Markdown(r *Results) string {
 	p("given for every measurement below (at its end). Both MTAs ran in turn, alternately, in the\n")
 	p("same run, so both saw the same conditions on average; compare ratios more than absolute figures.\n\n")
 
+	if acc := acceptance(r); acc != "" {
+		p("## Issue 10's acceptance targets, against this run\n\n%s\n", acc)
+	}
+
 	p("## Method\n\n")
 	p("- Every measurement uses a fresh instance on 127.0.0.1: notqmail in a sandbox home (every\n")
 	p("  program as one unprivileged user), Postfix as a private instance (own config_directory,\n")
@@ -263,6 +267,72 @@ func commTable(pr *Profile, cpuPerMsg float64) string {
 			ms = fmt.Sprintf("%.2f", cpuPerMsg*r.s/all)
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %.1f%% | %s |\n", r.comm, r.s, 100*r.s/all, ms)
+	}
+	return b.String()
+}
+
+// acceptance checks the run against issue 10's targets.
+func acceptance(r *Results) string {
+	var b strings.Builder
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**not met**"
+	}
+	any := false
+	for _, x := range r.Measurements {
+		if x.MTA == "Postfix" || x.Error != "" || x.Scenario == "5 scale" {
+			continue
+		}
+		pf := postfixFor(r, x)
+		if pf == nil || pf.Error != "" {
+			continue
+		}
+		any = true
+		ratio := x.E2E / pf.E2E
+		if x.Scenario == "1 smtp" && x.Sessions == 10 {
+			fmt.Fprintf(&b, "- Scenario 1 at 10 sessions, end-to-end: notqmail %.1f/s, Postfix %.1f/s: %.2f× (target at least 1.5×): %s.\n",
+				x.E2E, pf.E2E, ratio, verdict(ratio >= 1.5))
+			if x.CPUms > 0 && pf.CPUms > 0 {
+				fmt.Fprintf(&b, "- Scenario 1 at 10 sessions, CPU per message: notqmail %.2f ms, Postfix %.2f ms: %.2f× (target at most 1×): %s.\n",
+					x.CPUms, pf.CPUms, x.CPUms/pf.CPUms, verdict(x.CPUms <= pf.CPUms))
+			}
+			continue
+		}
+		label := x.MTA
+		if x.Sessions > 0 {
+			label += fmt.Sprintf(" at %d sessions", x.Sessions)
+		}
+		fmt.Fprintf(&b, "- Scenario %s, %s: %.2f× Postfix's end-to-end rate (target at least 1×): %s.\n",
+			x.Scenario, label, ratio, verdict(ratio >= 1))
+	}
+	var nq, pf *Measurement
+	for i := range r.Measurements {
+		x := &r.Measurements[i]
+		if x.Scenario == "5 scale" && x.Error == "" {
+			if x.MTA == "Postfix" {
+				pf = x
+			} else {
+				nq = x
+			}
+		}
+	}
+	if nq != nil && len(nq.Windows) > 1 {
+		any = true
+		lo, hi := nq.Windows[0], nq.Windows[0]
+		for _, w := range nq.Windows {
+			lo, hi = min(lo, w), max(hi, w)
+		}
+		last := nq.Windows[len(nq.Windows)-1] / nq.Windows[0]
+		fmt.Fprintf(&b, "- Scenario 5 (%d messages, not the issue's 100,000), flat: last window %.2f× the first, windows from %.1f/s to %.1f/s (target within 20%%): %s.\n",
+			nq.Messages, last, lo, hi, verdict(last >= 0.8 && last <= 1.2))
+		if pf != nil {
+			fmt.Fprintf(&b, "- Scenario 5, rate: notqmail %.1f/s, Postfix %.1f/s: %.2f× (target at least 1×): %s.\n", nq.E2E, pf.E2E, nq.E2E/pf.E2E, verdict(nq.E2E >= pf.E2E))
+		}
+	}
+	if !any {
+		return ""
 	}
 	return b.String()
 }
