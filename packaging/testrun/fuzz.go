@@ -10,13 +10,16 @@ import (
 	"strings"
 )
 
-// FuzzTimeEnv sets how long each fuzz target runs in the test target (a Go duration
-// such as "30s"; "0" leaves fuzzing out). The corpora under testdata/fuzz always run as
+// FuzzTimeEnv sets how long each fuzz target runs in the test target: a count of
+// executions such as "20000x", or a Go duration such as "30s"; "0" leaves fuzzing out. The corpora under testdata/fuzz always run as
 // ordinary tests; this step searches beyond them for a short while on every run.
 const FuzzTimeEnv = "NOTQMAIL_FUZZTIME"
 
-// defaultFuzzTime keeps the ~30 targets to a few minutes on two cores.
-const defaultFuzzTime = "3s"
+// defaultFuzzTime is a count, not a duration: Go 1.26's fuzz coordinator can report a
+// duration's expiry as a failure ("context deadline exceeded", go.dev/issue/75804)
+// when a loaded machine starves its workers, and a count has no deadline to race. 2000
+// executions keep the slowest targets (those that run programs) to seconds.
+const defaultFuzzTime = "2000x"
 
 // FuzzTarget is one fuzz function and the package directory holding it.
 type FuzzTarget struct {
