@@ -207,19 +207,20 @@ const configure = `{{define "configure"}}{{.Bin}}/qmail-config
 const apkdefaults = `{{define "apkdefaults"}}{{range .Config}}[ -e {{$.Etc}}/{{.}} ] || [ -L {{$.Etc}}/{{.}} ] || cp -p {{$.Defaults}}/{{.}} {{$.Etc}}/{{.}}
 {{end}}{{end}}`
 
-// purge removes what the scripts made, on Debian's purge only: the queue (with any mail
-// still in it), the generated configuration, the alias files qmail-config wrote and
-// its Maildir when it holds no mail, and the accounts the packages created, users
-// before groups. Debian packages rarely remove system users, because files may still
+// purge removes, on Debian's purge only, everything the MTA kept: the queue (with any
+// mail still in it), all of /etc/qmail and users/ (the site's own files too: purge is
+// the request to forget the configuration), the alias files qmail-config wrote and its
+// Maildir when it holds no mail, and the accounts the packages created, users before
+// groups. Debian packages rarely remove system users, because files may still
 // belong to them; these go only on purge and only when the packages made them.
 const purge = `{{define "purge"}}rm -rf {{.Queue}}
-{{range .Generated}}rm -f {{$.Etc}}/{{.}}
-{{end}}for n in postmaster mailer-daemon root; do rm -f {{.Home}}/alias/.qmail-$n; done
+rm -rf {{.Etc}} {{.Home}}/users
+for n in postmaster mailer-daemon root; do rm -f {{.Home}}/alias/.qmail-$n; done
 for d in new cur tmp; do rmdir {{.Home}}/alias/Maildir/$d 2>/dev/null || true; done
 rmdir {{.Home}}/alias/Maildir 2>/dev/null || true
-rmdir {{.Etc}} {{.Home}}/alias {{.Home}}/users {{.Home}} 2>/dev/null || true
-# What the site added stays, no longer in a group that is about to go.
-for d in {{.Etc}} {{.Home}}/alias {{.Home}}/users {{.Home}}; do
+rmdir {{.Home}}/alias {{.Home}} 2>/dev/null || true
+# Mail still in the alias Maildir stays, no longer in a group that is about to go.
+for d in {{.Home}}/alias {{.Home}}; do
 	[ ! -d "$d" ] || chgrp root "$d" 2>/dev/null || true
 done
 if [ -f {{.Record}} ]; then

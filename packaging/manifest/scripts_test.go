@@ -224,6 +224,9 @@ func TestDebLifecycleScripts(t *testing.T) {
 	// Remove keeps the queue and configuration; purge removes them and our accounts.
 	os.MkdirAll(h.path("var/qmail/queue/mess/0"), 0o750)
 	os.WriteFile(h.path("etc/qmail/rcpthosts"), []byte("x\n"), 0o644)
+	os.WriteFile(h.path("etc/qmail/databytes"), []byte("1000000\n"), 0o644) // the site's own
+	os.MkdirAll(h.path("var/qmail/users"), 0o755)
+	os.WriteFile(h.path("var/qmail/users/assign"), []byte(".\n"), 0o644)
 	os.WriteFile(h.path("var/qmail/alias/.qmail-root"), []byte("./Maildir/\n"), 0o644)
 	os.MkdirAll(h.path("var/qmail/alias/Maildir/new"), 0o700)
 	h.run(s[PreRemove], "remove")
@@ -235,7 +238,7 @@ func TestDebLifecycleScripts(t *testing.T) {
 	h.run(s[PostRemove], "purge")
 	c = h.calls()
 	wantCalls(t, c, "deb-systemd-helper purge qmail-send.service", "userdel alias", "groupdel qmail")
-	for _, p := range []string{"var/qmail/queue", "etc/qmail/rcpthosts", "var/qmail/alias/.qmail-root", "var/qmail/alias/Maildir", CreatedRecord} {
+	for _, p := range []string{"var/qmail/queue", "etc/qmail", "var/qmail/users", "var/qmail/alias/.qmail-root", "var/qmail/alias/Maildir", CreatedRecord} {
 		if _, err := os.Stat(h.path(p)); err == nil {
 			t.Errorf("purge left %s", p)
 		}
