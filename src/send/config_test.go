@@ -168,6 +168,22 @@ func TestBadTodoStays(t *testing.T) {
 	}
 }
 
+// An empty record (a stray NUL, as a hand-edited or truncated todo file may hold) is an
+// unknown record type: a warning, and the message stays; qmail-send must not crash.
+func TestEmptyTodoRecordStays(t *testing.T) {
+	q := makeQueue(t)
+	id := enqueue(t, q, "joe@x", "ok@here.example")
+	os.Remove(q.Path("todo", id))
+	os.WriteFile(q.Path("todo", id), []byte("u1\x00Fjoe@x\x00\x00Tok@here.example\x00"), 0644)
+	h := startDaemon(t, q, 604800)
+	waitFor(t, h, "warning", func() bool {
+		return strings.Contains(h.log.String(), "warning: unknown record type in todo/"+num(id)+"\n")
+	})
+	if _, err := os.Stat(q.Path("todo", id)); err != nil {
+		t.Error("a message with an empty envelope record left todo/")
+	}
+}
+
 func TestConcurrencyZeroHolds(t *testing.T) {
 	q := makeQueue(t)
 	h := startDaemonWith(t, q, 604800, [nchan]int{0, 1})

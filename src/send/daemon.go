@@ -1144,6 +1144,12 @@ func (d *Daemon) preprocess(id uint64) {
 			d.Log.Warning("trouble reading " + d.rel("todo", id))
 			return
 		}
+		if len(rec) < 2 {
+			// An empty record (a stray NUL) is no record type at all: leave the
+			// message in todo/ with a warning, as qmail does with unknown types.
+			d.Log.Warning("unknown record type in " + d.rel("todo", id))
+			return
+		}
 		body := string(rec[1 : len(rec)-1])
 		switch rec[0] {
 		case 'u':
