@@ -95,6 +95,26 @@ func (d Dir) Line(name string) (value string, ok bool, err error) {
 	return strings.TrimRight(string(first), " \t\r"), true, nil
 }
 
+// maxText bounds Text: a control file read whole is a few lines of instructions.
+const maxText = 64 << 10
+
+// Text returns a whole file with trailing newlines removed, as the shell's $(cat file)
+// gives it (qmail's rc passes control/defaultdelivery to qmail-start that way, so it may
+// hold several .qmail lines and comments); ok is false when the file does not exist.
+func (d Dir) Text(name string) (text string, ok bool, err error) {
+	b, ok, err := d.read(name)
+	if !ok || err != nil {
+		return "", ok, err
+	}
+	if len(b) > maxText {
+		return "", true, &Error{File: d.File(name), Msg: fmt.Sprintf("longer than %d bytes", maxText)}
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return "", true, &Error{File: d.File(name), Line: 1 + bytes.Count(b[:i], []byte("\n")), Msg: "contains a NUL byte"}
+	}
+	return strings.TrimRight(string(b), "\n"), true, nil
+}
+
 // LineOr returns Line(name), or def when the file is missing or empty.
 func (d Dir) LineOr(name, def string) (string, error) {
 	v, ok, err := d.Line(name)

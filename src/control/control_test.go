@@ -148,3 +148,17 @@ func TestSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestText(t *testing.T) {
+	d := dir(t, map[string]string{"defaultdelivery": "# deliver to the Maildir\n./Maildir/\n\n", "locals": "a\n\x00b\n"})
+	v, ok, err := d.Text("defaultdelivery")
+	if err != nil || !ok || v != "# deliver to the Maildir\n./Maildir/" {
+		t.Fatalf("Text = %q, %v, %v", v, ok, err)
+	}
+	if _, ok, err := d.Text("me"); ok || err != nil {
+		t.Errorf("Text(missing) = %v, %v", ok, err)
+	}
+	if _, _, err := d.Text("locals"); err == nil || !strings.Contains(err.Error(), "locals:2:") {
+		t.Errorf("Text with NUL: %v", err)
+	}
+}

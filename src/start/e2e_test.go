@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/sandbox"
+	"github.com/notqmail/notqmail/src/start"
 )
 
 // startMTA runs "qmail-start ./Maildir/" in the home with env added, logging to log
@@ -291,5 +293,38 @@ func TestLoggerArgument(t *testing.T) {
 	if !strings.Contains(l, "LOGGED: status: local 0/10 remote 0/20\n") || !strings.Contains(l, "LOGGED: end msg ") ||
 		!strings.HasSuffix(l, "LOGGED: status: exiting\n") {
 		t.Errorf("log:\n%s", l)
+	}
+}
+
+// TestDefaultDeliveryFromControlFile: without arguments qmail-start takes the whole of
+// control/defaultdelivery, as qmail's rc passes "$(cat control/defaultdelivery)", so a
+// comment before the delivery line does not turn every delivery into a discard.
+func TestDefaultDeliveryFromControlFile(t *testing.T) {
+	h := newHome(t, "alice")
+	os.Remove(filepath.Join(h.UserHome("alice"), ".qmail"))
+	writeOwned(t, h, filepath.Join(h.Dir, "control", "defaultdelivery"), "# site default: the Maildir\n./Maildir/\n", 0644)
+	log := &sandbox.Log{}
+	h.StartMTA(t, sandbox.MTAOptions{Args: []string{}, Log: log, Guard: time.Minute})
+	submit(t, h, "someone@far.example", "alice@"+h.Domain, "via-control")
+	msgs := h.WaitMessages(t, "alice", 1)
+	if !bytes.Contains(msgs[0].Data, []byte("Subject: via-control\n")) {
+		t.Errorf("delivered message:\n%s", msgs[0].Data)
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	dir := t.TempDir()
+	ctl := control.Open(dir)
+	if o, err := start.ParseArgs(nil, ctl); err != nil || o.DefaultDelivery != start.DefaultDelivery {
+		t.Errorf("no file: %+v, %v", o, err)
+	}
+	os.WriteFile(filepath.Join(dir, "defaultdelivery"), []byte("# comment\n./Maildir/\n|preline procmail\n\n"), 0644)
+	o, err := start.ParseArgs(nil, ctl)
+	if err != nil || o.DefaultDelivery != "# comment\n./Maildir/\n|preline procmail" {
+		t.Errorf("file: %+v, %v", o, err)
+	}
+	o, err = start.ParseArgs([]string{"./Mailbox", "splogger", "qmail"}, ctl)
+	if err != nil || o.DefaultDelivery != "./Mailbox" || strings.Join(o.Logger, " ") != "splogger qmail" {
+		t.Errorf("args: %+v, %v", o, err)
 	}
 }

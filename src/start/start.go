@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/notqmail/notqmail/src/control"
@@ -39,14 +40,21 @@ type Options struct {
 }
 
 // ParseArgs reads "qmail-start [defaultdelivery [logger args...]]". Without a
-// defaultdelivery argument, control/defaultdelivery applies when it exists (as the
-// packages' start scripts expect), else ./Mailbox as in qmail.
+// defaultdelivery argument, the whole of control/defaultdelivery applies when it exists
+// (as qmail's rc passes "$(cat control/defaultdelivery)": several .qmail lines and
+// comments), else ./Mailbox as in qmail.
 func ParseArgs(args []string, ctl control.Dir) (Options, error) {
 	if len(args) > 0 {
 		return Options{DefaultDelivery: args[0], Logger: args[1:]}, nil
 	}
-	dd, err := ctl.LineOr("defaultdelivery", DefaultDelivery)
-	return Options{DefaultDelivery: dd}, err
+	dd, ok, err := ctl.Text("defaultdelivery")
+	if err != nil {
+		return Options{}, err
+	}
+	if !ok || strings.TrimSpace(dd) == "" {
+		dd = DefaultDelivery
+	}
+	return Options{DefaultDelivery: dd}, nil
 }
 
 // creds are the uids and gids qmail-start hands out.
