@@ -58,16 +58,34 @@ type Cache struct {
 // does not throw away roots that took minutes to build.
 const DefaultCacheDir = "/var/cache/notqmail-matrix"
 
+// dir is the cache directory, DefaultCacheDir when none is set.
+func (c Cache) dir() string {
+	if c.Dir == "" {
+		return DefaultCacheDir
+	}
+	return c.Dir
+}
+
+// UnpackDir is where a run whose scratch directory is work unpacks its roots: beside the
+// cache, outside the source tree, because a root with /proc mounted inside the module
+// would be walked by `go vet ./...` and `go test ./...` (and removed by `mage clean`
+// while mounted). Each work directory gets its own, so one run's Sweep never takes
+// another's roots.
+func (c Cache) UnpackDir(work string) string {
+	if abs, err := filepath.Abs(work); err == nil {
+		work = abs
+	}
+	sum := sha256.Sum256([]byte(work))
+	return filepath.Join(c.dir(), "unpacked", hex.EncodeToString(sum[:6]))
+}
+
 // Tarball returns the cached tarball for s, building it with mmdebstrap when it is
 // missing or too old. It reports whether it had to build.
 func (c Cache) Tarball(ctx context.Context, s Spec) (string, bool, error) {
 	if s.Suite == "" || s.Arch == "" {
 		return "", false, errors.New("chroot: a root needs a suite and an architecture")
 	}
-	dir := c.Dir
-	if dir == "" {
-		dir = DefaultCacheDir
-	}
+	dir := c.dir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", false, err
 	}

@@ -96,3 +96,17 @@ func TestCredentialsFlag(t *testing.T) {
 		t.Error("no entry read as having credentials")
 	}
 }
+
+func TestUnpackDirOutsideWorkAndPerWork(t *testing.T) {
+	c := Cache{Dir: "/var/cache/x"}
+	a, b := c.UnpackDir("/src/build/matrix"), c.UnpackDir("/tmp/other")
+	if !strings.HasPrefix(a, "/var/cache/x/unpacked/") || a == b {
+		t.Errorf("UnpackDir = %q, %q", a, b)
+	}
+	if a != c.UnpackDir("/src/build/matrix") {
+		t.Error("UnpackDir is not stable")
+	}
+	if got := (Cache{}).UnpackDir("/w"); !strings.HasPrefix(got, DefaultCacheDir+"/unpacked/") {
+		t.Errorf("default UnpackDir = %q", got)
+	}
+}

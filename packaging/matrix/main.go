@@ -89,7 +89,7 @@ func Main(ctx context.Context, o Options) (Report, error) {
 			arches = append(arches, r.Arch)
 		}
 	}
-	if err := chroot.Sweep(filepath.Join(o.Work, "roots")); err != nil {
+	if err := chroot.Sweep(chroot.Cache{Dir: o.CacheDir}.UnpackDir(o.Work)); err != nil {
 		return Report{}, fmt.Errorf("roots left by an interrupted run: %w", err)
 	}
 	pk, err := BuildPackages(ctx, o.Tree, o.Work, arches, o.Previous, o.Log)

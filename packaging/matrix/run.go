@@ -61,7 +61,7 @@ func pkgKey(arch, format string) string { return arch + "/" + format }
 // Runner runs rows.
 type Runner struct {
 	Tree     string       // the source tree (for building the kit's client)
-	Work     string       // scratch: roots, kit binaries, logs
+	Work     string       // scratch: kit binaries, logs (roots unpack under Cache.UnpackDir)
 	Cache    chroot.Cache // built roots
 	Packages Packages     // what to install
 	Log      io.Writer    // one progress line per row and step
@@ -250,7 +250,7 @@ type kitRoot struct {
 
 // enter unpacks a fresh root and puts the kit, its client and the packages into /kit.
 func (rn *Runner) enter(ctx context.Context, tarball string, row Row, pkg, kitBin, logDir string) (*kitRoot, error) {
-	r, err := chroot.Unpack(ctx, tarball, filepath.Join(rn.Work, "roots"))
+	r, err := chroot.Unpack(ctx, tarball, rn.Cache.UnpackDir(rn.Work))
 	if err != nil {
 		return nil, err
 	}
