@@ -2,7 +2,7 @@
 # The notqmail matrix test kit. It runs inside any root (a chroot built here, or a CI
 # container) and checks one step of a package's life per call:
 #
-#   kit.sh install | users | start | smtp-in | maildir | sendmail | stop |
+#   kit.sh install | users | start | smtp-in | maildir | sendmail | stop | extras |
 #          upgrade | remove | purge | overqmail
 #
 # Each step prints what it checks and exits 0 (pass), 1 (fail, the last lines say why)
@@ -13,6 +13,7 @@
 #   KIT_FORMAT     deb, rpm or apk
 #   KIT_PKG        the package under test (a path inside the root)
 #   KIT_PREV_PKG   the previous build's package, for upgrade (may be empty)
+#   KIT_EXTRA_PKGS the split packages (notqmail-pop3, notqmail-qmtp), for extras
 #   KIT_SMTP_PORT  port for qmail-smtpd's listener on 127.0.0.1
 #   KIT_SINK_PORT  port for the SMTP sink that stands in for remote hosts
 #   KIT_USER       the local user that receives mail in ~/Maildir (created here)
@@ -27,6 +28,7 @@ KIT_USER=${KIT_USER:-matrixuser}
 KIT_SMTP_PORT=${KIT_SMTP_PORT:-2525}
 KIT_SINK_PORT=${KIT_SINK_PORT:-2526}
 KIT_PREV_PKG=${KIT_PREV_PKG:-}
+KIT_EXTRA_PKGS=${KIT_EXTRA_PKGS:-}
 # Bounded waits: a broken MTA must fail the step, not hang the matrix.
 WAIT=${KIT_WAIT:-120}
 mkdir -p "$STATE"
@@ -299,6 +301,36 @@ step_upgrade() {
 	say "configuration and queue kept; the queued message was delivered"
 }
 
+# step_extras installs each split package alone on top of notqmail, checks that its
+# programs are there and run, removes it again, and checks notqmail is untouched.
+step_extras() {
+	[ -n "$KIT_EXTRA_PKGS" ] || cannot "no split packages were built for $KIT_FORMAT"
+	pkg_installed || fail "notqmail is not installed"
+	for p in $KIT_EXTRA_PKGS; do
+		case $(basename "$p") in
+		notqmail-pop3*) name=notqmail-pop3; progs="qmail-popup qmail-pop3d" ;;
+		notqmail-qmtp*) name=notqmail-qmtp; progs="qmail-qmtpd qmail-qmqpd qmail-qmqpc" ;;
+		*) fail "unknown split package $p" ;;
+		esac
+		install_pkg "$p" || fail "installing $name alone on top of notqmail failed"
+		for prog in $progs; do
+			[ -x $QMAIL/bin/$prog ] || fail "$name installed no $QMAIL/bin/$prog"
+			# Run with no usable input: it must start and answer, not crash.
+			$QMAIL/bin/$prog </dev/null >/dev/null 2>&1
+			rc=$?
+			[ $rc -lt 126 ] || fail "$prog did not run (exit $rc)"
+		done
+		case $KIT_FORMAT in
+		deb) DEBIAN_FRONTEND=noninteractive run apt-get remove -y $name ;;
+		rpm) run rpm -e --nodeps $name ;;
+		apk) run apk del $name ;;
+		esac || fail "removing $name failed"
+		pkg_installed || fail "removing $name removed notqmail"
+		[ -x $QMAIL/bin/qmail-send ] || fail "removing $name broke notqmail's programs"
+		say "$name installs alone on notqmail, runs $progs, and removes cleanly"
+	done
+}
+
 step_remove() {
 	stop_mta
 	pkg_installed || fail "notqmail is not installed"
@@ -440,6 +472,7 @@ for s in "$@"; do
 	maildir) step_maildir ;;
 	sendmail) step_sendmail ;;
 	stop) stop_mta ;;
+	extras) step_extras ;;
 	upgrade) step_upgrade ;;
 	remove) step_remove ;;
 	purge) step_purge ;;

@@ -52,7 +52,7 @@ type HereSpec struct {
 }
 
 // Steps are the kit's steps in order, each a column of the matrix.
-var Steps = []string{"install", "users", "start", "smtp", "sendmail", "upgrade", "remove", "purge", "overqmail"}
+var Steps = []string{"install", "users", "start", "smtp", "sendmail", "extras", "upgrade", "remove", "purge", "overqmail"}
 
 // StepTitles are the column headings.
 var StepTitles = map[string]string{
@@ -61,9 +61,11 @@ var StepTitles = map[string]string{
 	"start":    "starts without systemd",
 	"smtp":     "SMTP in → Maildir",
 	"sendmail": "sendmail → sink",
-	"upgrade":  "upgrade keeps config + queue",
-	"remove":   "remove",
-	"purge":    "purge",
+	// notqmail-pop3 and notqmail-qmtp, each installed alone on top of notqmail.
+	"extras":  "split packages",
+	"upgrade": "upgrade keeps config + queue",
+	"remove":  "remove",
+	"purge":   "purge",
 	// Installing over a qmail installation made the way qmail's INSTALL makes it.
 	"overqmail": "over a qmail /var/qmail",
 }

@@ -175,9 +175,9 @@ func (rn *Runner) Run(ctx context.Context, row Row) (res Result) {
 		k.cells = cells
 		body(k)
 	}
-	phase([]string{"install", "users", "start", "smtp", "sendmail"}, func(k *kitRoot) bool {
+	phase([]string{"install", "users", "start", "smtp", "sendmail", "extras"}, func(k *kitRoot) bool {
 		if !k.step(ctx, "install", "install") {
-			for _, s := range []string{"users", "start", "smtp", "sendmail"} {
+			for _, s := range []string{"users", "start", "smtp", "sendmail", "extras"} {
 				if cells[s].Reason == "" {
 					cells[s].Reason = "install failed"
 				}
@@ -197,6 +197,7 @@ func (rn *Runner) Run(ctx context.Context, row Row) (res Result) {
 		k.smtpFromOutside(ctx, hostBin)
 		k.step(ctx, "sendmail", "sendmail")
 		k.run(ctx, "stop", "stop")
+		k.step(ctx, "extras", "extras")
 		return true
 	})
 	// Phase three (run second, since it needs no previous build): a fresh root with a
@@ -309,8 +310,30 @@ func (rn *Runner) enter(ctx context.Context, tarball string, row Row, pkg, kitBi
 			return fail(fmt.Errorf("preparing the root with %q: exit %d %v: %s", c, code, err, strings.TrimSpace(out.String())))
 		}
 	}
-	env := fmt.Sprintf("KIT_FORMAT=%s\nKIT_PKG=%s\nKIT_PREV_PKG=%s\nKIT_SMTP_PORT=%d\nKIT_SINK_PORT=%d\n",
-		row.Format, cur, prev, smtp, sink)
+	// The split packages built with the core package, for the extras step.
+	var extras []string
+	if pkg != "" {
+		for _, name := range []string{"notqmail-pop3", "notqmail-qmtp"} {
+			// deb names are name_version, rpm and apk names name-version.
+			var matches []string
+			for _, sep := range []string{"_", "-"} {
+				m, err := filepath.Glob(filepath.Join(filepath.Dir(pkg), name+sep+"[0-9]*."+row.Format))
+				if err != nil {
+					return fail(err)
+				}
+				matches = append(matches, m...)
+			}
+			for _, m := range matches {
+				p, err := inRoot(m, "current")
+				if err != nil {
+					return fail(err)
+				}
+				extras = append(extras, p)
+			}
+		}
+	}
+	env := fmt.Sprintf("KIT_FORMAT=%s\nKIT_PKG=%s\nKIT_PREV_PKG=%s\nKIT_SMTP_PORT=%d\nKIT_SINK_PORT=%d\nKIT_EXTRA_PKGS='%s'\n",
+		row.Format, cur, prev, smtp, sink, strings.Join(extras, " "))
 	if err := os.WriteFile(filepath.Join(kit, "env"), []byte(env), 0o644); err != nil {
 		return fail(err)
 	}
