@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/notqmail/notqmail/packaging/release"
 	"io"
 	"os"
 	"path/filepath"
@@ -154,7 +155,7 @@ func appendSeries(root, name string) error {
 	if _, err := ParseSeries(b); err != nil {
 		return err
 	}
-	return writeFileAtomic(p, b)
+	return release.WriteAtomic(p, b)
 }
 
 // RefreshPatch writes the workspace's uncommitted changes into the patch it edits,
@@ -198,7 +199,7 @@ func RefreshPatch(ctx context.Context, root string, w io.Writer) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := writeFileAtomic(p, append(Header(old), diff...)); err != nil {
+	if err := release.WriteAtomic(p, append(Header(old), diff...)); err != nil {
 		return err
 	}
 	_, files := parsePatch([]byte(diff), 1)
@@ -229,24 +230,4 @@ func conflictMarkers(diff string) []string {
 		}
 	}
 	return out
-}
-
-func writeFileAtomic(p string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
 }

@@ -69,7 +69,7 @@ func GoreleaserConfig(ctx context.Context, o Options) error {
 		return err
 	}
 	p := filepath.Join(o.Root, manifest.GoreleaserFile)
-	if err := writeAtomic(p, y); err != nil {
+	if err := WriteAtomic(p, y); err != nil {
 		return err
 	}
 	o.step("wrote %s", rel(o.Root, p))

@@ -105,7 +105,7 @@ func writePackages(o Options, b Built, m manifest.Manifest, src manifest.Sources
 				if err != nil {
 					return nil, err
 				}
-				if err := writeAtomic(filepath.Join(stage, name), buf.Bytes()); err != nil {
+				if err := WriteAtomic(filepath.Join(stage, name), buf.Bytes()); err != nil {
 					return nil, err
 				}
 				o.step("built %s (%s)", name, humanSize(int64(buf.Len())))
@@ -117,7 +117,7 @@ func writePackages(o Options, b Built, m manifest.Manifest, src manifest.Sources
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(stage, SumsFile), sums); err != nil {
+	if err := WriteAtomic(filepath.Join(stage, SumsFile), sums); err != nil {
 		return nil, err
 	}
 	out = append(out, Artifact{Name: SumsFile, Size: int64(len(sums))})

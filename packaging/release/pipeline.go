@@ -244,9 +244,9 @@ func removeOldArtifacts(dist string) error {
 	return nil
 }
 
-// writeAtomic writes through a temporary file, so an interrupted run never leaves a
-// truncated package under its real name.
-func writeAtomic(p string, b []byte) error {
+// WriteAtomic writes a file (mode 0644) through a temporary file in its directory, so an
+// interrupted run never leaves it truncated under its real name.
+func WriteAtomic(p string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
 	if err != nil {
 		return err
