@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/notqmail/notqmail/packaging/release"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/notqmail/notqmail/packaging/release"
 )
 
 // The workspace is quilt's idea in a scratch copy: the tree with the series applied up
