@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,28 +48,11 @@ cd "$POPHOME" || exit 111
 exec "$@"
 `
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type popServer struct {
 	h    *sandbox.Home
 	addr string
 	ca   string // CA certificate file for clients
-	log  *syncBuffer
+	log  *sandbox.Log
 }
 
 func writeOwned(t *testing.T, h *sandbox.Home, p, s string, mode os.FileMode) {
@@ -91,7 +73,7 @@ func writeOwned(t *testing.T, h *sandbox.Home, p, s string, mode os.FileMode) {
 func newServer(t *testing.T, tlsCert bool, env ...string) *popServer {
 	t.Helper()
 	h := sandbox.New(t, sandbox.Options{})
-	s := &popServer{h: h, log: &syncBuffer{}}
+	s := &popServer{h: h, log: &sandbox.Log{}}
 	if tlsCert {
 		ca := testca.New(t)
 		writeOwned(t, h, filepath.Join(h.Dir, "control", "servercert.pem"), string(ca.Valid(t, "pop.sandbox.example", "127.0.0.1")), 0600)
@@ -130,7 +112,7 @@ func TestTcpserverChkpwChain(t *testing.T) {
 	cmd := exec.Command("tcpserver", "-R", "-H", host, port,
 		filepath.Join(h.Bin, "qmail-popup"), "pop.sandbox.example", filepath.Join(h.Bin, "qmail-chkpw"), filepath.Join(h.Bin, "qmail-pop3d"), "Maildir")
 	cmd.Env = append(h.Env(), "POP3PLAINTEXT=1") // as a tcprules rule for the LAN would
-	tcp := &popServer{h: h, addr: addr, ca: s.ca, log: &syncBuffer{}}
+	tcp := &popServer{h: h, addr: addr, ca: s.ca, log: &sandbox.Log{}}
 	tcp.start(t, cmd)
 
 	r := tcp.poplib(t, "stls", "alice", "wrong")

@@ -1,14 +1,12 @@
 package qmtp_test
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,25 +25,8 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon starts a long-running program of the home, stopped with SIGTERM at the end.
-func daemon(t *testing.T, h *sandbox.Home, log *syncBuffer, prog string, args ...string) {
+func daemon(t *testing.T, h *sandbox.Home, log *sandbox.Log, prog string, args ...string) {
 	t.Helper()
 	cmd := h.Command(prog, args...)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -68,7 +49,7 @@ func daemon(t *testing.T, h *sandbox.Home, log *syncBuffer, prog string, args ..
 
 // waitListening waits until something accepts connections on addr; the bound only
 // turns a server that never starts into a failure.
-func waitListening(t *testing.T, addr string, log *syncBuffer) {
+func waitListening(t *testing.T, addr string, log *sandbox.Log) {
 	t.Helper()
 	for i := 0; i < 1000; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -94,7 +75,7 @@ func writeControl(t *testing.T, h *sandbox.Home, name, value string) {
 func TestNullClientThroughQMQP(t *testing.T) {
 	hub := sandbox.New(t, sandbox.Options{})
 	client := sandbox.New(t, sandbox.Options{Domain: "null.example", Users: []string{}})
-	log := &syncBuffer{}
+	log := &sandbox.Log{}
 	daemon(t, hub, log, "qmail-start", "./Maildir/")
 	addr := freePort(t)
 	daemon(t, hub, log, "qmail-qmqpd", "-l", addr, "-H", "hub.example")
@@ -133,7 +114,7 @@ func TestNullClientThroughQMQP(t *testing.T) {
 func TestQMQPCRefusals(t *testing.T) {
 	hub := sandbox.New(t, sandbox.Options{})
 	client := sandbox.New(t, sandbox.Options{Domain: "null.example", Users: []string{}})
-	log := &syncBuffer{}
+	log := &sandbox.Log{}
 	addr := freePort(t)
 	daemon(t, hub, log, "qmail-qmqpd", "-l", addr)
 	waitListening(t, addr, log)

@@ -13,7 +13,7 @@ import (
 func TestRemoteDeliversByQMTP(t *testing.T) {
 	dst := sandbox.New(t, sandbox.Options{Domain: "qmtp.example"})
 	src := sandbox.New(t, sandbox.Options{Domain: "sender.example"})
-	log := &syncBuffer{}
+	log := &sandbox.Log{}
 	addr := freePort(t)
 	daemon(t, dst, log, "qmail-qmtpd", "-l", addr, "-H", "qmtp.example")
 	daemon(t, dst, log, "qmail-start", "./Maildir/")
