@@ -31,24 +31,7 @@ func startListenerLog(t *testing.T, h *sandbox.Home, addr, logPath string, args 
 	t.Helper()
 	cmd := exec.Command(filepath.Join(h.Bin, "qmail-smtpd"), append([]string{"-l", addr}, args...)...)
 	cmd.Env = h.Env()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("server log:\n%s", b)
-		}
-	})
+	exited := startLogged(t, cmd, logPath)
 	waitListening(t, addr, exited)
 }
 
@@ -209,4 +192,29 @@ func TestSocketActivation(t *testing.T) {
 	if l != "220 sandbox.example ESMTP\r\n" {
 		t.Errorf("greeting %q", l)
 	}
+}
+
+// startLogged starts a server with its output in logPath, kills it when the test ends
+// (showing the log if the test failed), and returns a channel closed when it exits.
+func startLogged(t *testing.T, cmd *exec.Cmd, logPath string) <-chan struct{} {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("server log:\n%s", b)
+		}
+	})
+	return exited
 }

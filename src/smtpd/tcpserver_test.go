@@ -64,24 +64,7 @@ func startTCPServerCmd(t *testing.T, h *sandbox.Home, tcpserver string, argv []s
 	port := freePort(t)
 	cmd := exec.Command(tcpserver, append([]string{"-R", "-H", "-l", "mx.sandbox.example", "-c", "400", "-b", "250", "127.0.0.1", port}, argv...)...)
 	cmd.Env = append(h.Env(), env...)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "smtpd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("server log:\n%s", b)
-		}
-	})
+	exited := startLogged(t, cmd, filepath.Join(t.TempDir(), "smtpd.log"))
 	addr := "127.0.0.1:" + port
 	waitListening(t, addr, exited)
 	return addr
