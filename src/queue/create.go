@@ -81,6 +81,12 @@ func Layout(split int) []Node {
 		}
 	}
 	return append(e,
+		// Spare inodes, beyond qmail: emptied queue files kept for reuse instead of
+		// being unlinked (spare/q: qmailq's mess/ and intd/ files; spare/s: qmails's
+		// info/, local/ and remote/ files). See Spare.
+		Node{"spare", 'd', 0, uidQ, 0750},
+		Node{"spare/q", 'd', 0, uidQ, 0700},
+		Node{"spare/s", 'd', 0, uidS, 0700},
 		Node{"lock", 'd', 0, uidQ, 0750},
 		Node{"lock/tcpto", 'f', TcptoSize, uidR, 0644},
 		Node{"lock/sendmutex", 'f', 0, uidS, 0600},

@@ -22,6 +22,17 @@ var (
 	UnsplitDirs = []string{"pid", "intd", "todo", "bounce"}
 )
 
+// Spare directories hold emptied queue files, named by their inode number, that
+// are renamed back into use instead of creating new ones: SpareQ for qmailq's files
+// (mess/, intd/), SpareS for qmails's (info/, local/, remote/). Reusing an inode
+// costs a rename; allocating and freeing one costs far more on some file systems
+// (ext4 without a journal scans every recently freed inode of the block group on
+// each create). qmail itself ignores these directories; qmail-qfix creates them.
+const (
+	SpareQ = "spare/q"
+	SpareS = "spare/s"
+)
+
 // Queue is a queue directory with its split count.
 type Queue struct {
 	Dir   string
