@@ -34,6 +34,11 @@ const (
 	PortEnv     = "NOTQMAIL_BENCH_PORT"     // first of the loopback ports used (default 27100)
 	MessagesEnv = "NOTQMAIL_BENCH_MESSAGES" // messages of scenarios 1-4 (default 2000)
 	RenderEnv   = "NOTQMAIL_BENCH_RENDER"   // 1: only rewrite BENCHMARKS.md from bench/results.json
+	// OnlyEnv runs only the listed scenarios (e.g. "1,4"), for working on one of them;
+	// such a run writes no report unless NOTQMAIL_BENCH_WRITE=1.
+	OnlyEnv     = "NOTQMAIL_BENCH_ONLY"
+	SessionsEnv = "NOTQMAIL_BENCH_SESSIONS" // scenario 1's concurrencies, e.g. "10" or "1,10,50"
+	WriteEnv    = "NOTQMAIL_BENCH_WRITE"
 )
 
 // Options shape a run.
@@ -59,6 +64,23 @@ type Options struct {
 	NoWrite      bool
 	// RenderOnly rewrites Report from the results in JSON, measuring nothing.
 	RenderOnly bool
+	// Only, when not empty, names the scenarios (1-6) to run.
+	Only []int
+}
+
+// runs reports whether scenario n is to run.
+func (o Options) runs(n int) bool { return len(o.Only) == 0 || containsInt(o.Only, n) }
+
+func parseInts(name, s string) ([]int, error) {
+	var l []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s=%q: want numbers separated by commas", name, s)
+		}
+		l = append(l, n)
+	}
+	return l, nil
 }
 
 // FromEnv fills Options from the environment.
@@ -85,6 +107,22 @@ func FromEnv(root string) (Options, error) {
 			return o, fmt.Errorf("%s=%q: want a message count", MessagesEnv, s)
 		}
 		o.Messages = n
+	}
+	if s := os.Getenv(OnlyEnv); s != "" {
+		l, err := parseInts(OnlyEnv, s)
+		if err != nil {
+			return o, err
+		}
+		o.Only = l
+		o.Pipeline, o.Profile = o.runs(6), false
+		o.NoWrite = os.Getenv(WriteEnv) != "1"
+	}
+	if s := os.Getenv(SessionsEnv); s != "" {
+		l, err := parseInts(SessionsEnv, s)
+		if err != nil {
+			return o, err
+		}
+		o.Sessions, o.TCPSessions = l, l
 	}
 	if s := os.Getenv(PortEnv); s != "" {
 		n, err := strconv.Atoi(s)
@@ -213,12 +251,18 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	// Scenario 1 and 2: SMTP in at each concurrency, notqmail (listener), Postfix and
 	// notqmail under tcpserver, alternating who goes first.
 	for i, s := range o.Sessions {
+		if !o.runs(1) && !o.runs(2) {
+			break
+		}
 		order := []string{"notqmail", "postfix", "tcpserver"}
 		if i%2 == 1 {
 			order = []string{"postfix", "tcpserver", "notqmail"}
 		}
 		for _, who := range order {
-			if who == "tcpserver" && !containsInt(o.TCPSessions, s) {
+			if who == "tcpserver" && (!containsInt(o.TCPSessions, s) || !o.runs(2)) {
+				continue
+			}
+			if who != "tcpserver" && !o.runs(1) {
 				continue
 			}
 			name := "1 smtp"
@@ -232,10 +276,16 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	// Scenario 3: sendmail.
 	for _, who := range []string{"notqmail", "postfix"} {
+		if !o.runs(3) {
+			break
+		}
 		b.measure(ctx, who, func(srv server) Measurement { return sendmailScenario(ctx, srv, o.Messages, work) }, nqOptions{}, pfOptions{})
 	}
 	// Scenario 4: remote delivery to smtp-sink at concurrency 20.
 	for _, who := range []string{"postfix", "notqmail"} {
+		if !o.runs(4) {
+			break
+		}
 		sinkPort := o.Port + 50
 		sk, err := startSink(ctx, sinkPort)
 		if err != nil {
@@ -249,6 +299,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	// Scenario 5: scale.
 	for _, who := range []string{"notqmail", "postfix"} {
+		if !o.runs(5) {
+			break
+		}
 		b.measure(ctx, who, func(srv server) Measurement {
 			return heldScenario(ctx, srv, "5 scale", o.Scale, o.Window, false, work)
 		}, nqOptions{}, pfOptions{})

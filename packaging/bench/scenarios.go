@@ -63,6 +63,9 @@ func waitCount(ctx context.Context, count func() (int, error), target int, limit
 	if target > 5000 {
 		interval = 100 * time.Millisecond
 	}
+	if target > 20000 {
+		interval = 200 * time.Millisecond // counting a huge new/ costs CPU too
+	}
 	for {
 		n, err := count()
 		if err != nil {

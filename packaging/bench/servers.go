@@ -40,7 +40,7 @@ type server interface {
 	Sendmail(rcpt string) ([]string, []string)
 	Acct() *acct
 	Daemon() string // the queue manager's process name, for its RSS
-	Close() error   // remove everything
+	Close() error   // stop and release; the files go with the run's work directory
 }
 
 // started is a program started through acct.wrap.
@@ -269,11 +269,13 @@ func (n *notqmail) Stop() error {
 	return errors.Join(errs...)
 }
 
+// Close stops the instance and releases its cgroup. Its files stay until the run's
+// work directory is removed at the end: removing thousands of files between
+// measurements would make the next instance's file creates slower (ext4 without a
+// journal scans recently freed inodes on every create), whichever MTA comes next.
 func (n *notqmail) Close() error {
-	n.Stop()
+	err := n.Stop()
 	n.a.remove()
-	err := n.h.Remove()
-	os.RemoveAll(n.parent)
 	return err
 }
 
@@ -479,8 +481,10 @@ func (p *postfix) Stop() error {
 	return errors.Join(errs...)
 }
 
+// Close stops the instance and releases its cgroup; see notqmail.Close for why its
+// files stay until the end of the run.
 func (p *postfix) Close() error {
-	p.Stop()
+	err := p.Stop()
 	p.a.remove()
-	return os.RemoveAll(p.dir)
+	return err
 }
