@@ -245,7 +245,13 @@ func (n *notqmail) Start(ctx context.Context, smtp, delivery bool, prefix []stri
 	}
 	args := []string{filepath.Join(n.h.Bin, "qmail-smtpd"), "-l", n.Addr(), "-c", "200", "-i", "200"}
 	if n.tcpserver {
-		args = []string{"tcpserver", "-c", "200", "-R", "-H", "-l", "0", "127.0.0.1", strconv.Itoa(n.port), filepath.Join(n.h.Bin, "qmail-smtpd")}
+		args = []string{"tcpserver", "-c", "200", "-R", "-H", "-l", "0"}
+		if os.Geteuid() == 0 {
+			// As a real site runs it (tcpserver -u qmaild): qmail-smtpd starts
+			// unprivileged instead of dropping root itself on every connection.
+			args = append(args, "-u", strconv.Itoa(n.h.UID), "-g", strconv.Itoa(n.h.GID))
+		}
+		args = append(args, "127.0.0.1", strconv.Itoa(n.port), filepath.Join(n.h.Bin, "qmail-smtpd"))
 	}
 	p, err := startProg(n.a, n.h.Dir, "qmail-smtpd", prefix, n.h.Env(), args...)
 	if err != nil {
