@@ -1,0 +1,329 @@
+package durability
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// TraceSyscalls is the -e trace= set the tests record: enough to see every file's
+// writes, syncs and the links, renames and unlinks that publish or retract it, and how
+// each process ends.
+const TraceSyscalls = "openat,write,pwrite64,fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,exit_group"
+
+// Event is one system call (or process exit) from the output of
+// `strace -f -tt -y -o FILE`, in the order strace wrote them.
+type Event struct {
+	Seq      int    // position in the trace: the order in which the calls completed
+	PID      int    // the thread that made the call
+	Call     string // "fsync", "linkat", ...; "+++" for a process exit line
+	Args     string // the raw argument text, with -y's <path> decorations
+	Ret      string // the raw return value: "0", "-1", "?"
+	Errno    string // "EIO" when the call failed, else ""
+	Injected bool   // strace injected the failure (-e inject=...)
+	Exit     int    // for Call "+++": the exit status, -1 when killed by a signal
+	Line     string // the whole line, for failure messages
+}
+
+// OK reports whether the call succeeded.
+func (e Event) OK() bool { return e.Errno == "" && !strings.HasPrefix(e.Ret, "-1") }
+
+func (e Event) String() string { return fmt.Sprintf("#%d %s", e.Seq, e.Line) }
+
+// FDPath is the path -y printed for the first argument, a descriptor: "/q/mess/3/12"
+// for "fsync(5</q/mess/3/12>)". It is "" when the first argument carries no path.
+func (e Event) FDPath() string {
+	p, _ := decoratedPath(e.Args)
+	return p
+}
+
+// FD is the number of the first argument, a descriptor; -1 if it is not one.
+func (e Event) FD() int {
+	end := strings.IndexAny(e.Args, "<,)")
+	if end < 0 {
+		end = len(e.Args)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(e.Args[:end]))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// decoratedPath returns the text of the first <...> in s and what follows it.
+func decoratedPath(s string) (string, string) {
+	i := strings.IndexByte(s, '<')
+	if i < 0 {
+		return "", s
+	}
+	j := strings.IndexByte(s[i:], '>')
+	if j < 0 {
+		return "", s
+	}
+	return s[i+1 : i+j], s[i+j+1:]
+}
+
+// Paths returns the path names of a call's arguments, made absolute: a quoted name is
+// resolved against the directory -y shows for the descriptor before it (AT_FDCWD or a
+// directory descriptor of the *at calls), and cwd for the plain calls (link, rename,
+// unlink), which strace shows undecorated. For linkat and renameat it returns the old
+// and the new name.
+func (e Event) Paths(cwd string) []string {
+	var out []string
+	dir := cwd
+	s := e.Args
+	for len(s) > 0 {
+		switch {
+		case strings.HasPrefix(s, "AT_FDCWD<") || (len(s) > 0 && s[0] >= '0' && s[0] <= '9' && strings.Contains(firstArg(s), "<")):
+			p, rest := decoratedPath(s)
+			dir, s = p, rest
+		case strings.HasPrefix(s, "AT_FDCWD"):
+			dir, s = cwd, s[len("AT_FDCWD"):]
+		case s[0] == '"':
+			name, rest, ok := unquote(s)
+			if !ok {
+				return out
+			}
+			if !filepath.IsAbs(name) {
+				name = filepath.Join(dir, name)
+			}
+			out = append(out, filepath.Clean(name))
+			s, dir = rest, cwd
+		default:
+			s = s[1:]
+		}
+	}
+	return out
+}
+
+func firstArg(s string) string {
+	if i := strings.IndexByte(s, ','); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// unquote reads a C-quoted string as strace prints it, at the start of s.
+func unquote(s string) (string, string, bool) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"':
+			return b.String(), s[i+1:], true
+		case '\\':
+			if i+1 >= len(s) {
+				return "", "", false
+			}
+			i++
+			switch s[i] {
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			case 'x':
+				if i+2 < len(s) {
+					if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+						b.WriteByte(byte(v))
+						i += 2
+						continue
+					}
+				}
+				b.WriteByte('x')
+			default:
+				if s[i] >= '0' && s[i] <= '7' {
+					j := i
+					for j < len(s) && j < i+3 && s[j] >= '0' && s[j] <= '7' {
+						j++
+					}
+					v, _ := strconv.ParseUint(s[i:j], 8, 8)
+					b.WriteByte(byte(v))
+					i = j - 1
+					continue
+				}
+				b.WriteByte(s[i])
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", "", false
+}
+
+// Data is the (possibly truncated, per strace -s) data of a write call.
+func (e Event) Data() string {
+	i := strings.IndexByte(e.Args, '"')
+	if i < 0 {
+		return ""
+	}
+	d, _, _ := unquote(e.Args[i:])
+	return d
+}
+
+// callLine is a finished call: name(args) = result, strace padding the "=" with
+// spaces to a column.
+var callLine = regexp.MustCompile(`^([a-z_0-9]+)\((.*)\) +=(?: (.*))?$`)
+
+// ParseTrace reads the output of strace -f -tt -y -o FILE. Calls that strace split
+// into "<unfinished ...>" and "<... resumed>" halves are joined, in the position of
+// their completion, which is when their effect is known to the caller.
+func ParseTrace(r io.Reader) ([]Event, error) {
+	var events []Event
+	pending := map[int]string{} // pid -> the start of an unfinished call
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		pidText, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidText)
+		if err != nil {
+			continue
+		}
+		// The -tt time stamp.
+		if _, after, ok := strings.Cut(rest, " "); ok && strings.Count(rest[:len(rest)-len(after)], ":") == 2 {
+			rest = after
+		}
+		switch {
+		case strings.HasSuffix(rest, " <unfinished ...>"):
+			pending[pid] = strings.TrimSuffix(rest, " <unfinished ...>")
+			continue
+		case strings.HasPrefix(rest, "<... "):
+			start, ok := pending[pid]
+			if !ok {
+				return nil, fmt.Errorf("durability: resumed call without its start: %q", line)
+			}
+			delete(pending, pid)
+			i := strings.Index(rest, " resumed>")
+			if i < 0 {
+				return nil, fmt.Errorf("durability: bad resumed line %q", line)
+			}
+			rest = start + rest[i+len(" resumed>"):]
+		}
+		ev := Event{PID: pid, Line: line}
+		if strings.HasPrefix(rest, "+++ ") {
+			ev.Call = "+++"
+			ev.Exit = -1
+			if n, ok := strings.CutPrefix(rest, "+++ exited with "); ok {
+				ev.Exit, _ = strconv.Atoi(strings.TrimSuffix(n, " +++"))
+			}
+			ev.Seq = len(events)
+			events = append(events, ev)
+			continue
+		}
+		if strings.HasPrefix(rest, "---") { // signals
+			continue
+		}
+		m := callLine.FindStringSubmatch(rest)
+		if m == nil {
+			if strings.HasPrefix(rest, "exit_group(") { // "= ?" may be missing at the end
+				ev.Call, ev.Args, ev.Ret = "exit_group", strings.TrimSuffix(rest[len("exit_group("):], ")"), "?"
+				ev.Seq = len(events)
+				events = append(events, ev)
+			}
+			continue
+		}
+		ev.Call, ev.Args = m[1], m[2]
+		result := m[3]
+		if i := strings.IndexByte(result, ' '); i >= 0 {
+			ev.Ret = result[:i]
+			tail := result[i+1:]
+			if ev.Ret == "-1" {
+				ev.Errno, _, _ = strings.Cut(tail, " ")
+			}
+			ev.Injected = strings.HasSuffix(tail, "(INJECTED)")
+		} else {
+			ev.Ret = result
+		}
+		ev.Seq = len(events)
+		events = append(events, ev)
+	}
+	return events, sc.Err()
+}
+
+// ReadTrace parses a trace file.
+func ReadTrace(path string) ([]Event, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseTrace(f)
+}
+
+// Names returns every name the file at path had in the trace: path itself and, through
+// the links and renames that made path or one of its names, the older names. A
+// descriptor keeps the name it was opened under in -y's output, even after that name
+// is removed ("pid/1.2.1>(deleted)"), so a file's writes and syncs are found under any
+// of its names.
+func Names(ev []Event, cwd, path string) map[string]bool {
+	names := map[string]bool{path: true}
+	for changed := true; changed; {
+		changed = false
+		for _, e := range ev {
+			if !IsLink(e) || !e.OK() {
+				continue
+			}
+			if p := e.Paths(cwd); len(p) == 2 && names[p[1]] && !names[p[0]] {
+				names[p[0]] = true
+				changed = true
+			}
+		}
+	}
+	return names
+}
+
+// IsLink reports whether e gives a file a new name: a link or a rename of any flavour.
+func IsLink(e Event) bool {
+	switch e.Call {
+	case "link", "linkat", "rename", "renameat", "renameat2":
+		return true
+	}
+	return false
+}
+
+// IsSync reports whether e is a call that flushes a file: fsync or fdatasync.
+func IsSync(e Event) bool { return e.Call == "fsync" || e.Call == "fdatasync" }
+
+// SyncedBefore checks the durability rule for one file: it was written (at least one
+// successful write through a descriptor naming the file, under any of its Names), and
+// a successful fsync or fdatasync of it came after its last write and before the
+// event numbered before. It returns that sync's Seq.
+func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
+	if before > len(ev) {
+		before = len(ev)
+	}
+	names := Names(ev[:max(before, 0)], cwd, path)
+	lastWrite := -1
+	for _, e := range ev[:max(before, 0)] {
+		if (e.Call == "write" || e.Call == "pwrite64") && names[e.FDPath()] && e.OK() {
+			lastWrite = e.Seq
+		}
+	}
+	if lastWrite < 0 {
+		return -1, fmt.Errorf("no write to %s before #%d", path, before)
+	}
+	for _, e := range ev[lastWrite+1 : before] {
+		if IsSync(e) && names[e.FDPath()] && e.OK() {
+			return e.Seq, nil
+		}
+	}
+	return -1, fmt.Errorf("%s is not fsynced after its last write (#%d) and before #%d", path, lastWrite, before)
+}
+
+// DirSyncedBetween checks that directory dir was fsynced successfully at an event
+// numbered strictly between after and before, and returns that event's Seq.
+func DirSyncedBetween(ev []Event, dir string, after, before int) (int, error) {
+	for _, e := range ev {
+		if e.Seq > after && e.Seq < before && IsSync(e) && e.FDPath() == dir && e.OK() {
+			return e.Seq, nil
+		}
+	}
+	return -1, fmt.Errorf("directory %s is not fsynced between #%d and #%d", dir, after, before)
+}

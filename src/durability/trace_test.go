@@ -1,0 +1,75 @@
+package durability
+
+import (
+	"strings"
+	"testing"
+)
+
+// A trace in strace's own words: a message written through a descriptor opened under
+// a pid/ name that is then linked to mess/ and removed, a call split by another
+// thread, and an injected failure.
+const sampleTrace = `100 02:00:00.000001 openat(AT_FDCWD</q>, "pid/1.2.1", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0644) = 7</q/pid/1.2.1>
+100 02:00:00.000002 linkat(AT_FDCWD</q>, "pid/1.2.1", AT_FDCWD</q>, "mess/3/42", 0) = 0
+100 02:00:00.000003 unlinkat(AT_FDCWD</q>, "pid/1.2.1", 0) = 0
+100 02:00:00.000004 write(7</q/pid/1.2.1>(deleted), "Received: x\nSubject: \"y\"\n", 26 <unfinished ...>
+101 02:00:00.000005 write(2<pipe:[9]>, "other thread", 12) = 12
+100 02:00:00.000006 <... write resumed>) = 26
+100 02:00:00.000007 fsync(7</q/pid/1.2.1>(deleted)) = 0
+100 02:00:00.000008 write(8</q/intd/42>, "u0\0", 3) = 3
+100 02:00:00.000009 fsync(8</q/intd/42>) = -1 EIO (Input/output error) (INJECTED)
+100 02:00:00.000010 linkat(AT_FDCWD</q>, "intd/42", AT_FDCWD</q>, "todo/42", 0) = 0
+100 02:00:00.000011 exit_group(53)                  = ?
+101 02:00:00.000012 +++ exited with 53 +++
+`
+
+func TestParseTrace(t *testing.T) {
+	ev, err := ParseTrace(strings.NewReader(sampleTrace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 11 {
+		t.Fatalf("%d events, want 11: %v", len(ev), ev)
+	}
+	if w := ev[4]; w.Call != "write" || w.FDPath() != "/q/pid/1.2.1" || w.Ret != "26" || w.Data() != "Received: x\nSubject: \"y\"\n" || w.FD() != 7 {
+		t.Errorf("joined write: %+v (data %q)", w, w.Data())
+	}
+	if p := ev[1].Paths("/elsewhere"); len(p) != 2 || p[0] != "/q/pid/1.2.1" || p[1] != "/q/mess/3/42" {
+		t.Errorf("linkat paths %q", p)
+	}
+	if f := ev[7]; f.OK() || f.Errno != "EIO" || !f.Injected {
+		t.Errorf("injected fsync: %+v", f)
+	}
+	if e := ev[9]; e.Call != "exit_group" || e.Args != "53" {
+		t.Errorf("exit_group: %+v", e)
+	}
+	if e := ev[10]; e.Call != "+++" || e.Exit != 53 {
+		t.Errorf("exit line: %+v", e)
+	}
+	if n := Names(ev, "/", "/q/mess/3/42"); !n["/q/pid/1.2.1"] || len(n) != 2 {
+		t.Errorf("names of mess/3/42: %v", n)
+	}
+}
+
+// The checks must catch what they look for: they pass on the synced mess file and
+// fail on the intd file, whose only fsync failed, and on a sync that comes too late.
+func TestSyncChecks(t *testing.T) {
+	ev, err := ParseTrace(strings.NewReader(sampleTrace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := SyncedBefore(ev, "/q", "/q/mess/3/42", 8); err != nil || seq != 5 {
+		t.Errorf("mess: sync #%d, %v", seq, err)
+	}
+	if _, err := SyncedBefore(ev, "/q", "/q/intd/42", 8); err == nil {
+		t.Error("intd passed although its fsync failed")
+	}
+	if _, err := SyncedBefore(ev, "/q", "/q/mess/3/42", 5); err == nil {
+		t.Error("mess passed with the limit before its fsync")
+	}
+	if _, err := SyncedBefore(ev, "/q", "/q/todo/42", 10); err == nil {
+		t.Error("a file never written passed")
+	}
+	if _, err := DirSyncedBetween(ev, "/q/todo", 8, 10); err == nil {
+		t.Error("todo/ passed without a sync")
+	}
+}
