@@ -299,7 +299,7 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 	if before > len(ev) {
 		before = len(ev)
 	}
-	names := Names(ev[:max(before, 0)], cwd, path)
+	names := Names(ev, cwd, path)
 	lastWrite := -1
 	for _, e := range ev[:max(before, 0)] {
 		if (e.Call == "write" || e.Call == "pwrite64") && names[e.FDPath()] && e.OK() {
