@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,13 +117,32 @@ func ReceivedLine(c Caller) string {
 // intd/ is written, intd/ is fsynced before it is linked into todo/, and the todo/
 // entry is synced before Enqueue reports success.
 func Enqueue(q Queue, msg, env io.Reader, c Caller) error {
+	return EnqueueWith(q, msg, env, c, Options{})
+}
+
+// Options changes how EnqueueWith makes a message's files.
+type Options struct {
+	// Spares, when set, supplies the mess/ and intd/ files from spare/q instead of
+	// new inodes: a spare is renamed straight to mess/<split>/<its inode number>, so no
+	// pid/ file is needed, and another to intd/<id>. Without a usable spare the files
+	// are created as Enqueue creates them.
+	Spares *Spares
+	// PidName, when set, names the pid/ file (PidName.seq) instead of the caller's pid
+	// and start time: a service queues for many callers at once, and their pids and
+	// start seconds may repeat.
+	PidName string
+}
+
+// EnqueueWith is Enqueue with options; the files, their contents and the order in
+// which they are synced and linked are the same.
+func EnqueueWith(q Queue, msg, env io.Reader, c Caller, o Options) error {
 	if fi, err := os.Stat(q.Dir); err != nil || !fi.IsDir() {
 		return fail(ExitQueueDir, "unable to use queue directory %s: %v", q.Dir, err)
 	}
 	if q.Split < 1 {
 		return fail(ExitBug, "queue split %d", q.Split)
 	}
-	e := &enqueue{q: q}
+	e := &enqueue{q: q, o: o}
 	err := e.run(msg, env, c)
 	if err != nil {
 		e.cleanup()
@@ -132,31 +152,18 @@ func Enqueue(q Queue, msg, env io.Reader, c Caller) error {
 
 type enqueue struct {
 	q              Queue
+	o              Options
 	pidfn          string
 	messfn, intdfn string
 	mess, intd     *os.File
 }
 
 func (e *enqueue) run(msg, env io.Reader, c Caller) error {
-	mess, err := e.openPid(c)
+	mess, ino, err := e.openMess(c)
 	if err != nil {
 		return err
 	}
-	e.mess = mess
-	fi, err := mess.Stat()
-	if err != nil {
-		return fail(ExitPid, "unable to stat %s: %v", e.pidfn, err)
-	}
-	ino := fi.Sys().(*syscall.Stat_t).Ino
-	messfn := e.q.Path("mess", ino)
-	if err := os.Link(e.pidfn, messfn); err != nil {
-		return fail(ExitMess, "unable to link %s to %s: %v", e.pidfn, messfn, err)
-	}
-	e.messfn = messfn
-	if err := os.Remove(e.pidfn); err != nil {
-		return fail(ExitPid, "unable to remove %s: %v", e.pidfn, err)
-	}
-	e.pidfn = ""
+	messfn := e.messfn
 
 	w := bufio.NewWriterSize(mess, 64*1024)
 	if _, err := w.WriteString(ReceivedLine(c)); err != nil {
@@ -179,11 +186,10 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	}
 
 	intdfn := e.q.Path("intd", ino)
-	intd, err := os.OpenFile(intdfn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+	intd, err := e.openIntd(intdfn)
 	if err != nil {
-		return fail(ExitIntd, "unable to create %s: %v", intdfn, err)
+		return err
 	}
-	e.intd, e.intdfn = intd, intdfn
 	w = bufio.NewWriterSize(intd, 4096)
 	fmt.Fprintf(w, "u%d\x00p%d\x00", c.UID, c.PID)
 	if err := CopyEnvelope(w, bufio.NewReaderSize(env, 4096)); err != nil {
@@ -229,11 +235,77 @@ func syncDir(dir string) error {
 	return err
 }
 
+// openMess makes the message's file in mess/ and returns it open with its inode
+// number: a spare renamed into place, else a new pid/ file linked to mess/ and
+// unlinked from pid/, as qmail-queue does.
+func (e *enqueue) openMess(c Caller) (*os.File, uint64, error) {
+	if e.o.Spares != nil {
+		f, ino, p, ok, err := e.o.Spares.take(func(ino uint64) string { return e.q.Path("mess", ino) })
+		if err != nil {
+			return nil, 0, fail(ExitMess, "unable to move a spare file to mess/: %v", err)
+		}
+		if ok {
+			e.mess, e.messfn = f, p
+			return f, ino, nil
+		}
+	}
+	mess, err := e.openPid(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	e.mess = mess
+	fi, err := mess.Stat()
+	if err != nil {
+		return nil, 0, fail(ExitPid, "unable to stat %s: %v", e.pidfn, err)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	messfn := e.q.Path("mess", ino)
+	if err := os.Link(e.pidfn, messfn); err != nil {
+		return nil, 0, fail(ExitMess, "unable to link %s to %s: %v", e.pidfn, messfn, err)
+	}
+	e.messfn = messfn
+	if err := os.Remove(e.pidfn); err != nil {
+		return nil, 0, fail(ExitPid, "unable to remove %s: %v", e.pidfn, err)
+	}
+	e.pidfn = ""
+	return mess, ino, nil
+}
+
+// openIntd makes intd/<id>, which must not exist yet: a spare renamed into place,
+// else a new file.
+func (e *enqueue) openIntd(intdfn string) (*os.File, error) {
+	if e.o.Spares != nil {
+		// rename replaces silently where O_EXCL would refuse: a left-over intd/ file
+		// of an earlier message with this inode number must stop us just the same.
+		if _, err := os.Lstat(intdfn); err == nil {
+			return nil, fail(ExitIntd, "unable to create %s: %v", intdfn, fs.ErrExist)
+		}
+		f, _, p, ok, err := e.o.Spares.take(func(uint64) string { return intdfn })
+		if err != nil {
+			return nil, fail(ExitIntd, "unable to move a spare file to %s: %v", intdfn, err)
+		}
+		if ok {
+			e.intd, e.intdfn = f, p
+			return f, nil
+		}
+	}
+	intd, err := os.OpenFile(intdfn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+	if err != nil {
+		return nil, fail(ExitIntd, "unable to create %s: %v", intdfn, err)
+	}
+	e.intd, e.intdfn = intd, intdfn
+	return intd, nil
+}
+
 // openPid creates pid/<pid>.<time>.<seq> exclusively, seq 1..9.
 func (e *enqueue) openPid(c Caller) (*os.File, error) {
 	var last error
 	for seq := 1; seq < 10; seq++ {
-		fn := filepath.Join(e.q.Dir, "pid", fmt.Sprintf("%d.%d.%d", c.PID, c.Time.Unix(), seq))
+		base := fmt.Sprintf("%d.%d", c.PID, c.Time.Unix())
+		if e.o.PidName != "" {
+			base = e.o.PidName
+		}
+		fn := filepath.Join(e.q.Dir, "pid", fmt.Sprintf("%s.%d", base, seq))
 		f, err := os.OpenFile(fn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
 		if err == nil {
 			e.pidfn = fn

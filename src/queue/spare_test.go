@@ -1,0 +1,199 @@
+package queue
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// makeSpare puts an empty, old, 0600 file into spare/q under its inode number.
+func makeSpare(t *testing.T, q Queue) uint64 {
+	t.Helper()
+	tmp := filepath.Join(q.Dir, SpareQ, "new")
+	if err := os.WriteFile(tmp, nil, 0600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-72 * time.Hour)
+	if err := os.Chtimes(tmp, old, old); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(t, tmp)
+	if err := os.Rename(tmp, filepath.Join(q.Dir, SpareQ, strconv.FormatUint(ino, 10))); err != nil {
+		t.Fatal(err)
+	}
+	return ino
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func spareNames(t *testing.T, q Queue) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(q.Dir, SpareQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n []string
+	for _, e := range ents {
+		n = append(n, e.Name())
+	}
+	return n
+}
+
+func TestEnqueueWithSpares(t *testing.T) {
+	q := newQueue(t, 23)
+	a, b := makeSpare(t, q), makeSpare(t, q)
+	// Garbage that must never be used: a name that is not its inode, a non-empty
+	// file, a directory.
+	bogus := filepath.Join(q.Dir, SpareQ, "12345")
+	os.WriteFile(bogus, nil, 0644)
+	full := filepath.Join(q.Dir, SpareQ, "full")
+	os.WriteFile(full, []byte("old mail"), 0644)
+	fullIno := inode(t, full)
+	os.Rename(full, filepath.Join(q.Dir, SpareQ, strconv.FormatUint(fullIno, 10)))
+
+	before := time.Now().Add(-time.Second)
+	err := EnqueueWith(q, strings.NewReader("Subject: x\n\nhi\n"), strings.NewReader(testEnv), testCaller,
+		Options{Spares: NewSpares(q), PidName: "svc.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := q.Todo()
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("todo: %v %v", ids, err)
+	}
+	id := ids[0]
+	if id != a && id != b {
+		t.Fatalf("message id %d is not one of the spares %d, %d", id, a, b)
+	}
+	messfn := q.Path("mess", id)
+	if ino := inode(t, messfn); ino != id {
+		t.Errorf("mess/ inode %d, id %d", ino, id)
+	}
+	mess, _ := os.ReadFile(messfn)
+	want := "Received: (qmail 4242 invoked by uid 7); 5 Jan 2026 01:02:03 -0000\nSubject: x\n\nhi\n"
+	if string(mess) != want {
+		t.Errorf("mess = %q, want %q", mess, want)
+	}
+	todo, _ := os.ReadFile(q.Path("todo", id))
+	if wantEnv := "u7\x00p4242\x00" + testEnv[:len(testEnv)-1]; string(todo) != wantEnv {
+		t.Errorf("todo = %q, want %q", todo, wantEnv)
+	}
+	for _, p := range []string{messfn, q.Path("intd", id)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0644 {
+			t.Errorf("%s mode %v, want 0644", p, fi.Mode())
+		}
+		if at := time.Unix(st.Atim.Sec, st.Atim.Nsec); at.Before(before) || fi.ModTime().Before(before) {
+			t.Errorf("%s atime %v mtime %v: not renewed", p, at, fi.ModTime())
+		}
+	}
+	// intd/ is the other spare; both spares are used, the garbage is gone and
+	// nothing went through pid/.
+	other := a + b - id
+	if ino := inode(t, q.Path("intd", id)); ino != other {
+		t.Errorf("intd inode %d, want the spare %d", ino, other)
+	}
+	for _, n := range spareNames(t, q) {
+		if n == strconv.FormatUint(a, 10) || n == strconv.FormatUint(b, 10) {
+			t.Errorf("spare %s still in spare/q", n)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(q.Dir, "pid")); len(ents) != 0 {
+		t.Errorf("pid/ not empty: %v", ents)
+	}
+
+	// With spare/q empty, files are created as Enqueue does.
+	if err := EnqueueWith(q, strings.NewReader("two\n"), strings.NewReader(testEnv), testCaller,
+		Options{Spares: NewSpares(q), PidName: "svc.2"}); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ = q.Todo()
+	if len(ids) != 2 {
+		t.Fatalf("todo: %v", ids)
+	}
+	for _, id := range ids {
+		if id == fullIno {
+			t.Errorf("the non-empty spare %d was used", id)
+		}
+	}
+	// Looking for a spare went past the garbage, which is unlinked.
+	if n := spareNames(t, q); len(n) != 0 {
+		t.Errorf("spare/q left: %v", n)
+	}
+}
+
+func TestEnqueueWithSparesFailureLeavesNothing(t *testing.T) {
+	q := newQueue(t, 23)
+	makeSpare(t, q)
+	makeSpare(t, q)
+	err := EnqueueWith(q, strings.NewReader("partial"), strings.NewReader("Fa\x00Tb\x00"), testCaller,
+		Options{Spares: NewSpares(q), PidName: "svc.1"})
+	if Code(err) != ExitRead {
+		t.Fatalf("err %v, want exit %d", err, ExitRead)
+	}
+	if f := files(t, q); len(f) != 0 {
+		t.Errorf("left behind: %v", f)
+	}
+}
+
+func TestRecycler(t *testing.T) {
+	q := newQueue(t, 23)
+	r := &Recycler{Q: q, Max: 3}
+	var made []uint64
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(q.Dir, "mess", "0", "m"+strconv.Itoa(i))
+		if err := os.WriteFile(p, []byte("secret mail"), 0644); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, inode(t, p))
+		if err := r.Recycle(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s still there", p)
+		}
+	}
+	names := spareNames(t, q)
+	if len(names) != 3 {
+		t.Fatalf("spare/q = %v, want the first 3 of %v", names, made)
+	}
+	for _, n := range names {
+		p := filepath.Join(q.Dir, SpareQ, n)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != 0 || strconv.FormatUint(inode(t, p), 10) != n {
+			t.Errorf("spare %s: size %d inode %d", n, fi.Size(), inode(t, p))
+		}
+	}
+	// A file with two names (intd/ and todo/) is never truncated: only the name goes.
+	intd, todo := filepath.Join(q.Dir, "intd", "9"), filepath.Join(q.Dir, "todo", "9")
+	os.WriteFile(intd, []byte("u1\x00"), 0644)
+	os.Link(intd, todo)
+	r2 := &Recycler{Q: q}
+	if err := r2.Recycle(intd); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(todo); string(b) != "u1\x00" {
+		t.Errorf("todo/ after recycling intd/: %q", b)
+	}
+	if err := r2.Recycle(filepath.Join(q.Dir, "intd", "missing")); err != nil {
+		t.Errorf("missing file: %v", err)
+	}
+}
