@@ -6,6 +6,10 @@
 // Each gets a one-byte answer: '+' done, '!' a file could not be removed, 'x' a bad
 // request. Every 30 requests (and at the start) it also removes pid/ files older than
 // 36 hours, left by a qmail-queue that died.
+//
+// Beyond qmail, Serve does not free the inodes it removes: a file whose last name goes
+// is truncated and renamed to spare/q/<inode number> (queue.Recycler), for
+// qmail-queued to reuse; spare/q is kept to at most queue.MaxSpares files.
 package clean
 
 import (
@@ -32,6 +36,7 @@ const maxRequest = 100
 // error only when an answer cannot be written.
 func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 	br := bufio.NewReaderSize(r, 256)
+	rec := &queue.Recycler{Q: q}
 	loop := 0
 	for {
 		if loop > 0 {
@@ -44,7 +49,7 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 		if err != nil {
 			return nil
 		}
-		ans := Handle(q, req)
+		ans := handle(q, rec, req)
 		if _, err := w.Write([]byte{ans}); err != nil {
 			return err
 		}
@@ -69,8 +74,11 @@ func readRequest(br *bufio.Reader) (string, error) {
 	}
 }
 
-// Handle carries out one request (without its \0) and returns the answer byte.
-func Handle(q queue.Queue, req string) byte {
+// Handle carries out one request (without its \0) and returns the answer byte. It
+// unlinks the files, as qmail-clean does; Serve recycles them instead.
+func Handle(q queue.Queue, req string) byte { return handle(q, nil, req) }
+
+func handle(q queue.Queue, rec *queue.Recycler, req string) byte {
 	if len(req)+1 < 7 || len(req)+1 > maxRequest {
 		return 'x'
 	}
@@ -93,12 +101,29 @@ func Handle(q queue.Queue, req string) byte {
 	if err != nil {
 		return 'x'
 	}
-	files := []string{q.Path("intd", id), q.Path("mess", id)}
-	if prefix == "todo" {
-		files[1] = q.Path("todo", id)
+	remove := func(p string) error {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
 	}
-	for _, f := range files {
-		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	var files []string
+	var removers []func(string) error
+	switch {
+	case rec == nil && prefix == "todo":
+		files, removers = []string{q.Path("intd", id), q.Path("todo", id)}, []func(string) error{remove, remove}
+	case rec == nil:
+		files, removers = []string{q.Path("intd", id), q.Path("mess", id)}, []func(string) error{remove, remove}
+	case prefix == "todo":
+		// intd/ and todo/ are one file. todo/ goes first: a crash after emptying the
+		// file but before removing todo/ would have qmail-send preprocess an empty
+		// envelope again. intd/ without todo/ is harmless: it goes with the message.
+		files, removers = []string{q.Path("todo", id), q.Path("intd", id)}, []func(string) error{remove, rec.Recycle}
+	default:
+		files, removers = []string{q.Path("intd", id), q.Path("mess", id)}, []func(string) error{rec.Recycle, rec.Recycle}
+	}
+	for i, f := range files {
+		if err := removers[i](f); err != nil {
 			return '!'
 		}
 	}

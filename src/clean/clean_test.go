@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,5 +91,68 @@ func TestCleanPids(t *testing.T) {
 	}
 	if gone(fresh) {
 		t.Error("fresh pid file removed")
+	}
+}
+
+// TestServeRecycles: with spare/q present, finished files become empty spares named
+// by their inode numbers instead of being unlinked, up to the bound.
+func TestServeRecycles(t *testing.T) {
+	q := testQueue(t)
+	spare := filepath.Join(q.Dir, queue.SpareQ)
+	if err := os.MkdirAll(spare, 0700); err != nil {
+		t.Fatal(err)
+	}
+	ino := func(p string) uint64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	// Message 1 was preprocessed (todo request), then delivered (foop request).
+	intd, todo, mess := q.Path("intd", 1), q.Path("todo", 1), q.Path("mess", 1)
+	os.WriteFile(intd, []byte("u0\x00p1\x00Fa\x00Tb\x00"), 0644)
+	os.Link(intd, todo)
+	os.WriteFile(mess, []byte("Subject: secret\n\nmail\n"), 0644)
+	envIno, messIno := ino(intd), ino(mess)
+
+	var out bytes.Buffer
+	if err := Serve(q, bytes.NewBufferString("todo/1\x00foop/1\x00"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "++" {
+		t.Fatalf("answers %q", out.String())
+	}
+	for _, p := range []string{intd, todo, mess} {
+		if !gone(p) {
+			t.Errorf("%s still there", p)
+		}
+	}
+	for _, n := range []uint64{envIno, messIno} {
+		p := filepath.Join(spare, strconv.FormatUint(n, 10))
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("inode %d not recycled: %v", n, err)
+			continue
+		}
+		if fi.Size() != 0 || ino(p) != n {
+			t.Errorf("spare %s: size %d inode %d", p, fi.Size(), ino(p))
+		}
+	}
+
+	// The bound: spare/q full, the next file is unlinked.
+	for i := 0; i < queue.MaxSpares-2; i++ {
+		if err := os.WriteFile(filepath.Join(spare, "f"+strconv.Itoa(i)), nil, 0600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(q.Path("mess", 2), []byte("x"), 0644)
+	out.Reset()
+	if err := Serve(q, bytes.NewBufferString("foop/2\x00"), &out); err != nil || out.String() != "+" {
+		t.Fatalf("foop/2: %q %v", out.String(), err)
+	}
+	ents, _ := os.ReadDir(spare)
+	if len(ents) != queue.MaxSpares || !gone(q.Path("mess", 2)) {
+		t.Errorf("spare/q has %d entries, want %d; mess/2 gone: %v", len(ents), queue.MaxSpares, gone(q.Path("mess", 2)))
 	}
 }
