@@ -16,7 +16,9 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/dnsresolve"
 	"github.com/notqmail/notqmail/src/qmtp"
+	"github.com/notqmail/notqmail/src/tcpto"
 )
 
 // Control files read by qmail-remote besides qmail's own (helohost, smtproutes,
@@ -278,4 +280,22 @@ func canonDomain(d string) string {
 		}
 	}
 	return dot + strings.TrimSuffix(strings.ToLower(d), ".")
+}
+
+// LoadSystemConfig is qmail-remote's whole configuration: LoadConfig, the resolver
+// from resolvConf (normally /etc/resolv.conf) and the tcpto file at tcptoPath.
+// qmail-remote and qmail-rspawn's in-process deliveries both use it, so both read
+// the same files the same way.
+func LoadSystemConfig(ctl control.Dir, resolvConf, tcptoPath string) (*Config, error) {
+	cfg, err := LoadConfig(ctl)
+	if err != nil {
+		return nil, err
+	}
+	res, err := dnsresolve.FromResolvConf(resolvConf)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Resolver = res
+	cfg.TCPTO = &tcpto.File{Path: tcptoPath}
+	return cfg, nil
 }

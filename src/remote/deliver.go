@@ -50,6 +50,9 @@ type Config struct {
 	Port int
 	// QMTPRoutes are the destinations delivered by QMTP (control/qmtproutes, qmtp.go).
 	QMTPRoutes qmtp.Routes
+	// Pool, if set, keeps connections open between deliveries (see Pool); nil means
+	// one connection per delivery, closed with QUIT, as qmail-remote does.
+	Pool *Pool
 	// HappyDelay is how long a connection attempt runs before the next address is
 	// tried in parallel (RFC 8305); 0 means 250ms.
 	HappyDelay time.Duration
@@ -169,16 +172,20 @@ func Deliver(ctx context.Context, cfg *Config, host, sender string, recipients [
 		if out, ok := cfg.tryMXPS(ctx, host, h, pol, sender, recipients, m); ok {
 			return out
 		}
+		sc := sessionConfig{
+			Helo: cfg.Helo, Timeout: cfg.timeout(), Policy: pol, Host: h.Name,
+			RootCAs: cfg.RootCAs, Cert: cfg.ClientCert,
+			Envelope: Envelope{Sender: sender, Recipients: recipients}, Message: m,
+		}
+		if out, ok := cfg.reusePooled(host, h, port, sc); ok {
+			return out // a reused connection got as far as MAIL FROM: no next host
+		}
 		conn, peer, err := cfg.dialHost(ctx, host, h.Addrs, port)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		out := converse(conn, peer, sessionConfig{
-			Helo: cfg.Helo, Timeout: cfg.timeout(), Policy: pol, Host: h.Name,
-			RootCAs: cfg.RootCAs, Cert: cfg.ClientCert,
-			Envelope: Envelope{Sender: sender, Recipients: recipients}, Message: m,
-		})
+		out := converse(conn, peer, sc, cfg.Pool, cfg.poolKey(host, h.Name, peer, port, pol))
 		if !out.nextHost {
 			return out
 		}
@@ -195,6 +202,24 @@ func Deliver(ctx context.Context, cfg *Config, host, sender string, recipients [
 		text += oneLine(lastErr.Error()) + "\n"
 	}
 	return Outcome{Status: MsgTemp, Text: text}
+}
+
+// reusePooled delivers over an idle pooled connection to one of h's addresses, tried
+// in order and skipping those lock/tcpto holds as unreachable, as dialHost would. ok
+// is false when there is none, or it was stale.
+func (cfg *Config) reusePooled(domain string, h dnsresolve.Host, port int, sc sessionConfig) (Outcome, bool) {
+	if cfg.Pool == nil {
+		return Outcome{}, false
+	}
+	for _, a := range h.Addrs {
+		if cfg.TCPTO != nil && cfg.TCPTO.Blocked(a) {
+			continue
+		}
+		if out, ok := cfg.Pool.reuse(cfg.poolKey(domain, h.Name, a, port, sc.Policy), sc); ok {
+			return out, true
+		}
+	}
+	return Outcome{}, false
 }
 
 func (cfg *Config) timeout() time.Duration {

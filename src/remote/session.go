@@ -72,6 +72,12 @@ type session struct {
 	critical bool       // the final "." went out: a dropped connection may mean a duplicate
 	writing  chan error // pending pipelined writes, see sendAll
 	mailSent bool       // MAIL FROM went out: the next MX must not be tried
+
+	raw    net.Conn      // the TCP connection under any TLS, for the pool's liveness check
+	dc     *deadlineConn // raw with its timeouts, under any TLS
+	pool   *Pool         // nil: the connection is closed after one transaction
+	keep   bool          // the transaction ended cleanly: no QUIT, the pool may take it
+	reused bool          // a pooled connection: a failure before MAIL is accepted is errStale
 }
 
 // deadlineConn gives every read and write its own timeout, as qmail's timeoutread
@@ -97,19 +103,27 @@ type errDropped struct{ err error }
 func (e errDropped) Error() string { return e.err.Error() }
 
 // converse runs the SMTP dialogue on an established connection to peer and returns
-// the outcome. It always closes conn.
-func converse(conn net.Conn, peer netip.Addr, cfg sessionConfig) Outcome {
-	s := &session{cfg: cfg, peer: peer}
-	s.setConn(deadlineConn{Conn: conn, timeout: cfg.Timeout})
-	defer func() {
-		s.conn.Close() // also ends a pipelined writer stuck on a full buffer
-		s.waitWriter()
-	}()
+// the outcome. It closes conn unless the message was accepted and pool takes the
+// connection for the next delivery to key (pool may be nil).
+func converse(conn net.Conn, peer netip.Addr, cfg sessionConfig, pool *Pool, key poolKey) Outcome {
+	s := &session{cfg: cfg, peer: peer, raw: conn, pool: pool}
+	s.dc = &deadlineConn{Conn: conn, timeout: cfg.Timeout}
+	s.setConn(s.dc)
 	out, err := s.run()
+	s.finish(key)
 	if err != nil {
 		return s.failed(err)
 	}
 	return out
+}
+
+// finish hands the connection to the pool when the session is kept, or closes it.
+func (s *session) finish(key poolKey) {
+	if s.keep && s.pool != nil && s.pool.put(key, s) {
+		return
+	}
+	s.conn.Close() // also ends a pipelined writer stuck on a full buffer
+	s.waitWriter()
 }
 
 func (s *session) setConn(c net.Conn) {
@@ -156,7 +170,7 @@ func (s *session) cmd(line string) (Reply, error) {
 // quit ends the conversation with a message-level outcome in qmail's wording:
 // status, prepend, the server's address, append, ".", then what the server said.
 func (s *session) quit(status byte, prepend, appendText string, rep *Reply) Outcome {
-	if s.waitWriter() == nil {
+	if !s.keep && s.waitWriter() == nil {
 		s.w.WriteString("QUIT\r\n")
 		s.w.Flush() // waiting for the reply is pointless
 	}
@@ -208,7 +222,15 @@ func (s *session) run() (Outcome, error) {
 	if out, done, err := s.startTLS(); err != nil || done {
 		return out, err
 	}
+	return s.transaction()
+}
 
+// transaction sends one message (MAIL, RCPT, DATA) on a session that has been
+// greeted, and ends it with QUIT unless the message was accepted and a pool may keep
+// the connection. On a reused connection, a failure before the server accepts MAIL
+// FROM is errStale: nothing was entrusted to the server, and the delivery is tried
+// again on a new connection.
+func (s *session) transaction() (Outcome, error) {
 	env, msg := s.cfg.Envelope, s.cfg.Message
 	utf8Needed := msg.UTF8Header || !isASCII(env.Sender)
 	for _, r := range env.Recipients {
@@ -255,7 +277,10 @@ func (s *session) run() (Outcome, error) {
 		return s.cmd(cmds[i])
 	}
 
-	rep, err = next(0)
+	rep, err := next(0)
+	if s.reused && (err != nil || rep.Code < 200 || rep.Code >= 300) {
+		return Outcome{}, errStale
+	}
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -333,6 +358,9 @@ func (s *session) run() (Outcome, error) {
 	var q Outcome
 	switch {
 	case rep.Code >= 200 && rep.Code < 300:
+		// A pool keeps the connection: the transaction is over and the next one
+		// may start with MAIL FROM (RFC 5321 section 4.1.4).
+		s.keep = s.pool != nil && s.r.Buffered() == 0
 		q = s.quit(MsgOK, "", " accepted message", &rep)
 	default:
 		q = s.quit(byCode(rep.Code, MsgPerm, MsgTemp), "", " failed after I sent the message", &rep)

@@ -11,7 +11,6 @@ import (
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/queue"
 	"github.com/notqmail/notqmail/src/remote"
-	"github.com/notqmail/notqmail/src/tcpto"
 )
 
 func init() { register("qmail-remote", remoteMain) }
@@ -29,18 +28,11 @@ func remoteMain(args []string) int {
 		remote.Outcome{Status: remote.MsgTemp, Text: "Unable to switch to home directory. (#4.3.0)\n"}.WriteTo(out)
 		return 0
 	}
-	cfg, err := remote.LoadConfig(control.Default())
+	cfg, err := remote.LoadSystemConfig(control.Default(), resolvConf(), filepath.Join(queue.Default().LockDir(), "tcpto"))
 	if err != nil {
 		remote.ControlOutcome(err).WriteTo(out)
 		return 0
 	}
-	res, err := dnsresolve.FromResolvConf(resolvConf())
-	if err != nil {
-		remote.ControlOutcome(err).WriteTo(out)
-		return 0
-	}
-	cfg.Resolver = res
-	cfg.TCPTO = &tcpto.File{Path: filepath.Join(queue.Default().LockDir(), "tcpto")}
 	remote.Deliver(context.Background(), cfg, args[0], args[1], args[2:], os.Stdin).WriteTo(out)
 	return 0
 }
