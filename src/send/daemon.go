@@ -26,9 +26,9 @@ const (
 	ossified     = 129600 // 36 h: a mess file this old with no info or todo is garbage
 	reportMax    = 10000  // longest report accepted from a spawner
 	recordMax    = 1 << 20
-	// todoBatch is how many new messages one round of the main loop preprocesses, so a
-	// flood of new mail is not starved by delivery reports (and the reverse).
-	todoBatch = 8
+	// doneBatch bounds finished messages (and stat retries) handled per round of the
+	// main loop, so neither waits behind the other nor starves deliveries.
+	doneBatch = 64
 )
 
 // Injector queues a message, as qmail-send does with qmail-queue for bounces. qp is
@@ -48,9 +48,11 @@ type Conn struct {
 // finished messages.
 //
 // All queue state lives in one goroutine (Run); helper goroutines only move bytes from
-// pipes, the trigger and signals into one event channel. Memory is a few small heap
-// entries per queued message and a fixed number of jobs and delivery slots, so a queue
-// of hundreds of thousands of messages costs megabytes, not goroutines.
+// pipes, the trigger and signals into one event channel, and a fixed pool of them
+// preprocesses new messages' files (see prepare). Memory is a few small heap entries
+// per queued message and a fixed number of jobs and delivery slots, so a queue of
+// hundreds of thousands of messages costs megabytes, not goroutines; todo/ is read
+// only as fast as deliveries need, so a backlog there costs nothing until reached.
 type Daemon struct {
 	Queue   queue.Queue
 	Config  *Config
@@ -88,6 +90,17 @@ type Daemon struct {
 	cleanupTime   int64
 	cleanupSub    int
 	cleanupNames  []string
+
+	spares      *spares
+	dirSyncs    dirSyncs
+	prepWork    chan uint64
+	prepBusy    map[uint64]bool // taken from todo/, not yet scheduled
+	prepRunning int             // of those, in a worker
+	fresh       [nchan]int      // preprocessed, due and not yet passed, per channel
+
+	cc           *cleanConn
+	cleanPending []cleanReq // sent to qmail-clean, in order, awaiting answers
+	cleanGone    bool
 }
 
 type job struct {
@@ -125,6 +138,7 @@ const (
 	evSpawnDied
 	evTrigger
 	evSignal
+	evPrepared
 )
 
 type event struct {
@@ -132,6 +146,7 @@ type event struct {
 	channel int
 	data    []byte
 	sig     os.Signal
+	prep    prepResult
 }
 
 func now() int64 { return time.Now().Unix() }
@@ -179,6 +194,14 @@ func (d *Daemon) Run() error {
 		}()
 	}
 
+	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode())
+	d.prepBusy = map[uint64]bool{}
+	d.prepWork = make(chan uint64, prepMax)
+	for i := 0; i < prepWorkers; i++ {
+		go d.prepWorker(d.prepWork)
+	}
+	d.startClean()
+
 	d.pqStart()
 	d.logStatus()
 	d.nextTodoRun = now()
@@ -190,7 +213,8 @@ func (d *Daemon) Run() error {
 			d.runASAP = false
 			d.pqRun()
 		}
-		if d.readASAP {
+		// Preprocessing reads the rewriting rules: reload them between messages.
+		if d.readASAP && d.prepRunning == 0 {
 			d.readASAP = false
 			d.reread()
 		}
@@ -206,8 +230,7 @@ func (d *Daemon) Run() error {
 		d.wait(timeout)
 
 		d.recent = now()
-		for i := 0; i < todoBatch && d.todoDo(); i++ {
-		}
+		d.todoDo()
 		d.passDo()
 		d.cleanupDo()
 	}
@@ -215,6 +238,8 @@ func (d *Daemon) Run() error {
 	for c := 0; c < nchan; c++ {
 		close(d.cmds[c])
 	}
+	close(d.prepWork)
+	close(d.cc.out)
 	d.Log.Exiting()
 	return nil
 }
@@ -241,6 +266,8 @@ func (d *Daemon) wait(timeout time.Duration) {
 		select {
 		case ev := <-d.events:
 			d.handle(ev)
+		case <-d.cc.notify:
+			d.cleanAnswers()
 		case <-t.C:
 		}
 		t.Stop()
@@ -249,6 +276,8 @@ func (d *Daemon) wait(timeout time.Duration) {
 		select {
 		case ev := <-d.events:
 			d.handle(ev)
+		case <-d.cc.notify:
+			d.cleanAnswers()
 		default:
 			return
 		}
@@ -267,6 +296,9 @@ func (d *Daemon) handle(ev event) {
 		}
 	case evTrigger:
 		d.triggered = true
+	case evPrepared:
+		d.prepRunning--
+		d.prepared(ev.prep)
 	case evSignal:
 		switch ev.sig {
 		case syscall.SIGTERM:
@@ -309,6 +341,10 @@ func (d *Daemon) readReports(c int) {
 }
 
 func (d *Daemon) canExit() bool {
+	// Let preprocessing in flight finish, and hear whether todo/ went.
+	if d.prepRunning > 0 || !d.cleanGone && len(d.cleanPending) > 0 {
+		return false
+	}
 	for c := 0; c < nchan; c++ {
 		if d.alive[c] && d.used[c] > 0 {
 			return false
@@ -399,39 +435,7 @@ func readRecord(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// ---- the clean connection
-
-func (d *Daemon) clean(cmd string) {
-	if _, err := io.WriteString(d.Clean.W, cmd+"\x00"); err != nil {
-		d.cleanDied()
-		return
-	}
-	var b [1]byte
-	if _, err := io.ReadFull(d.Clean.R, b[:]); err != nil {
-		d.cleanDied()
-		return
-	}
-	if b[0] != '+' {
-		d.Log.Warning("qmail-clean unable to clean up " + cmd)
-	}
-}
-
-func (d *Daemon) cleanOK(cmd string) bool {
-	if _, err := io.WriteString(d.Clean.W, cmd+"\x00"); err != nil {
-		d.cleanDied()
-		return false
-	}
-	var b [1]byte
-	if _, err := io.ReadFull(d.Clean.R, b[:]); err != nil {
-		d.cleanDied()
-		return false
-	}
-	if b[0] != '+' {
-		d.Log.Warning("qmail-clean unable to clean up " + cmd)
-		return false
-	}
-	return true
-}
+// ---- the clean connection (see prep.go)
 
 func (d *Daemon) cleanDied() {
 	if !d.exitASAP {
@@ -523,8 +527,9 @@ func parseID(name string) (uint64, bool) {
 // ---- priority queues
 
 type pqElt struct {
-	id uint64
-	dt int64
+	id    uint64
+	dt    int64
+	fresh bool // just preprocessed, counted in Daemon.fresh until passed
 }
 
 type prioq []pqElt
@@ -577,16 +582,16 @@ func (d *Daemon) pqAdd(id uint64) {
 	}
 	if fail != "" {
 		d.Log.Warning("unable to stat " + fail + "; will try again later")
-		d.pqerr.insert(pqElt{id, now() + sleepSysfail})
+		d.pqerr.insert(pqElt{id: id, dt: now() + sleepSysfail})
 		return
 	}
 	for c := 0; c < nchan; c++ {
 		if has[c] {
-			d.pqch[c].insert(pqElt{id, dt[c]})
+			d.pqch[c].insert(pqElt{id: id, dt: dt[c]})
 		}
 	}
 	if !has[Local] && !has[Remote] {
-		d.pqdon.insert(pqElt{id, now()})
+		d.pqdon.insert(pqElt{id: id, dt: now()})
 	}
 }
 
@@ -656,10 +661,10 @@ func (d *Daemon) jobClose(j int) {
 	if jo.refs > 0 {
 		return
 	}
-	pe := pqElt{jo.id, jo.retry}
+	pe := pqElt{id: jo.id, dt: jo.retry}
 	if jo.hitEOF && jo.numTodo == 0 {
 		fn := d.fn(chanDir[jo.channel], jo.id)
-		if err := os.Remove(fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := d.spares.remove(fn); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			d.Log.Warning("unable to unlink " + fn + "; will try again later")
 			pe.dt = now() + sleepSysfail
 		} else {
@@ -676,7 +681,7 @@ func (d *Daemon) jobClose(j int) {
 					break
 				}
 			}
-			d.pqdon.insert(pqElt{jo.id, now()})
+			d.pqdon.insert(pqElt{id: jo.id, dt: now()})
 			return
 		}
 	}
@@ -858,11 +863,19 @@ func (d *Daemon) passDo() {
 		for n := 0; n < 64 && d.passDoChan(c); n++ {
 		}
 	}
-	if pe, ok := d.pqerr.min(); ok && pe.dt <= d.recent {
+	for n := 0; n < doneBatch; n++ {
+		pe, ok := d.pqerr.min()
+		if !ok || pe.dt > d.recent {
+			break
+		}
 		d.pqerr.delMin()
 		d.pqAdd(pe.id)
 	}
-	if pe, ok := d.pqdon.min(); ok && pe.dt <= d.recent {
+	for n := 0; n < doneBatch; n++ {
+		pe, ok := d.pqdon.min()
+		if !ok || pe.dt > d.recent {
+			break
+		}
 		d.pqdon.delMin()
 		d.messDone(pe.id)
 	}
@@ -885,6 +898,10 @@ func (d *Daemon) passDoChan(c int) bool {
 			return false
 		}
 		d.pqch[c].delMin()
+		if pe.fresh {
+			d.fresh[c]--
+			pe.fresh = false
+		}
 		fn := d.fn(chanDir[c], pe.id)
 		f, err := os.Open(fn)
 		if err != nil {
@@ -942,13 +959,13 @@ func (d *Daemon) passEnd(c int) {
 
 func (d *Daemon) passTrouble(c int, pe pqElt, fn string) {
 	d.Log.Warning("trouble opening " + fn + "; will try again later")
-	d.pqch[c].insert(pqElt{pe.id, d.recent + sleepSysfail})
+	d.pqch[c].insert(pqElt{id: pe.id, dt: d.recent + sleepSysfail})
 }
 
 // messDone finishes a message whose channel files are gone: it queues the bounce, if
 // any, then removes info/ and asks qmail-clean to remove the message.
 func (d *Daemon) messDone(id uint64) {
-	fail := func() { d.pqdon.insert(pqElt{id, now() + sleepSysfail}) }
+	fail := func() { d.pqdon.insert(pqElt{id: id, dt: now() + sleepSysfail}) }
 	for c := 0; c < nchan; c++ {
 		ok, err := exists(d.fn(chanDir[c], id))
 		if ok {
@@ -979,7 +996,7 @@ func (d *Daemon) messDone(id uint64) {
 		return
 	}
 	d.Log.EndMsg(id)
-	if err := os.Remove(d.fn("info", id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.spares.remove(d.fn("info", id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.Log.Warning("unable to unlink " + d.fn("info", id) + "; will try again later")
 		fail()
 		return
@@ -1040,7 +1057,7 @@ func (d *Daemon) injectBounce(id uint64) bool {
 // ---- todo: preprocessing newly queued messages
 
 func (d *Daemon) todoSelprep(wakeup *int64) {
-	if d.exitASAP {
+	if !d.wantTodo() {
 		return
 	}
 	if d.todoDir != nil {
@@ -1051,181 +1068,42 @@ func (d *Daemon) todoSelprep(wakeup *int64) {
 	}
 }
 
-// todoDo preprocesses the next entry of todo/, if it is time to; it reports whether
-// it made progress.
-func (d *Daemon) todoDo() bool {
-	if d.exitASAP {
-		return false
-	}
-	if d.todoDir == nil {
-		if !d.triggered && d.recent < d.nextTodoRun {
-			return false
-		}
-		d.triggered = false
-		f, err := os.Open(filepath.Join(d.Queue.Dir, "todo"))
-		if err != nil {
-			d.Log.Alert("unable to opendir todo, sleeping...")
-			time.Sleep(10 * time.Second)
-			return false
-		}
-		d.todoDir = f
-		d.todoNames = nil
-		d.nextTodoRun = d.recent + sleepTodo
-	}
-	if len(d.todoNames) == 0 {
-		names, err := d.todoDir.Readdirnames(64)
-		if err != nil || len(names) == 0 {
-			d.todoDir.Close()
-			d.todoDir = nil
-			return false
-		}
-		d.todoNames = names
-	}
-	name := d.todoNames[0]
-	d.todoNames = d.todoNames[1:]
-	if id, ok := parseID(name); ok {
-		d.preprocess(id)
-	}
-	return true
-}
-
-// preprocess turns todo/<id> into info/<id>, local/<id> and remote/<id>, then has
-// qmail-clean remove todo/<id> and intd/<id>. A crash anywhere in between leaves todo/
-// in place, and the next run starts over.
-func (d *Daemon) preprocess(id uint64) {
-	todo, err := os.Open(d.fn("todo", id))
-	if err != nil {
-		d.Log.Warning("unable to open " + d.rel("todo", id))
-		return
-	}
-	defer todo.Close()
-	st, err := os.Stat(d.fn("mess", id))
-	if err != nil {
-		d.Log.Warning("unable to stat " + d.rel("mess", id))
-		return
-	}
-	for _, sub := range []string{"local", "remote", "info"} {
-		if err := os.Remove(d.fn(sub, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			d.Log.Warning("unable to unlink " + d.rel(sub, id))
-			return
-		}
-	}
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	create := func(sub string) *os.File {
-		f, err := os.OpenFile(d.fn(sub, id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
-		if err != nil {
-			d.Log.Warning("unable to create " + d.rel(sub, id))
-			return nil
-		}
-		files = append(files, f)
-		return f
-	}
-	info := create("info")
-	if info == nil {
-		return
-	}
-	d.Log.NewMsg(id)
-
-	var chanBuf [nchan]*bufio.Writer
-	var chanFile [nchan]*os.File
-	var uid, pid uint64
-	r := bufio.NewReaderSize(todo, 4096)
-	for {
-		rec, err := readRecord(r)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			d.Log.Warning("trouble reading " + d.rel("todo", id))
-			return
-		}
-		if len(rec) < 2 {
-			// An empty record (a stray NUL) is no record type at all: leave the
-			// message in todo/ with a warning, as qmail does with unknown types.
-			d.Log.Warning("unknown record type in " + d.rel("todo", id))
-			return
-		}
-		body := string(rec[1 : len(rec)-1])
-		switch rec[0] {
-		case 'u':
-			uid = leadingNumber(body)
-		case 'p':
-			pid = leadingNumber(body)
-		case 'F':
-			if _, err := info.Write(rec); err != nil {
-				d.Log.Warning("trouble writing to " + d.rel("info", id))
+// todoDo hands entries of todo/ to the preprocessing workers while wantTodo says so,
+// if it is time to scan todo/.
+func (d *Daemon) todoDo() {
+	for d.wantTodo() {
+		if d.todoDir == nil {
+			if !d.triggered && d.recent < d.nextTodoRun {
 				return
 			}
-			d.Log.InfoMsg(id, st.Size(), body, pid, uid)
-		case 'T':
-			addr, local := d.Config.Rewriter.Rewrite(body)
-			c := Remote
-			if local {
-				c = Local
+			d.triggered = false
+			f, err := os.Open(filepath.Join(d.Queue.Dir, "todo"))
+			if err != nil {
+				d.Log.Alert("unable to opendir todo, sleeping...")
+				time.Sleep(10 * time.Second)
+				return
 			}
-			if chanFile[c] == nil {
-				if chanFile[c] = create(chanDir[c]); chanFile[c] == nil {
-					return
-				}
-				chanBuf[c] = bufio.NewWriterSize(chanFile[c], 1024)
+			d.todoDir = f
+			d.todoNames = nil
+			d.nextTodoRun = d.recent + sleepTodo
+		}
+		if len(d.todoNames) == 0 {
+			names, err := d.todoDir.Readdirnames(64)
+			if err != nil || len(names) == 0 {
+				d.todoDir.Close()
+				d.todoDir = nil
+				return
 			}
-			chanBuf[c].WriteByte('T')
-			chanBuf[c].WriteString(addr)
-			chanBuf[c].WriteByte(0)
-		default:
-			d.Log.Warning("unknown record type in " + d.rel("todo", id))
-			return
+			d.todoNames = names
 		}
-	}
-	if err := fsync(info); err != nil {
-		d.Log.Warning("trouble fsyncing " + d.rel("info", id))
-		return
-	}
-	for c := 0; c < nchan; c++ {
-		if chanFile[c] == nil {
-			continue
+		name := d.todoNames[0]
+		d.todoNames = d.todoNames[1:]
+		// An entry still being preprocessed from an earlier scan is skipped.
+		if id, ok := parseID(name); ok && !d.prepBusy[id] {
+			d.prepBusy[id] = true
+			d.prepRunning++
+			d.prepWork <- id
 		}
-		if err := chanBuf[c].Flush(); err != nil {
-			d.Log.Warning("trouble writing to " + d.rel(chanDir[c], id))
-			return
-		}
-		if err := fsync(chanFile[c]); err != nil {
-			d.Log.Warning("trouble fsyncing " + d.rel(chanDir[c], id))
-			return
-		}
-	}
-	// Beyond qmail, which relies on synchronous directory updates: the new entries
-	// must be on disk before todo/<id> goes, or a power cut could leave neither.
-	subs := []string{"info"}
-	for c := 0; c < nchan; c++ {
-		if chanFile[c] != nil {
-			subs = append(subs, chanDir[c])
-		}
-	}
-	for _, sub := range subs {
-		if err := syncDir(filepath.Dir(d.fn(sub, id))); err != nil {
-			d.Log.Warning("trouble fsyncing " + filepath.Dir(d.rel(sub, id)))
-			return
-		}
-	}
-	if !d.cleanOK("todo/" + num(id)) {
-		return
-	}
-	pe := pqElt{id, now()}
-	any := false
-	for c := 0; c < nchan; c++ {
-		if chanFile[c] != nil {
-			d.pqch[c].insert(pe)
-			any = true
-		}
-	}
-	if !any {
-		d.pqdon.insert(pe)
 	}
 }
 

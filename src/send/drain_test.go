@@ -1,0 +1,136 @@
+package send
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/sandbox"
+)
+
+// TestDrainBacklog is a measuring harness, not a check of speed: with
+// NOTQMAIL_SEND_DRAIN=N it queues N messages to a local Maildir while no qmail-send
+// runs (queue.Enqueue straight into a sandbox queue), starts the whole MTA (real
+// qmail-lspawn, qmail-local and qmail-clean) and logs the delivery rate per window of
+// NOTQMAIL_SEND_DRAIN_WINDOW messages (default N/10), and qmail-send's CPU time and
+// peak RSS. It asserts only that every message is delivered exactly once and the queue
+// ends empty.
+func TestDrainBacklog(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("NOTQMAIL_SEND_DRAIN"))
+	if n <= 0 {
+		t.Skip("set NOTQMAIL_SEND_DRAIN=N to measure draining N held messages")
+	}
+	window, _ := strconv.Atoi(os.Getenv("NOTQMAIL_SEND_DRAIN_WINDOW"))
+	if window <= 0 {
+		window = max(n/10, 1)
+	}
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	msg := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 64)
+	msg = append([]byte("Subject: drain\n\n"), msg...)
+	env := "Fbench@example.org\x00Talice@" + h.Domain + "\x00\x00"
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c := queue.Caller{UID: 7, PID: 100000 + i, Invoked: "by uid 7", Time: time.Now()}
+		if err := queue.Enqueue(q, bytes.NewReader(msg), strings.NewReader(env), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Queued as root for a home owned by the sandbox user: give the files to it.
+	if os.Geteuid() == 0 {
+		filepath.Walk(q.Dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil {
+				os.Lchown(p, h.UID, h.GID)
+			}
+			return nil
+		})
+	}
+	t.Logf("queued %d messages in %v", n, time.Since(start).Round(time.Millisecond))
+
+	mta := h.StartMTA(t, sandbox.MTAOptions{Guard: time.Hour})
+	var sendPID int
+	mta.WaitFor("qmail-send", func() bool { sendPID = mta.SendPID(); return sendPID != 0 })
+	log := mta.Log()
+	t0 := time.Now()
+	last, lastDone := t0, 0
+	done, off := 0, 0
+	var cpuUsed time.Duration
+	var rss string
+	deadline := t0.Add(time.Hour)
+	for done < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered after an hour", done, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+		s := log.Since(off)
+		if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+			s = s[:i+1]
+			off += len(s)
+			done += strings.Count(s, "end msg ")
+		}
+		cpuUsed, rss = procUsage(sendPID)
+		for done-lastDone >= window || done >= n && done > lastDone {
+			now := time.Now()
+			k := min(window, done-lastDone)
+			t.Logf("messages %6d-%6d: %7.0f msg/s", lastDone+1, lastDone+k, float64(k)/now.Sub(last).Seconds())
+			last, lastDone = now, lastDone+k
+		}
+	}
+	el := time.Since(t0)
+	t.Logf("drained %d in %v: %.0f msg/s; qmail-send CPU %v (%.3f ms/msg), peak RSS %s",
+		n, el.Round(time.Millisecond), float64(n)/el.Seconds(), cpuUsed.Round(time.Millisecond),
+		float64(cpuUsed.Microseconds())/1000/float64(n), rss)
+	if strings.Contains(log.String(), "alert:") {
+		t.Errorf("alerts in the log:\n%s", grepLines(log.String(), "alert:"))
+	}
+	mta.WaitFor("an empty queue", h.QueueEmpty)
+	msgs, err := h.Messages("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != n {
+		t.Errorf("%d messages in the Maildir, want %d", len(msgs), n)
+	}
+}
+
+// procUsage returns a process's user+system CPU time and its peak RSS (VmHWM).
+func procUsage(pid int) (time.Duration, string) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, "?"
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, "?"
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	cpu := time.Duration(ut+st) * time.Second / hz
+	rss := "?"
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(l, "VmHWM:") {
+				rss = strings.Join(strings.Fields(l)[1:], " ")
+			}
+		}
+	}
+	return cpu, rss
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,187 @@
+package send
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// spareMax bounds queue/spare/s: beyond it, finished files are unlinked as qmail does.
+const spareMax = 2000
+
+// spares reuses qmails's queue inodes through queue/spare/s (see queue.SpareS): a
+// finished info/, local/ or remote/ file is renamed there, named by its inode number,
+// and emptied, and a new one is a spare renamed into place. On ext4 without a journal
+// every create scans the block group's recently freed inodes, so a rename is far
+// cheaper than an unlink and a create. The pool is shared by the preprocessing
+// goroutines and the main loop.
+type spares struct {
+	dir  string // queue/spare/s; "" when the queue has none (an old, unfixed queue)
+	mode os.FileMode
+
+	mu       sync.Mutex
+	names    []string // spare/s entries known to be there, at most spareMax
+	reserved int      // releases in progress, counted against spareMax
+}
+
+// openSpares lists up to spareMax entries of dir. Entries beyond that, or not named
+// like an inode number, are left alone: they cost nothing but their space.
+func openSpares(dir string, mode os.FileMode) *spares {
+	s := &spares{mode: mode}
+	f, err := os.Open(dir)
+	if err != nil {
+		return s
+	}
+	defer f.Close()
+	s.dir = dir
+	for len(s.names) < spareMax {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			if _, ok := parseID(n); ok && len(s.names) < spareMax {
+				s.names = append(s.names, n)
+			}
+		}
+		if err != nil || len(names) == 0 {
+			break
+		}
+	}
+	return s
+}
+
+func (s *spares) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.names)
+}
+
+func (s *spares) pop() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.names) == 0 {
+		return "", false
+	}
+	n := s.names[len(s.names)-1]
+	s.names = s.names[:len(s.names)-1]
+	return n, true
+}
+
+// create makes a new, empty file at path for writing, as O_CREAT|O_EXCL would, with
+// the mode and times a newly created file gets. It takes a spare when there is one.
+func (s *spares) create(path string) (*os.File, error) {
+	for s.dir != "" {
+		name, ok := s.pop()
+		if !ok {
+			break
+		}
+		if f := s.adopt(filepath.Join(s.dir, name), name, path); f != nil {
+			return f, nil
+		}
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+}
+
+// adopt renames spare src (named name) to path and readies it; on any doubt about the
+// file it gives it up (removing it from path) and returns nil, and the caller creates
+// a new one instead.
+func (s *spares) adopt(src, name, path string) *os.File {
+	if _, err := os.Lstat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // never replace an existing file; the caller's O_EXCL reports it
+	}
+	if err := os.Rename(src, path); err != nil {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		os.Remove(path)
+		return nil
+	}
+	st, err := f.Stat()
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	// A spare must be a regular file of ours with no other name: a second link (a
+	// rename whose old entry came back after a crash) would let two messages share
+	// one inode.
+	if err != nil || !ok || !st.Mode().IsRegular() || sys.Nlink != 1 ||
+		strconv.FormatUint(sys.Ino, 10) != name || int(sys.Uid) != os.Geteuid() {
+		f.Close()
+		os.Remove(path)
+		return nil
+	}
+	now := time.Now()
+	// A spare released just before a crash may still hold data; the mode and times
+	// are those a new file would have: info/'s mtime is the message's birth.
+	if (st.Size() != 0 && f.Truncate(0) != nil) || f.Chmod(s.mode) != nil || os.Chtimes(path, now, now) != nil {
+		f.Close()
+		os.Remove(path)
+		return nil
+	}
+	return f
+}
+
+// remove replaces os.Remove(path) for a finished file: the file is renamed into
+// spare/s and emptied, unless spare/s is full, missing or the rename fails, when it
+// is unlinked. A missing path yields the error os.Remove gives.
+func (s *spares) remove(path string) error {
+	if s.dir == "" {
+		return os.Remove(path)
+	}
+	s.mu.Lock()
+	full := len(s.names)+s.reserved >= spareMax
+	if !full {
+		s.reserved++
+	}
+	s.mu.Unlock()
+	if full {
+		return os.Remove(path)
+	}
+	name, err := s.stash(path)
+	s.mu.Lock()
+	s.reserved--
+	if err == nil {
+		s.names = append(s.names, name)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		if _, serr := os.Lstat(path); serr != nil {
+			return err // not there to remove
+		}
+		return os.Remove(path)
+	}
+	return nil
+}
+
+// stash moves path into spare/s and empties it. The rename comes first, so a crash
+// can leave a spare with data (adopt empties it) but never an empty info/ file.
+func (s *spares) stash(path string) (string, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || !st.Mode().IsRegular() || sys.Nlink != 1 {
+		return "", errors.New("not a spare candidate")
+	}
+	name := strconv.FormatUint(sys.Ino, 10)
+	if err := os.Rename(path, filepath.Join(s.dir, name)); err != nil {
+		return "", err
+	}
+	f.Truncate(0) // on failure it is still a spare: adopt empties it
+	return name, nil
+}
+
+// umaskedMode is 0644 under the process's umask: the mode qmail-send's new queue
+// files get.
+func umaskedMode() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return 0644 &^ os.FileMode(m)
+}

@@ -1,0 +1,231 @@
+package send
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/notqmail/notqmail/src/queue"
+)
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// makeSpares adds queue/spare/s to q holding n old spare files, one of them not
+// empty (as a crash between rename and truncate leaves it), and returns their inodes.
+func makeSpares(t *testing.T, q queue.Queue, n int) map[uint64]bool {
+	t.Helper()
+	dir := filepath.Join(q.Dir, queue.SpareS)
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	inos := map[uint64]bool{}
+	for i := 0; i < n; i++ {
+		tmp := filepath.Join(dir, "tmp")
+		data := []byte(nil)
+		if i == 0 {
+			data = []byte("Tstale@here.example\x00")
+		}
+		if err := os.WriteFile(tmp, data, 0600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(tmp, old, old)
+		ino := inode(t, tmp)
+		if err := os.Rename(tmp, filepath.Join(dir, strconv.FormatUint(ino, 10))); err != nil {
+			t.Fatal(err)
+		}
+		inos[ino] = true
+	}
+	return inos
+}
+
+// New info/ and local/ files take spare inodes, emptied and with fresh times; a
+// finished message's files go back to spare/s, empty and named by their inodes.
+func TestSparesReused(t *testing.T) {
+	q := makeQueue(t)
+	spareInos := makeSpares(t, q, 4)
+	before := time.Now().Add(-2 * time.Second) // the file system's clock granularity
+	h := startDaemon(t, q, 604800)
+	id := enqueue(t, q, "joe@remote.example", "hold@here.example", "hold2@far.example")
+	h.pull()
+	waitFor(t, h, "preprocessing", func() bool {
+		_, err := os.Stat(q.Path("todo", id))
+		return os.IsNotExist(err)
+	})
+	for _, sub := range []string{"info", "local", "remote"} {
+		p := q.Path(sub, id)
+		if !spareInos[inode(t, p)] {
+			t.Errorf("%s is not a spare inode", sub)
+		}
+		fi, _ := os.Stat(p)
+		if fi.ModTime().Before(before) {
+			t.Errorf("%s mtime %v, not fresh", sub, fi.ModTime())
+		}
+		if fi.Mode().Perm() != umaskedMode() {
+			t.Errorf("%s mode %v, want %v", sub, fi.Mode().Perm(), umaskedMode())
+		}
+	}
+	if b, _ := os.ReadFile(q.Path("info", id)); string(b) != "Fjoe@remote.example\x00" {
+		t.Errorf("info %q", b)
+	}
+	if b, _ := os.ReadFile(q.Path("local", id)); string(b) != "Thold@here.example\x00" {
+		t.Errorf("local %q", b)
+	}
+	if b, _ := os.ReadFile(q.Path("remote", id)); string(b) != "Thold2@far.example\x00" {
+		t.Errorf("remote %q", b)
+	}
+	inos := map[string]uint64{}
+	for _, sub := range []string{"info", "local", "remote"} {
+		inos[sub] = inode(t, q.Path(sub, id))
+	}
+	close(h.spawn[Local].release)
+	close(h.spawn[Remote].release)
+	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
+	for sub, ino := range inos {
+		p := filepath.Join(q.Dir, queue.SpareS, strconv.FormatUint(ino, 10))
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("%s's inode not back in spare/s: %v", sub, err)
+			continue
+		}
+		if fi.Size() != 0 {
+			t.Errorf("%s's spare not emptied: %d bytes", sub, fi.Size())
+		}
+	}
+	if h.spawn[Local].count("hold@here.example") != 1 || h.spawn[Remote].count("hold2@far.example") != 1 {
+		t.Error("recipients not tried exactly once")
+	}
+}
+
+// spare/s never grows beyond its bound: past it, files are unlinked.
+func TestSparesBounded(t *testing.T) {
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "s")
+	os.Mkdir(sdir, 0700)
+	s := openSpares(sdir, 0600)
+	for i := 0; i < spareMax+5; i++ {
+		p := filepath.Join(dir, fmt.Sprint("f", i))
+		if err := os.WriteFile(p, []byte("data"), 0600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s still there: %v", p, err)
+		}
+	}
+	names, _ := os.ReadDir(sdir)
+	if len(names) != spareMax || s.count() != spareMax {
+		t.Errorf("%d spares on disk, %d known; want %d", len(names), s.count(), spareMax)
+	}
+	for _, e := range names[:10] {
+		fi, _ := e.Info()
+		if fi.Size() != 0 || strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10) != e.Name() {
+			t.Errorf("spare %s: size %d, inode %d", e.Name(), fi.Size(), fi.Sys().(*syscall.Stat_t).Ino)
+		}
+	}
+	if err := s.remove(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
+		t.Errorf("removing a missing file: %v", err)
+	}
+	// A fresh pool over the same directory knows the spares and hands them out.
+	s2 := openSpares(sdir, 0600)
+	if s2.count() != spareMax {
+		t.Fatalf("reopened pool knows %d spares", s2.count())
+	}
+	f, err := s2.create(filepath.Join(dir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if s2.count() != spareMax-1 {
+		t.Errorf("create did not take a spare")
+	}
+	if _, err := s2.create(filepath.Join(dir, "new")); err == nil {
+		t.Error("create replaced an existing file")
+	}
+}
+
+// A spare with a second link (a rename whose old name came back after a crash) is
+// never handed out: two messages would share one inode.
+func TestSpareWithTwoLinksRefused(t *testing.T) {
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "s")
+	os.Mkdir(sdir, 0700)
+	p := filepath.Join(dir, "info1")
+	os.WriteFile(p, []byte("Fjoe@example.org\x00"), 0600)
+	ino := strconv.FormatUint(inode(t, p), 10)
+	if err := os.Link(p, filepath.Join(sdir, ino)); err != nil {
+		t.Fatal(err)
+	}
+	s := openSpares(sdir, 0600)
+	f, err := s.create(filepath.Join(dir, "info2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if strconv.FormatUint(inode(t, filepath.Join(dir, "info2")), 10) == ino {
+		t.Error("a linked spare was reused")
+	}
+	if b, _ := os.ReadFile(p); string(b) != "Fjoe@example.org\x00" {
+		t.Errorf("the other link's data changed: %q", b)
+	}
+}
+
+// Stopping qmail-send in the middle of a backlog and starting it again delivers every
+// recipient exactly once: nothing marked done is redone, nothing is lost.
+func TestRestartMidBacklog(t *testing.T) {
+	q := makeQueue(t)
+	makeSpares(t, q, 0)
+	const n = 400
+	ids := make([]uint64, n)
+	for i := range ids {
+		ids[i] = enqueue(t, q, "joe@remote.example", fmt.Sprintf("ok%d@here.example", i), fmt.Sprintf("ok%d@far.example", i))
+	}
+	h1 := startDaemon(t, q, 604800)
+	h1.pull()
+	waitFor(t, h1, "some deliveries", func() bool { return strings.Count(h1.log.String(), "end msg ") >= n/4 })
+	h1.stop(t)
+	h1.done <- nil // the cleanup stops it again
+	ended := strings.Count(h1.log.String(), "end msg ")
+	if ended >= n {
+		t.Logf("all %d messages finished before the stop", n)
+	}
+	h2 := startDaemon(t, q, 604800)
+	h2.pull()
+	waitFor(t, h2, "the rest", func() bool {
+		for _, id := range ids {
+			if !gone(q, id) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := 0; i < n; i++ {
+		for c, dom := range []string{"here.example", "far.example"} {
+			r := fmt.Sprintf("ok%d@%s", i, dom)
+			if got := h1.spawn[c].count(r) + h2.spawn[c].count(r); got != 1 {
+				t.Errorf("%s delivered %d times", r, got)
+			}
+		}
+	}
+	if strings.Contains(h1.log.String()+h2.log.String(), "warning:") {
+		t.Errorf("warnings:\n%s\n%s", grepLines(h1.log.String(), "warning:"), grepLines(h2.log.String(), "warning:"))
+	}
+	todo, _ := os.ReadDir(filepath.Join(q.Dir, "todo"))
+	if len(todo) != 0 {
+		t.Errorf("%d entries left in todo/", len(todo))
+	}
+}
