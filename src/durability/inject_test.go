@@ -78,7 +78,7 @@ func queueFailOnce(t *testing.T, n int) string {
 	if inj == nil {
 		// The calls were spread over threads so that none made n of them.
 		if code != 0 {
-			t.Fatalf("no fsync failed, yet qmail-queue exited %d: %s", code, stderr)
+			t.Fatalf("no fsync failed, yet qmail-queue exited %d: %s\n%s", code, stderr, tr.dump())
 		}
 		return ""
 	}

@@ -186,8 +186,9 @@ func ParseTrace(r io.Reader) ([]Event, error) {
 		if err != nil {
 			continue
 		}
-		// The -tt time stamp.
-		if _, after, ok := strings.Cut(rest, " "); ok && strings.Count(rest[:len(rest)-len(after)], ":") == 2 {
+		// strace pads the pid with spaces to a column, then the -tt time stamp.
+		rest = strings.TrimLeft(rest, " ")
+		if stamp, after, ok := strings.Cut(rest, " "); ok && strings.Count(stamp, ":") == 2 {
 			rest = after
 		}
 		switch {
