@@ -37,10 +37,13 @@ func TestSandboxManyToSink(t *testing.T) {
 		}
 	}
 	s := startSink(t)
+	// Through a counting proxy: qmail-rspawn delivers in process and reuses
+	// connections, so far fewer connections than messages.
+	rec := startRecorder(t, fmt.Sprintf("127.0.0.1:%d", s.Port))
 	h := sandbox.New(t, sandbox.Options{})
 	needMTA(t, h)
 	ctl := func(name, text string) { writeOwned(t, h, filepath.Join("control", name), text) }
-	ctl("smtproutes", fmt.Sprintf(":127.0.0.1:%d\n", s.Port))
+	ctl("smtproutes", fmt.Sprintf(":127.0.0.1:%d\n", portOf(rec.Addr)))
 	ctl("concurrencyremote", "20\n")
 	ctl("helohost", "sandbox.example\n")
 
@@ -100,6 +103,12 @@ func TestSandboxManyToSink(t *testing.T) {
 	if len(got) != n {
 		t.Errorf("smtp-sink captured %d messages, want %d", len(got), n)
 	}
+	t.Logf("%d connections for %d messages", rec.Conns(), n)
+	if c := rec.Conns(); c > n/2 {
+		t.Errorf("%d connections for %d messages: qmail-rspawn did not reuse them", c, n)
+	}
+	// qmail-rspawn QUITs its idle connections when qmail-send stops it.
+	waitFor(t, "a QUIT on every connection", func() bool { return strings.Count(rec.Sent(), "QUIT\r\n") == rec.Conns() })
 	if c := strings.Count(m.Log().String(), "success: 127.0.0.1_accepted_message."); c != n && t.Failed() {
 		t.Logf("qmail-send logged %d successes\n%s", c, tail(m.Log().String()))
 	}
@@ -163,5 +172,41 @@ func TestSandboxPostfixRetryAndBounce(t *testing.T) {
 	// The deferred message is still queued for its retry.
 	if h.QueueEmpty() {
 		t.Errorf("the 4xx message left the queue\n%s", tail(m.Log().String()))
+	}
+}
+
+// TestSandboxWrapperIsRun: a site's own bin/qmail-remote (here a wrapper script, as
+// DKIM signers install) is run for every delivery instead of delivering in process.
+func TestSandboxWrapperIsRun(t *testing.T) {
+	s := startSink(t)
+	h := sandbox.New(t, sandbox.Options{})
+	needMTA(t, h)
+	writeOwned(t, h, "control/smtproutes", fmt.Sprintf(":127.0.0.1:%d\n", s.Port))
+	marks := sharedDir(t, "nq-wrapper-")
+	os.Chmod(marks, 0777)
+	wrapper := filepath.Join(h.Bin, "qmail-remote")
+	if err := os.Remove(wrapper); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\n: > " + marks + "/\"$3\"\nexec " + filepath.Join(h.Bin, "notqmail") + " qmail-remote \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0755); err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{"one@remote.example", "two@remote.example"}
+	for _, r := range rcpts {
+		if err := h.Submit(strings.NewReader("Subject: wrapped\n\nhi\n"), "sender@sandbox.example", []string{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := h.StartMTA(t, sandbox.MTAOptions{Guard: guard})
+	m.WaitFor("the queue to empty", h.QueueEmpty)
+	m.Stop()
+	for _, r := range rcpts {
+		if _, err := os.Stat(filepath.Join(marks, r)); err != nil {
+			t.Errorf("the wrapper did not run for %s: %v\n%s", r, err, tail(m.Log().String()))
+		}
+	}
+	if got := len(s.Messages(t)); got != len(rcpts) {
+		t.Errorf("smtp-sink captured %d messages, want %d", got, len(rcpts))
 	}
 }
