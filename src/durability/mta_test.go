@@ -1,0 +1,158 @@
+package durability
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/notqmail/notqmail/src/sandbox"
+)
+
+// guard bounds every wait on the traced MTA, so a broken MTA fails the test instead
+// of hanging it; it is a deadlock guard, not a speed expectation.
+const guard = 3 * time.Minute
+
+// tracedMTA is qmail-start with all its daemons and deliveries under strace -f.
+type tracedMTA struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	done   chan struct{}
+	tr     *traced
+	waited error
+}
+
+// startTracedMTA runs "strace -f ... qmail-start ./Maildir/" in the home, in a
+// process group of its own.
+func startTracedMTA(t *testing.T, h *sandbox.Home, extra []string) *tracedMTA {
+	t.Helper()
+	tr := &traced{t: t, file: filepath.Join(t.TempDir(), "trace")}
+	argv := straceArgs(t, tr.file, extra, filepath.Join(h.Bin, "qmail-start"), "./Maildir/")
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env, cmd.Dir = h.Env(), h.Dir
+	log := &sandbox.Log{}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &tracedMTA{t: t, cmd: cmd, done: make(chan struct{}), tr: tr}
+	go func() { m.waited = cmd.Wait(); close(m.done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-m.done
+	})
+	return m
+}
+
+// stop sends SIGTERM to qmail-start (strace's child), which has qmail-send finish
+// and exit, and waits for strace to end with its trace complete.
+func (m *tracedMTA) stop() {
+	m.t.Helper()
+	pid := childNamed(m.cmd.Process.Pid, "qmail-start")
+	if pid == 0 {
+		m.t.Fatalf("no qmail-start under strace (pid %d)", m.cmd.Process.Pid)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(guard):
+		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.done
+		m.t.Fatalf("the MTA did not stop within %v", guard)
+	}
+}
+
+// childNamed returns the pid of ppid's child with command name name, or 0.
+func childNamed(ppid int, name string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		if f := strings.Fields(s[close+1:]); len(f) > 1 && f[1] == strconv.Itoa(ppid) && s[open+1:close] == name {
+			return pid
+		}
+	}
+	return 0
+}
+
+// waitFor polls cond until it holds, failing the test after guard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(guard); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", guard, what)
+		}
+	}
+}
+
+// TestSendAndDeliveryFsyncOrder traces a whole MTA (qmail-start, qmail-send,
+// qmail-clean, qmail-lspawn and the deliveries it starts) while one message is
+// preprocessed and delivered to a Maildir, and checks:
+//   - preprocessing: info/ and local/ are fsynced after their last write, and their
+//     directories after that, before todo/ is removed (by whichever process does it);
+//   - delivery: the Maildir's tmp/ file is fsynced before it is linked into new/, and
+//     new/ is fsynced before qmail-send hears of the success, which it records by
+//     marking the recipient done (D) in local/.
+func TestSendAndDeliveryFsyncOrder(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	q.Dir = realDir(t, q.Dir)
+	m := startTracedMTA(t, h, nil)
+	msg := "Subject: traced through the MTA\n\nbody\n"
+	if err := h.Submit(strings.NewReader(msg), "bob@far.example", []string{"alice@" + h.Domain}); err != nil {
+		t.Fatal(err)
+	}
+	h.WaitMessages(t, "alice", 1)
+	waitFor(t, "an empty queue", h.QueueEmpty)
+	m.stop()
+	tr := m.tr
+	ev := tr.load()
+
+	todoDir := filepath.Join(q.Dir, "todo")
+	unlink := find(ev, 0, func(e Event) bool {
+		p := e.Paths(q.Dir)
+		return (e.Call == "unlink" || e.Call == "unlinkat") && e.OK() && len(p) == 1 && filepath.Dir(p[0]) == todoDir
+	})
+	if unlink == nil {
+		t.Fatalf("todo/ entry never removed:\n%s", tr.dump())
+	}
+	id, err := strconv.ParseUint(filepath.Base(unlink.Paths(q.Dir)[0]), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, local := q.Path("info", id), q.Path("local", id)
+	syncedBetween(t, ev, q.Dir, info, unlink.Seq, "info")
+	syncedBetween(t, ev, q.Dir, local, unlink.Seq, "local")
+	dirSyncedBetween(t, ev, filepath.Dir(info), -1, unlink.Seq, "info/ entry")
+	dirSyncedBetween(t, ev, filepath.Dir(local), -1, unlink.Seq, "local/ entry")
+
+	// qmail-send marks the recipient done: a write of "D" into local/<id>.
+	names := Names(ev, q.Dir, local)
+	done := find(ev, unlink.Seq, func(e Event) bool {
+		return (e.Call == "pwrite64" || e.Call == "write") && e.OK() && names[e.FDPath()] && e.Data() == "D"
+	})
+	if done == nil {
+		t.Fatalf("the recipient was never marked done in %s:\n%s", local, tr.dump())
+	}
+	md := realDir(t, h.Maildir("alice"))
+	checkMaildirOrder(t, tr, realDir(t, h.UserHome("alice")), md, 0, done.Seq)
+	if t.Failed() {
+		t.Logf("trace:\n%s", tr.dump())
+	}
+}
