@@ -1,7 +1,7 @@
 package remote
 
 import (
-	"crypto/tls"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -46,9 +46,9 @@ type poolKey struct {
 	addr   netip.AddrPort
 	host   string // the server's name: SNI and certificate verification
 	helo   string
-	policy string // the TLS policy, formatted
-	source string // the local address asked for, or ""
-	cert   *tls.Certificate
+	policy string            // the TLS policy, formatted
+	source string            // the local address asked for, or ""
+	cert   [sha256.Size]byte // the client certificate's digest (zero: none)
 	roots  *x509.CertPool
 }
 
@@ -116,9 +116,9 @@ func (p *Pool) get(key poolKey) *session {
 		}
 		p.n--
 		p.mu.Unlock()
-		if !ic.timer.Stop() {
-			continue // expire has it
-		}
+		// Taken off the list, it is ours even if its timer just fired: expire
+		// only ends connections it still finds on the list.
+		ic.timer.Stop()
 		if alive(ic.s.raw) {
 			return ic.s
 		}
@@ -160,9 +160,8 @@ func (p *Pool) Close() {
 	var all []*idleConn
 	for _, list := range p.idle {
 		for _, ic := range list {
-			if ic.timer.Stop() {
-				all = append(all, ic)
-			}
+			ic.timer.Stop() // a timer that fired finds nothing: the list is gone
+			all = append(all, ic)
 		}
 	}
 	p.idle = nil
@@ -247,8 +246,12 @@ func (cfg *Config) poolKey(domain, host string, addr netip.Addr, port int, pol T
 		host:   host,
 		helo:   cfg.Helo,
 		policy: fmt.Sprintf("%v", pol),
-		cert:   cfg.ClientCert,
 		roots:  cfg.RootCAs,
+	}
+	// By content, not pointer: the control files are read again every few
+	// seconds, and the same certificate must still find its connections.
+	if c := cfg.ClientCert; c != nil && len(c.Certificate) > 0 {
+		k.cert = sha256.Sum256(c.Certificate[0])
 	}
 	if src := cfg.source(domain, addr); src != nil {
 		k.source = src.String()

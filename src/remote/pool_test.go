@@ -69,6 +69,7 @@ func TestPoolReusesConnectionToSink(t *testing.T) {
 	if p.Idle() != 0 {
 		t.Errorf("a closed pool took a connection")
 	}
+	waitFor(t, "the late delivery's QUIT", func() bool { return strings.Count(rec.Sent(), "QUIT\r\n") == n+2 })
 }
 
 // TestPoolIdleExpiry: an unused connection is QUIT and closed after IdleTime.

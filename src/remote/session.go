@@ -119,8 +119,13 @@ func converse(conn net.Conn, peer netip.Addr, cfg sessionConfig, pool *Pool, key
 
 // finish hands the connection to the pool when the session is kept, or closes it.
 func (s *session) finish(key poolKey) {
-	if s.keep && s.pool != nil && s.pool.put(key, s) {
-		return
+	if s.keep {
+		if s.pool != nil && s.pool.put(key, s) {
+			return
+		}
+		// The pool is full or closed: the QUIT the transaction left out.
+		s.w.WriteString("QUIT\r\n")
+		s.w.Flush()
 	}
 	s.conn.Close() // also ends a pipelined writer stuck on a full buffer
 	s.waitWriter()
