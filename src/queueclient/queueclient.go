@@ -15,6 +15,14 @@
 //	err = c.Close()                  // nil: queued; *Error: why not
 //
 // Or in one call: queueclient.Submit(r, sender, rcpts).
+//
+// When QMAILQUEUE is unset and the program is not chosen in Config, Open first tries
+// qmail-queued's socket, QMAILHOME/run/qmail-queue: qmail-queued queues the message
+// just as bin/qmail-queue would, without a process start. Without the socket, when it
+// refuses the connection or does not greet at once (qmail-queued busy, or
+// bin/qmail-queue replaced by a site's filter), and for a setuid caller (whose real
+// uid qmail-queue would record), bin/qmail-queue is run as described above. Either way
+// the caller sees the same results and errors.
 package queueclient
 
 import (
@@ -22,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +38,7 @@ import (
 	"time"
 
 	"github.com/notqmail/notqmail/src/home"
+	"github.com/notqmail/notqmail/src/queued"
 )
 
 // Error is a message that was not queued. Text is qmail's wording (qmail.c's
@@ -133,7 +143,13 @@ type Config struct {
 	Home    string   // QMAILHOME: the working directory; default home.Dir()
 	Program string   // default $QMAILQUEUE, else bin/qmail-queue (relative to Home)
 	Env     []string // the program's environment; default os.Environ()
+	// Exec runs the program even when qmail-queued could queue the message.
+	Exec bool
 }
+
+// Greeting is how long Open waits for qmail-queued's greeting before it runs
+// bin/qmail-queue instead.
+const Greeting = 5 * time.Second
 
 // Client is one message being handed to qmail-queue.
 type Client struct {
@@ -146,6 +162,7 @@ type Client struct {
 	failed   error
 	closed   bool
 	customCh chan string
+	conn     *net.UnixConn // qmail-queued's connection; nil when running a program
 }
 
 // ErrFailed is returned by Write after Fail or after an earlier write error.
@@ -162,6 +179,12 @@ func (cf Config) Open() (*Client, error) {
 	}
 	if cf.Program == "" {
 		cf.Program = os.Getenv("QMAILQUEUE")
+		// qmail-queue records the caller's real uid, SO_PEERCRED the effective one.
+		if cf.Program == "" && !cf.Exec && os.Geteuid() == os.Getuid() {
+			if c := dial(cf.Home); c != nil {
+				return c, nil
+			}
+		}
 	}
 	if cf.Program == "" {
 		cf.Program = "bin/qmail-queue"
@@ -234,6 +257,44 @@ func (cf Config) Open() (*Client, error) {
 	return c, nil
 }
 
+// dial connects to qmail-queued and waits for its greeting; nil means "run the
+// program instead".
+func dial(home string) *Client {
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: queued.SocketPath(home), Net: "unix"})
+	if err != nil {
+		return nil
+	}
+	conn.SetReadDeadline(time.Now().Add(Greeting))
+	var b [1]byte
+	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != queued.Ready {
+		conn.Close()
+		return nil
+	}
+	conn.SetReadDeadline(time.Time{})
+	c := &Client{conn: conn}
+	c.w = bufio.NewWriterSize(chunker{conn}, queued.MaxChunk)
+	return c
+}
+
+// chunker frames message data for qmail-queued, at most MaxChunk bytes a frame.
+type chunker struct{ conn *net.UnixConn }
+
+func (ch chunker) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), queued.MaxChunk)
+		var hdr [4]byte
+		hdr[0], hdr[1], hdr[2], hdr[3] = byte(k>>24), byte(k>>16), byte(k>>8), byte(k)
+		bufs := net.Buffers{hdr[:], p[:k]}
+		if _, err := bufs.WriteTo(ch.conn); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
 // readCustom collects the fd-6 message, bounded, until the pipe closes (every writer
 // has exited) or Close's deadline passes (a grandchild kept the pipe open).
 func (c *Client) readCustom() {
@@ -251,8 +312,14 @@ func (c *Client) readCustom() {
 	c.customCh <- string(got)
 }
 
-// PID is qmail-queue's process id (qmail's qmail_qp), which qmail-smtpd reports.
-func (c *Client) PID() int { return c.cmd.Process.Pid }
+// PID is qmail-queue's process id (qmail's qmail_qp), which qmail-smtpd reports. With
+// qmail-queued it is the caller's own, which qmail-queued puts in the Received line.
+func (c *Client) PID() int {
+	if c.conn != nil {
+		return os.Getpid()
+	}
+	return c.cmd.Process.Pid
+}
 
 // Write adds message data. After a failure it returns an error, and the message will
 // not be queued.
@@ -290,9 +357,16 @@ func (c *Client) From(sender string) {
 			c.failed = ErrFailed
 		}
 	}
-	c.msg.Close()
 	c.inEnv = true
-	c.w = bufio.NewWriterSize(c.env, 4096)
+	if c.conn != nil {
+		c.w = bufio.NewWriterSize(c.conn, 4096)
+		if c.failed == nil {
+			c.w.Write([]byte{0, 0, 0, 0}) // the empty chunk: end of message
+		}
+	} else {
+		c.msg.Close()
+		c.w = bufio.NewWriterSize(c.env, 4096)
+	}
 	c.put("F", sender)
 }
 
@@ -328,6 +402,9 @@ func (c *Client) Close() error {
 		return errors.New("queueclient: Close called twice")
 	}
 	c.closed = true
+	if c.conn != nil {
+		return c.closeConn()
+	}
 	if !c.inEnv {
 		// Never got a sender: end the message so qmail-queue sees an empty envelope.
 		c.Fail()
@@ -362,6 +439,36 @@ func (c *Client) Close() error {
 		return nil
 	}
 	return Text(code, custom)
+}
+
+// closeConn is Close for qmail-queued: the envelope's end, unless the message failed,
+// then qmail-queued's answer, qmail-queue's exit code. A message that failed is ended
+// by shutting down the connection, which qmail-queued answers with exit 54 as
+// qmail-queue answers an unterminated envelope.
+func (c *Client) closeConn() error {
+	defer c.conn.Close()
+	if !c.inEnv {
+		c.Fail()
+	}
+	if c.failed == nil {
+		c.w.WriteByte(0)
+		if err := c.w.Flush(); err != nil {
+			c.failed = ErrFailed
+		}
+	}
+	if c.failed != nil {
+		c.conn.CloseWrite()
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c.conn, b[:]); err != nil {
+		// qmail-queued went away without an answer, as a crashed qmail-queue would.
+		return &Error{Code: -1, Text: "qq crashed (#4.3.0)"}
+	}
+	code := int(b[0])
+	if code == 0 && c.failed == nil {
+		return nil
+	}
+	return Text(code, "")
 }
 
 // Submit queues the message read from r for sender and rcpts.

@@ -11,6 +11,7 @@
 //	alias/     mode 02755; .qmail-postmaster, -mailer-daemon and -root deliver to
 //	           alias/Maildir/
 //	bin/       notqmail and a link to it per program name, plus qmail-queue
+//	run/       qmail-queued's socket, qmail-queue (made by qmail-start)
 //
 // The binaries in bin/ are hard links into a per-process build cache shared by every
 // home: copy one before changing its mode or contents.
@@ -122,7 +123,7 @@ func Create(dir string, opt Options) (*Home, error) {
 			return nil, err
 		}
 	}
-	for _, d := range []string{"control", "users", "home", "bin"} {
+	for _, d := range []string{"control", "users", "home", "bin", "run"} {
 		if err := os.Mkdir(filepath.Join(abs, d), 0755); err != nil {
 			return nil, err
 		}

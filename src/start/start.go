@@ -1,6 +1,7 @@
 // Package start is qmail-start: it creates the pipes between qmail-send and its helpers
 // and starts qmail-send, qmail-lspawn, qmail-rspawn, qmail-clean and the logger, each
-// under its own uid, wired as qmail wires them:
+// under its own uid, wired as qmail wires them, and beside them qmail-queued (as
+// qmailq, its log on the logger's pipe):
 //
 //	qmail-send  fd 0 -> logger's stdin (or qmail-start's stdout without a logger)
 //	            fd 1 -> qmail-lspawn's stdin   fd 2 <- qmail-lspawn's stdout
@@ -11,7 +12,8 @@
 // rearrange its own low descriptors before exec, so this one stays as qmail-send's
 // parent instead: it passes SIGTERM, SIGHUP and SIGALRM on to qmail-send and exits
 // when qmail-send exits, leaving the helpers to finish and exit on their own as they
-// do under qmail.
+// do under qmail. qmail-queued reads a pipe from qmail-start on its fd 0 and stops
+// listening when qmail-start has gone; it finishes the messages it has begun.
 package start
 
 import (
@@ -213,6 +215,15 @@ func run(o Options) error {
 		logOut = lp.w
 	}
 
+	// qmail-queued is an optimization: clients run bin/qmail-queue without it, so a
+	// failure to start it is worth a warning, never a stopped MTA.
+	queuedStop, err := startQueued(c, logOut)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "qmail-start: warning:", err)
+	} else {
+		defer queuedStop.Close() // also closed by the exit: qmail-queued's end of file
+	}
+
 	var p [7]pipe
 	for i := 1; i <= 6; i++ {
 		if p[i], err = newPipe(); err != nil {
@@ -288,4 +299,47 @@ func run(o Options) error {
 		return sendErr
 	}
 	return nil
+}
+
+// RunDir is qmail-queued's socket directory under QMAILHOME: owned by qmailq, mode
+// 0755, so that every user may connect and only qmailq may put a socket there.
+const RunDir = "run"
+
+// startQueued makes QMAILHOME/run and starts qmail-queued as qmailq with its log on
+// logOut. It returns the write end of qmail-queued's fd 0, which qmail-start keeps
+// open while it lives.
+func startQueued(c creds, logOut *os.File) (*os.File, error) {
+	dir := home.Path(RunDir)
+	if err := os.Mkdir(dir, 0755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("unable to make %s: %w", dir, err)
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	if !c.sandbox && os.Geteuid() == 0 {
+		if err := os.Lchown(dir, c.uidQ, c.gidQ); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Chmod(dir, 0755); err != nil {
+		return nil, err
+	}
+	cmd, err := command("qmail-queued")
+	if err != nil {
+		return nil, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, logOut, logOut
+	cmd.SysProcAttr = c.as(c.uidQ, c.gidQ, nil)
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("unable to start qmail-queued: %w", err)
+	}
+	// Reap it when it exits, so it never lingers as a zombie under qmail-start.
+	go cmd.Wait()
+	return w, nil
 }

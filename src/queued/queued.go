@@ -1,0 +1,311 @@
+// Package queued is qmail-queued: a long-running qmail-queue. It runs as qmailq,
+// listens on the unix socket QMAILHOME/run/qmail-queue, and queues one message per
+// connection exactly as qmail-queue would (package queue's Enqueue: the same Received
+// line, envelope checks, files, fsync order and exit codes), so that a program queueing
+// mail costs a connection instead of a process start. The caller's identity, which
+// qmail-queue takes from getuid and getpid, comes from the socket's SO_PEERCRED.
+//
+// The protocol, after the connection is accepted:
+//
+//	server: 'Q'                      ready; a closed connection instead means
+//	                                 "run bin/qmail-queue yourself"
+//	client: chunks of the message, each a 4-byte big-endian length (1..MaxChunk) and
+//	        its bytes; a zero length ends the message
+//	client: the envelope, as on qmail-queue's fd 1: F<sender>\0 T<rcpt>\0 ... \0
+//	server: one byte, qmail-queue's exit code; then it closes the connection
+//
+// A connection that ends or breaks before the envelope's final \0 queues nothing.
+package queued
+
+import (
+	"bufio"
+	"debug/buildinfo"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/notqmail/notqmail/src/queue"
+)
+
+// Socket is the socket's path relative to QMAILHOME; its directory, run/, is owned by
+// qmailq and mode 0755, so only qmailq can put a socket there.
+const Socket = "run/qmail-queue"
+
+// Ready is the server's greeting.
+const Ready = 'Q'
+
+// MaxChunk is the largest message chunk.
+const MaxChunk = 64 * 1024
+
+// QueueMain is the main package of the genuine bin/qmail-queue.
+const QueueMain = "github.com/notqmail/notqmail/src/cmd/qmail-queue"
+
+// MaxConns is the default limit on connections served at once; beyond it a connection
+// is closed at once and its client runs bin/qmail-queue instead.
+const MaxConns = 256
+
+// Server queues messages for the connections of one listener.
+type Server struct {
+	Queue queue.Queue
+	// QueueProgram is bin/qmail-queue. Connections are served only while it is
+	// notqmail's own qmail-queue: a site that replaced it by a filter must see every
+	// message, so clients then fall back to running it.
+	QueueProgram string
+	// Uids of alias, qmaild and qmails, for the Received line's "invoked" text.
+	Alias, Qmaild, Qmails int
+	// Sandbox: every caller is "by uid N", and root (who would become the sandbox's
+	// owner before running qmail-queue) counts as SandboxUID.
+	Sandbox    bool
+	SandboxUID int
+	MaxConns   int           // default MaxConns
+	Death      time.Duration // a connection's lifetime; default queue.Death
+	Log        func(string)  // default: stderr
+	Spares     *queue.Spares // optional: take files from spare/q
+
+	mu       sync.Mutex
+	progStat progID
+	progOK   bool
+	active   sync.WaitGroup
+	n        atomic.Int64
+	seq      atomic.Uint64
+}
+
+// progID identifies one version of bin/qmail-queue, so that a replacement is noticed.
+type progID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+// Genuine reports whether the program at p was built from notqmail's qmail-queue.
+func Genuine(p string) (bool, error) {
+	bi, err := buildinfo.ReadFile(p)
+	if err != nil {
+		return false, err
+	}
+	return bi.Path == QueueMain, nil
+}
+
+// Usable checks bin/qmail-queue, cheaply when it has not changed since the last
+// check: a stat per connection, a read of its build information after a change.
+func (s *Server) Usable() bool {
+	var st syscall.Stat_t
+	if err := syscall.Stat(s.QueueProgram, &st); err != nil {
+		s.logf("warning: unable to stat %s: %v; clients run it themselves", s.QueueProgram, err)
+		return false
+	}
+	id := progID{uint64(st.Dev), st.Ino, st.Size, st.Mtim, st.Ctim}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == s.progStat {
+		return s.progOK
+	}
+	ok, err := Genuine(s.QueueProgram)
+	if !ok {
+		why := ""
+		if err != nil {
+			why = " (" + err.Error() + ")"
+		}
+		s.logf("warning: %s is not notqmail's qmail-queue%s; clients run it themselves so that it sees every message", s.QueueProgram, why)
+	}
+	s.progStat, s.progOK = id, ok
+	return ok
+}
+
+func (s *Server) logf(format string, a ...any) {
+	msg := "qmail-queued: " + fmt.Sprintf(format, a...)
+	if s.Log != nil {
+		s.Log(msg)
+		return
+	}
+	fmt.Fprintln(os.Stderr, msg)
+}
+
+// Serve accepts connections until l is closed, then waits for the connections being
+// served. It returns nil when l was closed.
+func (s *Server) Serve(l *net.UnixListener) error {
+	defer s.active.Wait()
+	limit := int64(s.MaxConns)
+	if limit <= 0 {
+		limit = MaxConns
+	}
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and friends: back off instead of spinning.
+			s.logf("warning: accept: %v", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if s.n.Load() >= limit || !s.Usable() {
+			c.Close()
+			continue
+		}
+		s.n.Add(1)
+		s.active.Add(1)
+		go func() {
+			defer s.active.Done()
+			defer s.n.Add(-1)
+			s.serveConn(c)
+		}()
+	}
+}
+
+// Listen makes the socket at path, replacing a stale one, open to every local user.
+func Listen(path string) (*net.UnixListener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	// Connecting takes write permission on the socket; the umask took it away.
+	if err := os.Chmod(path, 0666); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// serveConn queues one message.
+func (s *Server) serveConn(c *net.UnixConn) {
+	defer c.Close()
+	start := time.Now()
+	death := s.Death
+	if death <= 0 {
+		death = queue.Death
+	}
+	deadline := start.Round(0).Add(death)
+	c.SetDeadline(deadline)
+	cred, err := peerCred(c)
+	if err != nil {
+		s.logf("warning: unable to get the peer's credentials: %v", err)
+		return
+	}
+	if _, err := c.Write([]byte{Ready}); err != nil {
+		return
+	}
+	uid := int(cred.Uid)
+	if s.Sandbox && uid == 0 {
+		uid = s.SandboxUID
+	}
+	caller := queue.Caller{
+		UID:      uid,
+		PID:      int(cred.Pid),
+		Invoked:  queue.Invoked(uid, s.Alias, s.Qmaild, s.Qmails, s.Sandbox),
+		Time:     start,
+		Deadline: deadline,
+	}
+	br := bufio.NewReaderSize(c, 64*1024)
+	msg := &chunkReader{r: br}
+	opts := queue.Options{
+		Spares:  s.Spares,
+		PidName: strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(s.seq.Add(1), 10),
+	}
+	err = queue.EnqueueWith(s.Queue, msg, br, caller, opts)
+	code := queue.Code(err)
+	if err != nil && code != queue.ExitRead {
+		// Read errors are the client's business (it gave up or died); the rest are
+		// the queue's, worth the log.
+		s.logf("warning: pid %d uid %d: %v", cred.Pid, cred.Uid, err)
+	}
+	if time.Now().After(deadline) && code == queue.ExitRead {
+		code = queue.ExitTimeout
+	}
+	c.Write([]byte{byte(code)})
+}
+
+// chunkReader reads the message's chunks, ending at the zero-length one. An end of
+// the connection before it is an error, so the message is not queued.
+type chunkReader struct {
+	r    *bufio.Reader
+	left int
+	done bool
+}
+
+func (cr *chunkReader) Read(p []byte) (int, error) {
+	if cr.done {
+		return 0, io.EOF
+	}
+	if cr.left == 0 {
+		var hdr [4]byte
+		if _, err := io.ReadFull(cr.r, hdr[:]); err != nil {
+			return 0, noEOF(err)
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if n == 0 {
+			cr.done = true
+			return 0, io.EOF
+		}
+		if n > MaxChunk {
+			return 0, fmt.Errorf("message chunk of %d bytes, more than %d", n, MaxChunk)
+		}
+		cr.left = int(n)
+	}
+	if len(p) > cr.left {
+		p = p[:cr.left]
+	}
+	n, err := cr.r.Read(p)
+	cr.left -= n
+	if err != nil {
+		return n, noEOF(err)
+	}
+	return n, nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func peerCred(c *net.UnixConn) (*syscall.Ucred, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *syscall.Ucred
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, serr
+}
+
+// WriteChunk writes one message chunk of at most MaxChunk bytes (a client's side of
+// the protocol); an empty p ends the message.
+func WriteChunk(w io.Writer, p []byte) error {
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(p)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+// SocketPath returns the socket under the qmail home dir.
+func SocketPath(home string) string { return filepath.Join(home, Socket) }

@@ -1,0 +1,514 @@
+package queued_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/queueclient"
+	"github.com/notqmail/notqmail/src/queued"
+	"github.com/notqmail/notqmail/src/sandbox"
+	"github.com/notqmail/notqmail/src/testpeer"
+)
+
+// service is a running bin/qmail-queued of a sandbox.
+type service struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	log   *sandbox.Log
+	done  chan struct{}
+}
+
+// startService runs bin/qmail-queued as qmail-start would (fd 0 a pipe whose end
+// stops it) and waits until it listens, or until it has logged that it will not.
+func startService(t *testing.T, h *sandbox.Home, wrap ...string) *service {
+	t.Helper()
+	return startServiceWait(t, h, true, wrap...)
+}
+
+func startServiceWait(t *testing.T, h *sandbox.Home, listen bool, wrap ...string) *service {
+	t.Helper()
+	prog := filepath.Join(h.Bin, "qmail-queued")
+	args := append(append([]string{}, wrap...), prog)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = h.Env()
+	s := &service{cmd: cmd, log: &sandbox.Log{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	var err error
+	if s.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.stop(t)
+		if t.Failed() {
+			t.Logf("qmail-queued log:\n%s", s.log.String())
+		}
+	})
+	sock := queued.SocketPath(h.Dir)
+	for deadline := time.Now().Add(time.Minute); ; {
+		if listen {
+			if c, err := net.Dial("unix", sock); err == nil {
+				c.Close()
+				return s
+			}
+		} else if strings.Contains(s.log.String(), "clients run it themselves") {
+			return s
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("qmail-queued exited:\n%s", s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("qmail-queued did not start:\n%s", s.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *service) stop(t *testing.T) {
+	s.stdin.Close()
+	select {
+	case <-s.done:
+	case <-time.After(time.Minute):
+		s.cmd.Process.Kill()
+		<-s.done
+		t.Errorf("qmail-queued did not stop at end of file on fd 0")
+	}
+}
+
+var receivedRE = regexp.MustCompile(`^Received: \(qmail (\d+) invoked (by uid \d+|from network|for bounce|by alias)\); `)
+
+// queued returns the queued messages' mess/ and todo/ contents by id.
+func queuedMessages(t *testing.T, q queue.Queue) map[uint64][2]string {
+	t.Helper()
+	ids, err := q.Todo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint64][2]string{}
+	for _, id := range ids {
+		m, err := os.ReadFile(q.Path("mess", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := os.ReadFile(q.Path("todo", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = [2]string{string(m), string(e)}
+	}
+	return out
+}
+
+func only(t *testing.T, q queue.Queue) (uint64, string, string) {
+	t.Helper()
+	m := queuedMessages(t, q)
+	if len(m) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(m))
+	}
+	for id, v := range m {
+		return id, v[0], v[1]
+	}
+	panic("unreachable")
+}
+
+func clearQueue(t *testing.T, q queue.Queue) {
+	t.Helper()
+	ids, _ := q.Todo()
+	for _, id := range ids {
+		for _, sub := range []string{"todo", "intd", "mess"} {
+			if err := os.Remove(q.Path(sub, id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// messageFiles lists the files of mess/, intd/, todo/ and pid/.
+func messageFiles(q queue.Queue) []string {
+	var out []string
+	for _, sub := range []string{"mess", "intd", "todo", "pid"} {
+		filepath.WalkDir(filepath.Join(q.Dir, sub), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+const msg = "From: bob@example.org\nTo: alice@sandbox.example\nSubject: via qmail-queued\n\nhello\n"
+
+// TestSocketCaller: a message queued through the socket has the Received line and
+// u/p records qmail-queue would give its caller: the caller's uid and pid, here the
+// test process's own (a qmail-queue process would have a pid of its own).
+func TestSocketCaller(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	startService(t, h)
+	c, err := h.QueueConfig().Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PID() != os.Getpid() {
+		t.Fatalf("client PID %d: not through qmail-queued", c.PID())
+	}
+	io.WriteString(c, msg)
+	c.From("bob@example.org")
+	c.To("alice@sandbox.example")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, mess, env := only(t, h.Queue())
+	// Root in a sandbox becomes its owner before queueing, as qmail-queue would.
+	uid := h.UID
+	wantRec := fmt.Sprintf("Received: (qmail %d invoked by uid %d); ", os.Getpid(), uid)
+	if !strings.HasPrefix(mess, wantRec) || !strings.HasSuffix(mess, "-0000\n"+msg) {
+		t.Errorf("mess = %q, want %q...%q", mess, wantRec, msg)
+	}
+	if want := fmt.Sprintf("u%d\x00p%d\x00Fbob@example.org\x00Talice@sandbox.example\x00", uid, os.Getpid()); env != want {
+		t.Errorf("envelope %q, want %q", env, want)
+	}
+}
+
+// TestSocketOtherUser: as root, a caller of another uid queues through qmail-inject
+// and the service records that uid and the caller's pid.
+func TestSocketOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a caller as another uid")
+	}
+	h := sandbox.New(t, sandbox.Options{})
+	startService(t, h)
+	const otherUID = 4321
+	cmd := exec.Command(filepath.Join(h.Bin, "qmail-inject"), "-fbob@example.org", "alice@sandbox.example")
+	cmd.Env = append(h.Env(), "USER=bob", "LOGNAME=bob")
+	cmd.Stdin = strings.NewReader(msg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: otherUID, Gid: otherUID}}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("qmail-inject as uid %d: %v\n%s", otherUID, err, out.String())
+	}
+	_, mess, env := only(t, h.Queue())
+	wantRec := fmt.Sprintf("Received: (qmail %d invoked by uid %d); ", cmd.Process.Pid, otherUID)
+	if !strings.HasPrefix(mess, wantRec) {
+		t.Errorf("mess = %q, want it to start %q", mess, wantRec)
+	}
+	if want := fmt.Sprintf("u%d\x00p%d\x00", otherUID, cmd.Process.Pid); !strings.HasPrefix(env, want) {
+		t.Errorf("envelope %q, want it to start %q", env, want)
+	}
+}
+
+// TestFallbackWithoutSocket: without qmail-queued, bin/qmail-queue queues the message.
+func TestFallbackWithoutSocket(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	_, mess, _ := only(t, h.Queue())
+	m := receivedRE.FindStringSubmatch(mess)
+	if m == nil || m[1] == strconv.Itoa(os.Getpid()) {
+		t.Errorf("Received line %q: want qmail-queue's own pid", strings.SplitN(mess, "\n", 2)[0])
+	}
+}
+
+// replaceQueue puts a filter script in place of bin/qmail-queue that keeps the
+// message and envelope it is given.
+func replaceQueue(t *testing.T, h *sandbox.Home) string {
+	t.Helper()
+	seen := filepath.Join(h.Dir, "filter-seen")
+	if err := os.Mkdir(seen, 0777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(seen, 0777)
+	prog := filepath.Join(h.Bin, "qmail-queue")
+	// bin/ holds hard links into a shared build cache: replace the name, never the file.
+	if err := os.Remove(prog); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\ncat >" + seen + "/msg.$$ && cat <&1 >" + seen + "/env.$$\n"
+	if err := os.WriteFile(prog, []byte(script), 0755); err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+func filterSaw(t *testing.T, seen string) []string {
+	t.Helper()
+	var got []string
+	ents, _ := os.ReadDir(seen)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "msg.") {
+			b, _ := os.ReadFile(filepath.Join(seen, e.Name()))
+			got = append(got, string(b))
+		}
+	}
+	return got
+}
+
+// TestFallbackReplacedQueue: a site's filter in place of bin/qmail-queue sees every
+// message: qmail-queued does not listen when started with it, and stops serving when
+// it replaces the genuine one while it runs.
+func TestFallbackReplacedQueue(t *testing.T) {
+	t.Run("at start", func(t *testing.T) {
+		h := sandbox.New(t, sandbox.Options{})
+		seen := replaceQueue(t, h)
+		s := startServiceWait(t, h, false)
+		if _, err := os.Lstat(queued.SocketPath(h.Dir)); err == nil {
+			t.Fatal("qmail-queued listens although bin/qmail-queue is a filter")
+		}
+		if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := filterSaw(t, seen); len(got) != 1 || got[0] != msg {
+			t.Errorf("filter saw %q, want the message", got)
+		}
+		if !strings.Contains(s.log.String(), "not notqmail's qmail-queue") {
+			t.Errorf("log: %q", s.log.String())
+		}
+	})
+	t.Run("while running", func(t *testing.T) {
+		h := sandbox.New(t, sandbox.Options{})
+		startService(t, h)
+		seen := replaceQueue(t, h)
+		if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := filterSaw(t, seen); len(got) != 1 || got[0] != msg {
+			t.Errorf("filter saw %q, want the message", got)
+		}
+		if ids, _ := h.Queue().Todo(); len(ids) != 0 {
+			t.Errorf("qmail-queued queued it itself: %v", ids)
+		}
+	})
+}
+
+// dialService connects and reads the greeting.
+func dialService(t *testing.T, h *sandbox.Home) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", queued.SocketPath(h.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != queued.Ready {
+		t.Fatalf("greeting %q %v", b, err)
+	}
+	return c
+}
+
+// TestClientDiesMidMessage: a connection that ends in the middle of the message or
+// of the envelope leaves nothing in the queue, and the service goes on serving.
+func TestClientDiesMidMessage(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	startService(t, h)
+	q := h.Queue()
+	chunk := func(s string) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(s)))
+		return append(b, s...)
+	}
+	for _, tc := range []struct{ name, data string }{
+		{"mid-chunk", string(chunk("Subject: cut\n\nbody"))[:12]},
+		{"between chunks", string(chunk("Subject: cut\n\nbody\n"))},
+		{"mid-envelope", string(chunk("Subject: cut\n\nbody\n")) + "\x00\x00\x00\x00Fbob@example.org\x00Talice@"},
+		{"before the final NUL", string(chunk("x\n")) + "\x00\x00\x00\x00Fbob@example.org\x00Talice@sandbox.example\x00"},
+	} {
+		c := dialService(t, h)
+		if _, err := io.WriteString(c, tc.data); err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.UnixConn).CloseWrite()
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != queue.ExitRead {
+			t.Errorf("%s: answer %d %v, want %d", tc.name, b[0], err, queue.ExitRead)
+		}
+		c.Close()
+		if f := messageFiles(q); len(f) != 0 {
+			t.Errorf("%s: left %v", tc.name, f)
+		}
+	}
+	// A client killed in the middle: nothing left either.
+	c := dialService(t, h)
+	io.WriteString(c, string(chunk("Subject: killed\n\n")))
+	c.Close()
+	for deadline := time.Now().Add(time.Minute); len(messageFiles(q)) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("left %v", messageFiles(q))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	only(t, q)
+}
+
+// TestEnvelopeErrors: the service answers bad envelopes with qmail-queue's codes,
+// and queueclient turns them into qmail's texts.
+func TestEnvelopeErrors(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	startService(t, h)
+	err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{strings.Repeat("a", queue.MaxAddr) + "@x"})
+	var qe *queueclient.Error
+	if !errorsAs(err, &qe) || qe.Code != queue.ExitAddrTooLong || !qe.Permanent {
+		t.Errorf("long address: %v", err)
+	}
+	c := dialService(t, h)
+	io.WriteString(c, "\x00\x00\x00\x00Xbob\x00\x00")
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != queue.ExitEnvelope {
+		t.Errorf("bad envelope: answer %d %v, want %d", b[0], err, queue.ExitEnvelope)
+	}
+	c.Close()
+	c = dialService(t, h)
+	io.WriteString(c, "\x7f\x00\x00\x00")
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != queue.ExitRead {
+		t.Errorf("oversized chunk: answer %d %v, want %d", b[0], err, queue.ExitRead)
+	}
+	c.Close()
+	if f := messageFiles(h.Queue()); len(f) != 0 {
+		t.Errorf("left %v", f)
+	}
+}
+
+func errorsAs(err error, e **queueclient.Error) bool {
+	x, ok := err.(*queueclient.Error)
+	if ok {
+		*e = x
+	}
+	return ok
+}
+
+// TestSpareReuse: qmail-queued takes the message's files from spare/q: the message's
+// id is a spare's inode, its files are 0644 with fresh times, and its contents right.
+func TestSpareReuse(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	spares := map[uint64]bool{}
+	for i := 0; i < 2; i++ {
+		tmp := filepath.Join(q.Dir, queue.SpareQ, "tmp")
+		if err := os.WriteFile(tmp, nil, 0600); err != nil {
+			t.Fatal(err)
+		}
+		os.Lchown(tmp, h.UID, h.GID)
+		old := time.Now().Add(-100 * time.Hour)
+		os.Chtimes(tmp, old, old)
+		fi, _ := os.Stat(tmp)
+		ino := fi.Sys().(*syscall.Stat_t).Ino
+		os.Rename(tmp, filepath.Join(q.Dir, queue.SpareQ, strconv.FormatUint(ino, 10)))
+		spares[ino] = true
+	}
+	startService(t, h)
+	before := time.Now().Add(-2 * time.Second)
+	if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	id, mess, env := only(t, q)
+	if !spares[id] {
+		t.Fatalf("message id %d is not a spare's inode %v", id, spares)
+	}
+	if !strings.HasSuffix(mess, msg) || !strings.HasSuffix(env, "Fbob@example.org\x00Talice@sandbox.example\x00") {
+		t.Errorf("mess %q env %q", mess, env)
+	}
+	for _, p := range []string{q.Path("mess", id), q.Path("intd", id)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0644 || int(st.Uid) != h.UID {
+			t.Errorf("%s: mode %v uid %d", p, fi.Mode(), st.Uid)
+		}
+		if !spares[st.Ino] {
+			t.Errorf("%s: inode %d is not a spare", p, st.Ino)
+		}
+		if fi.ModTime().Before(before) || time.Unix(st.Atim.Sec, 0).Before(before) {
+			t.Errorf("%s: times not renewed: mtime %v", p, fi.ModTime())
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(q.Dir, queue.SpareQ)); len(ents) != 0 {
+		t.Errorf("spare/q still holds %d", len(ents))
+	}
+}
+
+// TestMTAEndToEnd: qmail-start runs qmail-queued; a message sent by swaks to
+// qmail-smtpd is queued through it (qmail-smtpd's own pid in the Received line, no
+// qmail-queue process) and delivered to the Maildir, and qmail-clean recycles the
+// finished message's files into spare/q.
+func TestMTAEndToEnd(t *testing.T) {
+	sw := testpeer.Need(t, "swaks")
+	h := sandbox.New(t, sandbox.Options{})
+	m := h.StartMTA(t, sandbox.MTAOptions{})
+	m.WaitFor("qmail-queued's socket", func() bool {
+		c, err := net.Dial("unix", queued.SocketPath(h.Dir))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	smtpd := exec.Command(filepath.Join(h.Bin, "qmail-smtpd"), "-l", addr)
+	smtpd.Env = h.Env()
+	smtpdLog := &sandbox.Log{}
+	smtpd.Stdout, smtpd.Stderr = smtpdLog, smtpdLog
+	if err := smtpd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { smtpd.Process.Kill(); smtpd.Wait() })
+	for deadline := time.Now().Add(time.Minute); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("qmail-smtpd does not listen:\n%s", smtpdLog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command(sw, "--server", host, "--port", port, "--hide-informational", "--timeout", "30",
+		"--from", "bob@example.org", "--to", "alice@sandbox.example", "--header", "Subject: e2e via qmail-queued").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	msgs := h.WaitMessages(t, "alice", 1)
+	body := string(msgs[0].Data)
+	if !strings.Contains(body, "Subject: e2e via qmail-queued") {
+		t.Fatalf("delivered:\n%s", body)
+	}
+	want := fmt.Sprintf("Received: (qmail %d invoked by uid %d); ", smtpd.Process.Pid, h.UID)
+	if !strings.Contains(body, want) {
+		t.Errorf("no %q in the delivered message:\n%s", want, body)
+	}
+	// The finished message's mess/ and intd/ inodes come back as spares.
+	m.WaitFor("spares from qmail-clean", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(h.Dir, "queue", queue.SpareQ))
+		return len(ents) >= 2
+	})
+	if err := m.Stop(); err != nil {
+		t.Errorf("stop: %v\n%s", err, m.Log().String())
+	}
+}
