@@ -74,6 +74,9 @@ type Local struct {
 	Sandbox bool
 	// GetpwUID and GetpwGID are qmailp and nofiles, for qmail-getpw.
 	GetpwUID, GetpwGID int
+	// Workers, if set, runs the deliveries on long-running qmail-local workers while
+	// bin/qmail-local is our own program; nil execs qmail-local for each delivery.
+	Workers *Pool
 }
 
 // truncReport is qmail-lspawn's limit on a report's length.
@@ -92,8 +95,15 @@ func (l *Local) Deliver(mess *os.File, sender, recip string, at int) []byte {
 	if !l.Sandbox && a.UID == 0 {
 		return LocalReport(QLXRoot, false, nil)
 	}
-	cmd := exec.Command(filepath.Join(l.Home, "bin", "qmail-local"), "--",
-		a.User, a.Home, local, a.Dash, a.Ext, recip[at+1:], sender, l.DefaultDelivery)
+	prog := filepath.Join(l.Home, "bin", "qmail-local")
+	args := []string{a.User, a.Home, local, a.Dash, a.Ext, recip[at+1:], sender, l.DefaultDelivery}
+	if l.Workers != nil && l.Workers.eligible(prog) {
+		out, code, crashed, ok := l.Workers.deliver(a.UID, a.GID, !l.Sandbox, l.Home, args, mess)
+		if ok {
+			return LocalReport(code, crashed, out)
+		}
+	}
+	cmd := exec.Command(prog, append([]string{"--"}, args...)...)
 	cmd.Args[0] = "bin/qmail-local"
 	cmd.Dir = l.Home
 	cmd.Stdin = mess

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/notqmail/notqmail/src/local"
+	"github.com/notqmail/notqmail/src/spawn"
 )
 
 func init() { register("qmail-local", localMain) }
@@ -20,6 +22,9 @@ func localMain(args []string) int {
 	// still get SIGPIPE's default action (a handler is reset on exec, SIG_IGN is not).
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
+	if len(args) == 1 && args[0] == spawn.WorkerFlag {
+		return localWorker()
+	}
 	p := local.Params{}
 	for len(args) > 0 && len(args[0]) > 1 && args[0][0] == '-' {
 		opt := args[0]
@@ -46,4 +51,36 @@ func localMain(args []string) int {
 	p.User, p.Home, p.Local, p.Dash, p.Ext, p.Host, p.Sender, p.DefaultDelivery =
 		args[0], args[1], args[2], args[3], args[4], args[5], args[6], args[7]
 	return local.Deliver(p, os.Stdin, local.Options{Out: os.Stdout})
+}
+
+// localWorker is qmail-local --worker, started by qmail-lspawn as one account: it runs
+// that account's deliveries, as many at once as qmail-lspawn sends, on the socket on
+// descriptor 3 (see package spawn). Each delivery is exactly what qmail-local with the
+// request's arguments, message and output would do: local.Deliver keeps no
+// process-wide state, and the umask and SIGPIPE handling above are the same for all.
+func localWorker() int {
+	f := os.NewFile(spawn.WorkerFD, "worker socket")
+	// FileConn's copy is close-on-exec; the inherited descriptor is not, and must not
+	// reach the programs the deliveries run.
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "qmail-local: worker: no socket on descriptor 3:", err)
+		return local.Temporary
+	}
+	conn, ok := c.(*net.UnixConn)
+	if !ok {
+		fmt.Fprintln(os.Stderr, "qmail-local: worker: descriptor 3 is not a unix socket")
+		return local.Temporary
+	}
+	err = spawn.ServeWorker(conn, func(args []string, msg, out *os.File) int {
+		p := local.Params{User: args[0], Home: args[1], Local: args[2], Dash: args[3],
+			Ext: args[4], Host: args[5], Sender: args[6], DefaultDelivery: args[7]}
+		return local.Deliver(p, msg, local.Options{Out: out})
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "qmail-local: worker:", err)
+		return local.Temporary
+	}
+	return 0
 }

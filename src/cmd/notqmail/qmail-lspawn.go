@@ -35,12 +35,20 @@ func lspawnMain(args []string) int {
 		owner = -1
 	}
 	signal.Ignore(syscall.SIGPIPE)
+	l := &spawn.Local{Home: h, DefaultDelivery: args[0], Sandbox: sandbox,
+		GetpwUID: p.UID, GetpwGID: n}
+	if os.Getenv(spawn.WorkersOffEnv) != "0" {
+		// Workers are this very binary, used only while bin/qmail-local is it too.
+		l.Workers = &spawn.Pool{Exe: "/proc/self/exe"}
+	}
 	srv := &spawn.Server{
 		MessDir:  home.Path("queue", "mess"),
 		OwnerUID: owner,
-		Runner: &spawn.Local{Home: h, DefaultDelivery: args[0], Sandbox: sandbox,
-			GetpwUID: p.UID, GetpwGID: n},
+		Runner:   l,
 	}
 	srv.Serve(os.Stdin, os.Stdout)
+	if l.Workers != nil {
+		l.Workers.Close()
+	}
 	return 0
 }
