@@ -156,3 +156,63 @@ func TestSendAndDeliveryFsyncOrder(t *testing.T) {
 		t.Logf("trace:\n%s", tr.dump())
 	}
 }
+
+// deliverTraced runs a traced MTA until one message to alice is delivered and the
+// queue is empty, and returns the trace.
+func deliverTraced(t *testing.T, h *sandbox.Home) *traced {
+	t.Helper()
+	m := startTracedMTA(t, h, nil)
+	if err := h.Submit(strings.NewReader("Subject: traced\n\nbody\n"), "bob@far.example", []string{"alice@" + h.Domain}); err != nil {
+		t.Fatal(err)
+	}
+	h.WaitMessages(t, "alice", 1)
+	waitFor(t, "an empty queue", h.QueueEmpty)
+	m.stop()
+	m.tr.load()
+	return m.tr
+}
+
+// TestTodoRemovalDurableBeforeEnvelopeDestroyed checks what happens to a message's
+// envelope file (intd/<id>, which is todo/<id> under another name) once
+// preprocessing is done: while todo/<id> may still come back after a crash, the file's
+// contents must stay, since qmail-send would preprocess that todo/ entry again, and an
+// empty one would replace the message's info/ and local/ files with empty ones: the
+// recipients would be lost. On a file system that does not order metadata updates
+// (ext4 without a journal), the unlink of todo/<id> is only known to be on disk once
+// todo/ is fsynced; so a truncation of the file, or a write into it, must come after
+// such a sync.
+func TestTodoRemovalDurableBeforeEnvelopeDestroyed(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	q.Dir = realDir(t, q.Dir)
+	tr := deliverTraced(t, h)
+	ev := tr.events
+	todoDir := filepath.Join(q.Dir, "todo")
+	unlink := find(ev, 0, func(e Event) bool {
+		p := e.Paths(q.Dir)
+		return (e.Call == "unlink" || e.Call == "unlinkat") && e.OK() && len(p) == 1 && filepath.Dir(p[0]) == todoDir
+	})
+	if unlink == nil {
+		t.Fatalf("todo/ entry never removed:\n%s", tr.dump())
+	}
+	todo := unlink.Paths(q.Dir)[0]
+	names := Names(ev[:unlink.Seq], q.Dir, todo)
+	// qmail-queue, not traced here, linked intd/<id> to todo/<id>: one file.
+	names[filepath.Join(q.Dir, "intd", filepath.Base(todo))] = true
+	// The envelope's other names after the unlink: renames of intd/<id> (into spare/q).
+	for _, e := range ev[unlink.Seq:] {
+		if p := e.Paths(q.Dir); IsLink(e) && e.OK() && len(p) == 2 && names[p[0]] {
+			names[p[1]] = true
+		}
+	}
+	destroy := find(ev, unlink.Seq, func(e Event) bool {
+		return (e.Call == "ftruncate" || e.Call == "write" || e.Call == "pwrite64") && names[e.FDPath()]
+	})
+	if destroy == nil {
+		return // the file is only unlinked, as qmail does: its data stays until it has no name
+	}
+	if _, err := DirSyncedBetween(ev, todoDir, unlink.Seq, destroy.Seq); err != nil {
+		t.Errorf("the envelope of %s is changed (#%d: %s) before its removal from todo/ (#%d) is on disk: %v",
+			todo, destroy.Seq, destroy.Line, unlink.Seq, err)
+	}
+}
