@@ -169,6 +169,10 @@ type harness struct {
 	done    chan error
 }
 
+// cleanTap wraps the daemon's end of the qmail-clean pipe; tests replace it to watch
+// requests.
+var cleanTap = func(w io.Writer) io.Writer { return w }
+
 func startDaemon(t *testing.T, q queue.Queue, lifetime int64) *harness {
 	t.Helper()
 	return startDaemonWith(t, q, lifetime, [nchan]int{10, 20})
@@ -189,7 +193,7 @@ func startDaemonWith(t *testing.T, q queue.Queue, lifetime int64, conc [nchan]in
 	cr, cw := io.Pipe()
 	rr, rw2 := io.Pipe()
 	go func() { clean.Serve(q, cr, rw2); rw2.Close() }()
-	h.d = &Daemon{Queue: q, Config: cfg, Log: Logger{W: h.log}, Spawn: conns, Clean: Conn{W: cw, R: rr},
+	h.d = &Daemon{Queue: q, Config: cfg, Log: Logger{W: h.log}, Spawn: conns, Clean: Conn{W: cleanTap(cw), R: rr},
 		Inject: h.inj, Trigger: h.trigger, Signals: h.sigs}
 	go func() { h.done <- h.d.Run() }()
 	t.Cleanup(func() { h.stop(t) })

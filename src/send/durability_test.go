@@ -2,6 +2,8 @@ package send
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -133,5 +135,73 @@ func TestHugeLifetimeDoesNotBounce(t *testing.T) {
 	}
 	if b, err := os.ReadFile(q.Path("local", id)); err != nil || !bytes.HasPrefix(b, []byte("T")) {
 		t.Errorf("recipient no longer queued: %q, %v", b, err)
+	}
+}
+
+// tapWriter records each write to qmail-clean in the sync recorder's sequence.
+type tapWriter struct {
+	w io.Writer
+	r *syncRecorder
+}
+
+func (t tapWriter) Write(p []byte) (int, error) {
+	t.r.mu.Lock()
+	t.r.names = append(t.r.names, "clean:"+string(bytes.TrimRight(p, "\x00")))
+	t.r.mu.Unlock()
+	return t.w.Write(p)
+}
+
+// With many messages preprocessed at once and files taken from spare/s, each
+// message's info/, local/ and remote/ files are synced, then their directories, and
+// only then is todo/ removal requested.
+func TestConcurrentPreprocessSyncOrder(t *testing.T) {
+	q := makeQueue(t)
+	makeSpares(t, q, 10)
+	r := &syncRecorder{}
+	recordSyncs(t, r)
+	oldTap := cleanTap
+	cleanTap = func(w io.Writer) io.Writer { return tapWriter{w, r} }
+	t.Cleanup(func() { cleanTap = oldTap })
+	var ids []uint64
+	for i := 0; i < 40; i++ {
+		ids = append(ids, enqueue(t, q, "joe@remote.example", fmt.Sprintf("ok%d@here.example", i), fmt.Sprintf("ok%d@far.example", i)))
+	}
+	h := startDaemon(t, q, 604800)
+	h.pull()
+	waitFor(t, h, "delivery", func() bool {
+		for _, id := range ids {
+			if !gone(q, id) {
+				return false
+			}
+		}
+		return true
+	})
+	r.mu.Lock()
+	seq := append([]string(nil), r.names...)
+	r.mu.Unlock()
+	index := func(name string, after int) int {
+		for i := after + 1; i < len(seq); i++ {
+			if filepath.Clean(seq[i]) == filepath.Clean(name) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, id := range ids {
+		req := index("clean:todo/"+num(id), -1)
+		if req < 0 {
+			t.Errorf("no todo/ removal requested for %d", id)
+			continue
+		}
+		for _, sub := range []string{"info", "local", "remote"} {
+			f := index(q.Path(sub, id), -1)
+			if f < 0 || f > req {
+				t.Errorf("%s/%d synced at %d, todo/ removal requested at %d", sub, id, f, req)
+				continue
+			}
+			if d := index(filepath.Dir(q.Path(sub, id)), f); d < 0 || d > req {
+				t.Errorf("%s/%d's directory synced at %d (file at %d), todo/ removal requested at %d", sub, id, d, f, req)
+			}
+		}
 	}
 }

@@ -228,23 +228,23 @@ func (d *Daemon) todoRemoved(req cleanReq, ok bool) {
 }
 
 // wantTodo reports whether the main loop should take more messages from todo/ now:
-// there is room for one more in preprocessing, and some channel that is running is
-// short of freshly preprocessed messages. Deliveries so keep pace with preprocessing
+// there is room for one more in preprocessing, and fewer freshly preprocessed
+// messages wait for a delivery slot than the running channels can start soon (twice
+// their concurrency, plus some slack). Deliveries so keep pace with preprocessing
 // while a huge backlog drains, and the backlog costs no memory until it is reached.
 func (d *Daemon) wantTodo() bool {
 	if d.exitASAP || d.readASAP || len(d.prepBusy) >= prepMax {
 		return false
 	}
-	running := false
+	running, fresh, limit := false, 0, 0
 	for c := 0; c < nchan; c++ {
 		if d.concurrency[c] > 0 && d.alive[c] {
 			running = true
-			if d.fresh[c] < 2*d.concurrency[c]+freshSlack {
-				return true
-			}
+			fresh += d.fresh[c]
+			limit += 2*d.concurrency[c] + freshSlack
 		}
 	}
-	return !running // with every channel held, preprocessing is all there is to do
+	return !running || fresh < limit // with every channel held, preprocessing is all there is to do
 }
 
 // ---- the clean connection, pipelined: qmail-clean answers requests in order
