@@ -38,10 +38,10 @@ func runLocal(t *testing.T, h *sandbox.Home, trace string, extra []string, deliv
 }
 
 // successWrite returns the write of qmail-local's success report ("did ...") to its
-// standard output, or nil.
+// output (standard output, or the pipe a worker got for it), or nil.
 func successWrite(ev []Event) *Event {
 	return find(ev, 0, func(e Event) bool {
-		return e.Call == "write" && e.FD() == 1 && e.OK() && strings.HasPrefix(e.Data(), "did ")
+		return e.Call == "write" && e.OK() && strings.HasPrefix(e.Data(), "did ")
 	})
 }
 

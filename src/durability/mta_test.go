@@ -152,6 +152,30 @@ func TestSendAndDeliveryFsyncOrder(t *testing.T) {
 	}
 	md := realDir(t, h.Maildir("alice"))
 	checkMaildirOrder(t, tr, realDir(t, h.UserHome("alice")), md, 0, done.Seq)
+	// The report ("did 1+0+0"), from an exec'ed qmail-local or from a worker, also
+	// comes after the sync: qmail-lspawn passes it on as the delivery's success.
+	report := successWrite(ev)
+	if report == nil || report.Seq > done.Seq {
+		t.Errorf("no success report before the recipient was marked done")
+	} else {
+		checkMaildirOrder(t, tr, realDir(t, h.UserHome("alice")), md, 0, report.Seq)
+	}
+	// qmail-lspawn's report to qmail-send: the delivery's number, K (success) and
+	// the report, as qmail's spawn protocol has it.
+	lspawnK := find(ev, 0, func(e Event) bool {
+		d := e.Data()
+		return e.Call == "write" && e.OK() && len(d) > 2 && d[1] == 'K' && strings.Contains(d, "did ")
+	})
+	if lspawnK == nil || lspawnK.Seq > done.Seq {
+		t.Errorf("no success report (K) from qmail-lspawn before the recipient was marked done")
+	} else {
+		checkMaildirOrder(t, tr, realDir(t, h.UserHome("alice")), md, 0, lspawnK.Seq)
+	}
+	if worker := find(ev, 0, func(e Event) bool { return e.Call == "execve" && strings.Contains(e.Args, `"--worker"`) }); worker != nil {
+		t.Logf("delivered by a qmail-local worker: %s", worker.Line)
+	} else {
+		t.Logf("delivered by an exec'ed qmail-local")
+	}
 	if t.Failed() {
 		t.Logf("trace:\n%s", tr.dump())
 	}

@@ -14,7 +14,7 @@ import (
 // TraceSyscalls is the -e trace= set the tests record: enough to see every file's
 // writes, syncs and the links, renames and unlinks that publish or retract it, and how
 // each process ends.
-const TraceSyscalls = "openat,write,pwrite64,ftruncate,fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,exit_group"
+const TraceSyscalls = "execve,openat,write,pwrite64,ftruncate,fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,exit_group"
 
 // Event is one system call (or process exit) from the output of
 // `strace -f -tt -y -o FILE`, in the order strace wrote them.
