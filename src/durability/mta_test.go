@@ -20,6 +20,7 @@ const guard = 3 * time.Minute
 // tracedMTA is qmail-start with all its daemons and deliveries under strace -f.
 type tracedMTA struct {
 	t      *testing.T
+	log    *sandbox.Log
 	cmd    *exec.Cmd
 	done   chan struct{}
 	tr     *traced
@@ -40,7 +41,7 @@ func startTracedMTA(t *testing.T, h *sandbox.Home, extra []string) *tracedMTA {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m := &tracedMTA{t: t, cmd: cmd, done: make(chan struct{}), tr: tr}
+	m := &tracedMTA{t: t, log: log, cmd: cmd, done: make(chan struct{}), tr: tr}
 	go func() { m.waited = cmd.Wait(); close(m.done) }()
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -238,5 +239,43 @@ func TestTodoRemovalDurableBeforeEnvelopeDestroyed(t *testing.T) {
 	if _, err := DirSyncedBetween(ev, todoDir, unlink.Seq, destroy.Seq); err != nil {
 		t.Errorf("the envelope of %s is changed (#%d: %s) before its removal from todo/ (#%d) is on disk: %v",
 			todo, destroy.Seq, destroy.Line, unlink.Seq, err)
+	}
+}
+
+// TestDeliveryFsyncFailureDefers runs a whole MTA under strace with every fsync of the
+// Maildir's new/ failing, so that no delivery there can be made durable, and checks
+// that qmail-lspawn reports a temporary failure (qmail-send logs a deferral, never a
+// success), that no message is left in new/ or tmp/, and that the message stays
+// queued for a retry.
+func TestDeliveryFsyncFailureDefers(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	md := realDir(t, h.Maildir("alice"))
+	m := startTracedMTA(t, h, []string{"-P", filepath.Join(md, "new"), "-e", "inject=fsync:error=EIO"})
+	if err := h.Submit(strings.NewReader("Subject: doomed delivery\n\nbody\n"), "bob@far.example", []string{"alice@" + h.Domain}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a deferral in qmail-send's log", func() bool { return strings.Contains(m.log.String(), ": deferral: ") })
+	m.stop()
+	log := m.log.String()
+	if i := strings.Index(log, ": deferral: "); i >= 0 {
+		t.Logf("qmail-send: ...%s", strings.SplitN(log[i:], "\n", 2)[0])
+	}
+	if strings.Contains(log, ": success: ") {
+		t.Errorf("a delivery succeeded although new/ could not be synced:\n%s", log)
+	}
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		if left := files(t, filepath.Join(md, sub)); len(left) > 0 {
+			t.Errorf("%s/ holds %v after the failed delivery", sub, left)
+		}
+	}
+	if h.QueueEmpty() {
+		t.Errorf("the message left the queue although it was not delivered:\n%s", log)
+	}
+	ev := m.tr.load()
+	if inj := injected(ev); inj == nil || inj.FDPath() != filepath.Join(md, "new") {
+		t.Errorf("no fsync of new/ failed:\n%s", m.tr.dump())
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", log)
 	}
 }
