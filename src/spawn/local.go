@@ -98,7 +98,7 @@ func (l *Local) Deliver(mess *os.File, sender, recip string, at int) []byte {
 	prog := filepath.Join(l.Home, "bin", "qmail-local")
 	args := []string{a.User, a.Home, local, a.Dash, a.Ext, recip[at+1:], sender, l.DefaultDelivery}
 	if l.Workers != nil && l.Workers.eligible(prog) {
-		out, code, crashed, ok := l.Workers.deliver(a.UID, a.GID, !l.Sandbox, l.Home, args, mess)
+		out, code, crashed, ok := l.Workers.deliver(prog, a.UID, a.GID, !l.Sandbox, l.Home, args, mess)
 		if ok {
 			return LocalReport(code, crashed, out)
 		}

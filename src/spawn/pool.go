@@ -27,8 +27,10 @@ const WorkersOffEnv = "NOTQMAIL_LOCAL_WORKERS"
 // bin/qmail-local is the very program file Exe: a site that replaced qmail-local by
 // something else keeps getting it exec'ed.
 type Pool struct {
-	// Exe is the program run as a worker, as "qmail-local --worker"; qmail-lspawn
-	// uses /proc/self/exe, the binary it runs from.
+	// Exe is the program file bin/qmail-local must be for workers to be used;
+	// qmail-lspawn uses /proc/self/exe, the binary it runs from. The worker is then
+	// started as bin/qmail-local --worker, so that ps and the like name it as
+	// before.
 	Exe string
 	// Idle is how long an unused worker lives (DefaultWorkerIdle); Uses is how many
 	// deliveries a worker takes before it is replaced (DefaultWorkerUses), so a leak
@@ -84,9 +86,9 @@ func (p *Pool) eligible(prog string) bool {
 }
 
 // deliver runs one delivery on a worker for (uid, gid) (creds false: the worker runs
-// as qmail-lspawn itself, in a sandbox), in dir. ok is false when no worker could take
+// as qmail-lspawn itself, in a sandbox), started as prog in dir. ok is false when no worker could take
 // it and nothing was started: the caller execs qmail-local instead.
-func (p *Pool) deliver(uid, gid int, creds bool, dir string, args []string, mess *os.File) (out []byte, code int, crashed, ok bool) {
+func (p *Pool) deliver(prog string, uid, gid int, creds bool, dir string, args []string, mess *os.File) (out []byte, code int, crashed, ok bool) {
 	p.mu.Lock()
 	p.nextID++
 	id := p.nextID
@@ -109,7 +111,7 @@ func (p *Pool) deliver(uid, gid int, creds bool, dir string, args []string, mess
 	r := os.NewFile(uintptr(pfd[0]), "qmail-local output")
 	defer r.Close()
 
-	w, ch := p.get(poolKey{uid, gid}, creds, dir, id)
+	w, ch := p.get(poolKey{uid, gid}, prog, creds, dir, id)
 	if w == nil {
 		syscall.Close(pfd[1])
 		return nil, 0, false, false
@@ -150,7 +152,7 @@ func (p *Pool) deliver(uid, gid int, creds bool, dir string, args []string, mess
 
 // get returns a worker for key with the request id registered on it, starting one if
 // needed; nil if there is none to be had.
-func (p *Pool) get(key poolKey, creds bool, dir string, id uint64) (*worker, chan workerResult) {
+func (p *Pool) get(key poolKey, prog string, creds bool, dir string, id uint64) (*worker, chan workerResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.workers == nil {
@@ -163,7 +165,7 @@ func (p *Pool) get(key poolKey, creds bool, dir string, id uint64) (*worker, cha
 			return nil, nil
 		}
 		var err error
-		if w, err = p.start(key, creds, dir); err != nil {
+		if w, err = p.start(key, prog, creds, dir); err != nil {
 			return nil, nil
 		}
 		p.workers[key] = w
@@ -208,7 +210,7 @@ func (p *Pool) retireLocked(w *worker) {
 	}
 }
 
-func (p *Pool) start(key poolKey, creds bool, dir string) (*worker, error) {
+func (p *Pool) start(key poolKey, prog string, creds bool, dir string) (*worker, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -222,7 +224,7 @@ func (p *Pool) start(key poolKey, creds bool, dir string) (*worker, error) {
 		return nil, err
 	}
 	conn := c.(*net.UnixConn)
-	cmd := exec.Command(p.Exe, WorkerFlag)
+	cmd := exec.Command(prog, WorkerFlag)
 	// Named as bin/qmail-local is when exec'ed, in the same directory and with the
 	// same (inherited) environment, so deliveries see no difference.
 	cmd.Args[0] = "bin/qmail-local"

@@ -420,3 +420,61 @@ func procIDs(t *testing.T, pid int) string {
 	}
 	return uid + " " + gid + " " + groups
 }
+
+// BenchmarkLocalDelivery is one Maildir delivery through qmail-lspawn's Local, with
+// qmail-local exec'ed and on a worker.
+func BenchmarkLocalDelivery(b *testing.B) {
+	for _, worker := range []bool{false, true} {
+		name := "exec"
+		if worker {
+			name = "worker"
+		}
+		b.Run(name, func(b *testing.B) {
+			h := sandbox.New(b, sandbox.Options{Users: []string{"alice"}})
+			b.Setenv("QMAILHOME", h.Dir)
+			l := &Local{Home: h.Dir, DefaultDelivery: "./Maildir/", Sandbox: true}
+			if worker {
+				l.Workers = &Pool{Exe: filepath.Join(h.Bin, "notqmail")}
+			}
+			f, err := os.CreateTemp(b.TempDir(), "mess")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			f.WriteString("From: joe@example.net\nSubject: bench\n\n" + strings.Repeat("body line\n", 200))
+			recip := "alice@" + h.Domain
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if rep := l.Deliver(f, "joe@example.net", recip, strings.LastIndexByte(recip, '@')); string(rep) != "Kdid 1+0+0\n" {
+					b.Fatalf("report %q", rep)
+				}
+			}
+			b.StopTimer()
+			if worker {
+				// The worker's CPU time counts once it has exited and been reaped.
+				pids := l.Workers.livePIDs()
+				l.Workers.Close()
+				for _, pid := range pids {
+					for !gone(pid) {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+// cpuTime is the CPU time used by this process and its reaped children.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	var d time.Duration
+	for _, ru := range []syscall.Rusage{self, kids} {
+		d += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return d
+}
