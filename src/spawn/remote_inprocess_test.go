@@ -224,7 +224,7 @@ func benchRemote(b *testing.B, inProcess bool) {
 	}
 	msg := "Subject: bench\n\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 64)
 	b.SetParallelism(10) // with GOMAXPROCS 2: 20 at once
-	before := cpuTime()
+	before := remoteCPUTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		f := messageFile(b, msg)
@@ -238,11 +238,11 @@ func benchRemote(b *testing.B, inProcess bool) {
 	})
 	b.StopTimer()
 	// CPU of this process and the qmail-remote processes it ran, not smtp-sink's.
-	b.ReportMetric(float64(cpuTime()-before)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(remoteCPUTime()-before)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
 
-// cpuTime is the user and system time of this process and its waited-for children.
-func cpuTime() time.Duration {
+// remoteCPUTime is the user and system time of this process and its waited-for children.
+func remoteCPUTime() time.Duration {
 	var total time.Duration
 	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
 		var ru syscall.Rusage
