@@ -34,12 +34,12 @@ type service struct {
 
 // startService runs bin/qmail-queued as qmail-start would (fd 0 a pipe whose end
 // stops it) and waits until it listens, or until it has logged that it will not.
-func startService(t *testing.T, h *sandbox.Home, wrap ...string) *service {
+func startService(t testing.TB, h *sandbox.Home, wrap ...string) *service {
 	t.Helper()
 	return startServiceWait(t, h, true, wrap...)
 }
 
-func startServiceWait(t *testing.T, h *sandbox.Home, listen bool, wrap ...string) *service {
+func startServiceWait(t testing.TB, h *sandbox.Home, listen bool, wrap ...string) *service {
 	t.Helper()
 	prog := filepath.Join(h.Bin, "qmail-queued")
 	args := append(append([]string{}, wrap...), prog)
@@ -83,7 +83,7 @@ func startServiceWait(t *testing.T, h *sandbox.Home, listen bool, wrap ...string
 	}
 }
 
-func (s *service) stop(t *testing.T) {
+func (s *service) stop(t testing.TB) {
 	s.stdin.Close()
 	select {
 	case <-s.done:
@@ -511,4 +511,150 @@ func TestMTAEndToEnd(t *testing.T) {
 	if err := m.Stop(); err != nil {
 		t.Errorf("stop: %v\n%s", err, m.Log().String())
 	}
+}
+
+// TestDurabilityTrace runs qmail-queued under strace and checks, for a message made
+// from new files and one made from spares, that the message and its envelope are
+// fsynced and the todo/ link made before the answer goes back to the client.
+func TestDurabilityTrace(t *testing.T) {
+	st := testpeer.Need(t, "strace")
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	trace := filepath.Join(t.TempDir(), "strace.out")
+	s := startService(t, h, st, "-f", "-y", "-o", trace, "-e",
+		"trace=fsync,fdatasync,link,linkat,rename,renameat,renameat2,openat,write")
+	submit := func() uint64 {
+		before := map[uint64]bool{}
+		ids, _ := q.Todo()
+		for _, id := range ids {
+			before[id] = true
+		}
+		if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+			t.Fatal(err)
+		}
+		ids, _ = q.Todo()
+		for _, id := range ids {
+			if !before[id] {
+				return id
+			}
+		}
+		t.Fatal("no new message in todo/")
+		return 0
+	}
+	// Two spares for the first message; the second finds spare/q empty.
+	for i := 0; i < 2; i++ {
+		tmp := filepath.Join(q.Dir, queue.SpareQ, "tmp")
+		if err := os.WriteFile(tmp, nil, 0644); err != nil {
+			t.Fatal(err)
+		}
+		os.Lchown(tmp, h.UID, h.GID)
+		fi, _ := os.Stat(tmp)
+		os.Rename(tmp, filepath.Join(q.Dir, queue.SpareQ, strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)))
+	}
+	spared := submit()
+	fresh := submit()
+	s.stop(t)
+	b, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	find := func(from int, re *regexp.Regexp) int {
+		for i := from; i < len(lines); i++ {
+			if re.MatchString(lines[i]) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, id := range []uint64{fresh, spared} {
+		n := strconv.FormatUint(id, 10)
+		// The message's fd is named as it was opened: a pid/ file since unlinked, or a
+		// spare since renamed into mess/.
+		messName := `mess/\d+/` + n + `|spare/q/` + n
+		if m := regexp.MustCompile(`linkat\(AT_FDCWD[^,]*, "pid/([^"]+)", AT_FDCWD[^,]*, "mess/\d+/` + n + `"`).FindStringSubmatch(string(b)); m != nil {
+			messName += `|pid/` + regexp.QuoteMeta(m[1])
+		}
+		iMess := find(0, regexp.MustCompile(`fsync\(\d+</[^>]*/(`+messName+`)>`))
+		iIntd := find(0, regexp.MustCompile(`fsync\(\d+</[^>]*/intd/`+n+`>`))
+		iTodo := find(0, regexp.MustCompile(`linkat\(AT_FDCWD[^,]*, "[^"]*intd/`+n+`", AT_FDCWD[^,]*, "[^"]*todo/`+n+`"`))
+		if iMess < 0 || iIntd < 0 || iTodo < 0 {
+			t.Fatalf("message %d: fsync mess/ at line %d, fsync intd/ at %d, link to todo/ at %d:\n%s", id, iMess, iIntd, iTodo, b)
+		}
+		// The connection is the socket greeted last before the message's first sync;
+		// its answer is the one-byte 0 written to that socket.
+		var sock string
+		greet := regexp.MustCompile(`write\(\d+<(socket:\[\d+\])>, "Q", 1`)
+		for i := 0; i < iMess; i++ {
+			if m := greet.FindStringSubmatch(lines[i]); m != nil {
+				sock = m[1]
+			}
+		}
+		if sock == "" {
+			t.Fatalf("message %d: no greeting before line %d", id, iMess)
+		}
+		iReply := find(iMess, regexp.MustCompile(`write\(\d+<`+regexp.QuoteMeta(sock)+`>, "\\0", 1`))
+		if !(iMess < iIntd && iIntd < iTodo && iTodo < iReply) {
+			t.Errorf("message %d: fsync mess/ line %d, fsync intd/ %d, todo/ link %d, answer %d: want this order\n%s", id, iMess, iIntd, iTodo, iReply, b)
+		}
+	}
+	// The second message was made by renaming spares, not by linking a pid/ file.
+	n := strconv.FormatUint(spared, 10)
+	if find(0, regexp.MustCompile(`rename(at2?)?\(.*spare/q/`+n+`", .*mess/\d+/`+n+`"`)) < 0 {
+		t.Errorf("no rename of spare %s into mess/:\n%s", n, b)
+	}
+}
+
+// BenchmarkQueue4K queues a 4 KiB message through qmail-queued and by running
+// bin/qmail-queue; cpu-ms/op counts the client, the service and qmail-queue
+// processes (this process's and its reaped children's CPU, qmail-queued's from
+// /proc).
+func BenchmarkQueue4K(b *testing.B) {
+	msg := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 64)
+	rcpts := []string{"alice@sandbox.example"}
+	for _, mode := range []string{"service", "exec"} {
+		b.Run(mode, func(b *testing.B) {
+			h := sandbox.New(b, sandbox.Options{})
+			cf := h.QueueConfig()
+			var s *service
+			if mode == "service" {
+				s = startService(b, h)
+			} else {
+				cf.Exec = true
+			}
+			b.SetBytes(int64(len(msg)))
+			cpu0, svc0 := cpuTime(), s.cpuTime()
+			for b.Loop() {
+				if err := cf.Submit(bytes.NewReader(msg), "bob@example.org", rcpts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu := cpuTime() - cpu0 + s.cpuTime() - svc0
+			b.ReportMetric(float64(cpu)/1e6/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
+// cpuTime is this process's and its reaped children's CPU time in nanoseconds.
+func cpuTime() int64 {
+	var self, kids syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	return self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano()
+}
+
+// cpuTime is the running service's CPU time in nanoseconds, from /proc (utime and
+// stime in clock ticks, 100 a second on Linux).
+func (s *service) cpuTime() int64 {
+	if s == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return (ut + st) * 1e7
 }
