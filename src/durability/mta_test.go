@@ -1,6 +1,7 @@
 package durability
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notqmail/notqmail/src/queued"
 	"github.com/notqmail/notqmail/src/sandbox"
 )
 
@@ -92,6 +94,21 @@ func childNamed(ppid int, name string) int {
 	return 0
 }
 
+// waitQueued waits until qmail-queued (started by qmail-start) listens, so that
+// messages go through it rather than through an exec'ed qmail-queue.
+func waitQueued(t *testing.T, h *sandbox.Home) {
+	t.Helper()
+	sock := queued.SocketPath(h.Dir)
+	waitFor(t, "qmail-queued's socket "+sock, func() bool {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+}
+
 // waitFor polls cond until it holds, failing the test after guard.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -115,6 +132,7 @@ func TestSendAndDeliveryFsyncOrder(t *testing.T) {
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
 	m := startTracedMTA(t, h, nil)
+	waitQueued(t, h)
 	msg := "Subject: traced through the MTA\n\nbody\n"
 	if err := h.Submit(strings.NewReader(msg), "bob@far.example", []string{"alice@" + h.Domain}); err != nil {
 		t.Fatal(err)
@@ -124,6 +142,21 @@ func TestSendAndDeliveryFsyncOrder(t *testing.T) {
 	m.stop()
 	tr := m.tr
 	ev := tr.load()
+
+	if os.Getenv("DURABILITY_DUMP") != "" {
+		t.Logf("trace:\n%s", tr.dump())
+	}
+	// Queueing, by qmail-queued: the same order as qmail-queue's, before the reply
+	// byte 0 (qmail-queue's exit code) goes back on the client's connection.
+	qid, link := queuedID(t, tr, q.Dir)
+	reply := find(ev, link.Seq, func(e Event) bool {
+		return e.Call == "write" && e.OK() && strings.Contains(e.Args, "socket:[") && e.Data() == "\x00"
+	})
+	if reply == nil {
+		t.Errorf("qmail-queued sent no success reply after linking %d into todo/", qid)
+	} else {
+		checkEnqueueOrder(t, tr, q, qid, link, reply.Seq)
+	}
 
 	todoDir := filepath.Join(q.Dir, "todo")
 	unlink := find(ev, 0, func(e Event) bool {
