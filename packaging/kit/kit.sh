@@ -122,6 +122,7 @@ step_users() {
 		id $u >/dev/null 2>&1 || { echo "missing user $u"; bad=1; }
 	done
 	check_mode $QMAIL/bin/qmail-queue 4711 qmailq qmail
+	check_mode $QMAIL/run 755 qmailq qmail
 	for p in qmail-send qmail-start qmail-smtpd qmail-inject sendmail; do
 		[ -x $QMAIL/bin/$p ] || { echo "missing program $QMAIL/bin/$p"; bad=1; }
 	done

@@ -11,6 +11,7 @@
 //	/etc/qmail/                          configuration (package conffiles)
 //	/var/qmail/control -> /etc/qmail
 //	/var/qmail/users, /var/qmail/alias   as qmail lays them out
+//	/var/qmail/run                       qmail-queued's socket, qmailq:qmail 0755
 //	/usr/share/man/manN/*.N.gz           man pages, rendered from src/man
 //	/usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/mailq, /usr/bin/newaliases,
 //	                                     links made when those programs exist (deb, apk;
@@ -181,6 +182,9 @@ func New(in Inputs) (Manifest, error) {
 	dir(QmailHome, "root", ids.GroupQmail, 0o755)
 	dir(QmailHome+"/users", "root", ids.GroupQmail, 0o755)
 	dir(QmailHome+"/alias", ids.Alias, ids.GroupQmail, 0o2755)
+	// qmail-queued's socket directory: only qmailq may put a socket there, everyone may
+	// connect (qmail-queued(8)).
+	dir(QmailHome+"/run", ids.Qmailq, ids.GroupQmail, 0o755)
 	dir(EtcQmail, "root", ids.GroupQmail, 0o755)
 	add(Entry{Path: QmailHome + "/bin", Kind: Symlink, Source: LibBin, Owner: "root", Group: "root", Mode: 0o777})
 	add(Entry{Path: QmailHome + "/control", Kind: Symlink, Source: EtcQmail, Owner: "root", Group: "root", Mode: 0o777})
