@@ -1,6 +1,7 @@
 package durability
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -11,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/queued"
 	"github.com/notqmail/notqmail/src/sandbox"
+	"github.com/notqmail/notqmail/src/testpeer"
 )
 
 // guard bounds every wait on the traced MTA, so a broken MTA fails the test instead
@@ -310,5 +314,57 @@ func TestDeliveryFsyncFailureDefers(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", log)
+	}
+}
+
+// TestQueuedFsyncFailure runs a whole MTA under strace with every fsync of a mess/
+// directory failing, and queues through qmail-queued, directly (queueclient) and
+// through SMTP (swaks and qmail-smtpd): the service must answer qmail-queue's write
+// error (53), which qmail-smtpd turns into a 4xx reply, and leave nothing queued.
+func TestQueuedFsyncFailure(t *testing.T) {
+	swaks := testpeer.Need(t, "swaks")
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	q.Dir = realDir(t, q.Dir)
+	var extra []string
+	for i := 0; i < q.Split; i++ {
+		extra = append(extra, "-P", filepath.Join(q.Dir, "mess", strconv.Itoa(i)))
+	}
+	m := startTracedMTA(t, h, append(extra, "-e", "inject=fsync:error=EIO"))
+	waitQueued(t, h)
+
+	err := h.Submit(strings.NewReader("Subject: doomed\n\nbody\n"), "bob@far.example", []string{"alice@" + h.Domain})
+	var qe *queueclient.Error
+	if !errors.As(err, &qe) || qe.Code != queue.ExitWrite || qe.Permanent {
+		t.Errorf("queueing with a failing fsync: %v; want qmail-queue's temporary write error (%d)", err, queue.ExitWrite)
+	}
+
+	cmd := exec.Command(swaks, "--pipe", filepath.Join(h.Bin, "qmail-smtpd"),
+		"--from", "bob@far.example", "--to", "alice@"+h.Domain, "--helo", "client.example",
+		"--body", "a message that must not be lost", "--timeout", "60")
+	cmd.Env = append(h.Env(), "TCPREMOTEIP=127.0.0.1", "TCPLOCALIP=127.0.0.1")
+	cmd.Dir = h.Dir
+	out, _ := cmd.CombinedOutput()
+	if code, text := dataReply(t, string(out)); !strings.HasPrefix(code, "4") {
+		t.Errorf("qmail-queued's fsync failed, yet the reply to DATA is %s %s:\n%s", code, text, out)
+	} else {
+		t.Logf("reply to the end of DATA: %s %s", code, text)
+	}
+
+	m.stop()
+	ev := m.tr.load()
+	var failed []string
+	for _, e := range ev {
+		if IsSync(e) && e.Injected {
+			failed = append(failed, e.FDPath())
+		}
+	}
+	if len(failed) < 2 {
+		t.Errorf("%d fsyncs of mess/ directories failed, want one per message: %v\n%s", len(failed), failed, m.tr.dump())
+	}
+	for _, sub := range []string{"todo", "intd", "mess", "info", "local", "remote"} {
+		if left := files(t, filepath.Join(q.Dir, sub)); len(left) > 0 {
+			t.Errorf("%s/ holds %v after the failed queueing", sub, left)
+		}
 	}
 }
