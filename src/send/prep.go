@@ -15,10 +15,12 @@ import (
 // their fsyncs overlap and deliveries go on meanwhile. The main loop alone logs,
 // schedules and talks to qmail-clean.
 const (
-	prepWorkers = 12
+	// A message's syncs take milliseconds on a loaded disk, so many must overlap for
+	// preprocessing to keep up with deliveries.
+	prepWorkers = 24
 	// prepMax bounds messages taken from todo/ and not yet scheduled: in a worker,
 	// or waiting for qmail-clean to remove todo/.
-	prepMax = 32
+	prepMax = 48
 	// freshSlack is added to twice a channel's concurrency to give freshMax.
 	freshSlack = 16
 )

@@ -92,7 +92,8 @@ func (s *spares) adopt(src, name, path string) *os.File {
 	if _, err := os.Lstat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return nil // never replace an existing file; the caller's O_EXCL reports it
 	}
-	if err := os.Rename(src, path); err != nil {
+	// syscall.Rename: os.Rename would stat path once more.
+	if err := syscall.Rename(src, path); err != nil {
 		return nil
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
@@ -171,7 +172,7 @@ func (s *spares) stash(path string) (string, error) {
 		return "", errors.New("not a spare candidate")
 	}
 	name := strconv.FormatUint(sys.Ino, 10)
-	if err := os.Rename(path, filepath.Join(s.dir, name)); err != nil {
+	if err := syscall.Rename(path, filepath.Join(s.dir, name)); err != nil {
 		return "", err
 	}
 	f.Truncate(0) // on failure it is still a spare: adopt empties it
