@@ -2,6 +2,7 @@ package durability
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -366,5 +367,72 @@ func TestQueuedFsyncFailure(t *testing.T) {
 		if left := files(t, filepath.Join(q.Dir, sub)); len(left) > 0 {
 			t.Errorf("%s/ holds %v after the failed queueing", sub, left)
 		}
+	}
+}
+
+// TestPreprocessingFsyncOrderMany queues several messages in quick succession, half
+// of them with a remote recipient as well (routed to a closed local port, so the
+// remote delivery is only deferred), so that qmail-send preprocesses them
+// concurrently; for each one, every file preprocessing writes (info/, local/,
+// remote/) must be fsynced after its last write, and its directory after that, before
+// the message's todo/ entry is removed.
+func TestPreprocessingFsyncOrderMany(t *testing.T) {
+	const n = 6
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	q.Dir = realDir(t, q.Dir)
+	// Port 1 on the loopback: nothing listens, so the remote delivery fails at once.
+	if err := os.WriteFile(filepath.Join(h.Dir, "control", "smtproutes"), []byte("remote.example:127.0.0.1:1\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	m := startTracedMTA(t, h, nil)
+	waitQueued(t, h)
+	for i := 0; i < n; i++ {
+		rcpts := []string{"alice@" + h.Domain}
+		if i%2 == 1 {
+			rcpts = append(rcpts, "carol@remote.example")
+		}
+		if err := h.Submit(strings.NewReader(fmt.Sprintf("Subject: message %d\n\nbody\n", i)), "bob@far.example", rcpts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.WaitMessages(t, "alice", n)
+	waitFor(t, "an empty todo/", func() bool { ids, err := q.Todo(); return err == nil && len(ids) == 0 })
+	m.stop()
+	tr := m.tr
+	ev := tr.load()
+
+	todoDir := filepath.Join(q.Dir, "todo")
+	written := map[string]int{}
+	unlinks := 0
+	for _, u := range ev {
+		p := u.Paths(q.Dir)
+		if (u.Call != "unlink" && u.Call != "unlinkat") || !u.OK() || len(p) != 1 || filepath.Dir(p[0]) != todoDir {
+			continue
+		}
+		unlinks++
+		id, err := strconv.ParseUint(filepath.Base(p[0]), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sub := range []string{"info", "local", "remote"} {
+			path := q.Path(sub, id)
+			names := Names(ev, q.Dir, path)
+			if find(ev, 0, func(e Event) bool {
+				return e.Seq < u.Seq && e.Call == "write" && e.OK() && names[e.FDPath()]
+			}) == nil {
+				continue // no recipient on that channel
+			}
+			written[sub]++
+			syncedBetween(t, ev, q.Dir, path, u.Seq, fmt.Sprintf("%s/ of message %d", sub, id))
+			dirSyncedBetween(t, ev, filepath.Dir(path), -1, u.Seq, fmt.Sprintf("%s/ entry of message %d", sub, id))
+		}
+	}
+	if unlinks != n || written["info"] != n || written["local"] != n || written["remote"] != n/2 {
+		t.Errorf("%d todo/ entries removed, files written before: %v; want %d, with info and local for each and remote for %d",
+			unlinks, written, n, n/2)
+	}
+	if t.Failed() {
+		t.Logf("trace:\n%s", tr.dump())
 	}
 }
