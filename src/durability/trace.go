@@ -12,8 +12,8 @@ import (
 )
 
 // TraceSyscalls is the -e trace= set the tests record: enough to see every file's
-// writes, syncs and the links, renames and unlinks that publish or retract it, and how
-// each process ends.
+// writes, truncations and syncs, the links, renames and unlinks that publish or retract
+// it, which program each process runs (execve) and how it ends.
 const TraceSyscalls = "execve,openat,write,pwrite64,ftruncate,fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,exit_group"
 
 // Event is one system call (or process exit) from the output of

@@ -1,0 +1,54 @@
+// Package durability checks, rather than assumes, that notqmail makes mail durable
+// before it says so: that every program that reports success (qmail-queue's exit 0,
+// qmail-queued's reply byte 0, qmail-local's "did" report and exit 0, qmail-lspawn's K,
+// qmail-send's D mark) has first fsynced what it wrote and the directory entries that
+// make it reachable. It holds a parser for strace's output (ParseTrace) and checks over
+// the parsed calls (SyncedBefore, DirSyncedBetween, Names); the tests run the real
+// built programs of a sandbox home (package sandbox) under the real strace.
+//
+// What is proven, and how:
+//
+// Order, by syscall trace (strace -f -tt -y, every thread and child, descriptors shown
+// with their paths; see TraceSyscalls). A file counts as synced when a successful
+// fsync or fdatasync of a descriptor naming it (under any name it had: pid/, spare/q/,
+// tmp/ names are followed through links and renames) comes after its last successful
+// write and before the event that publishes or reports it:
+//
+//   - bin/qmail-queue: mess/ file and its mess/<split> directory, then intd/, before
+//     intd/ is linked to todo/; todo/ after that link and before exit_group(0).
+//   - qmail-queued (started by qmail-start, traced whole): the same order, before it
+//     writes the success byte to the client's socket.
+//   - qmail-local, exec'ed: the Maildir tmp/ file before its link into new/, new/ after
+//     that and before the "did" report and exit 0; an mbox before the report.
+//   - the whole MTA (qmail-start and all its daemons): qmail-send's info/, local/ and
+//     remote/ files and their directories before todo/<id> is unlinked (by qmail-clean),
+//     for several messages preprocessed concurrently; the Maildir order above in the
+//     qmail-local worker, before its "did" report, before qmail-lspawn's K report and
+//     before qmail-send marks the recipient done (D) in local/.
+//   - the envelope file (intd/ = todo/) is not truncated or rewritten until the unlink
+//     of todo/<id> is on disk (todo/ fsynced in between): otherwise a crash on a file
+//     system that does not order metadata writes (ext4 without a journal) could bring
+//     back an empty todo/ entry whose preprocessing would empty info/ and local/.
+//
+// Failure, by injection (strace -e inject=fsync:error=EIO, which makes the call fail
+// for real in a static Go binary; -P limits it to one directory's descriptors where a
+// whole MTA is traced). strace counts calls per thread, so the tests read the trace to
+// see which fsync failed and retry until each one has:
+//
+//   - bin/qmail-queue exits 53 for each of its four fsyncs; before the todo/ link
+//     nothing of the message is left in the queue; when only todo/'s own sync fails,
+//     the message stays queued (a possible duplicate after the client's retry, never a
+//     loss).
+//   - qmail-local exits 111 (temporary, Z for qmail-lspawn) with nothing in new/, cur/
+//     or tmp/ when the tmp/ file's or new/'s sync fails; an mbox is cut back to its
+//     old contents.
+//   - through SMTP (swaks and qmail-smtpd): 451, not 250, when qmail-queue's or
+//     qmail-queued's fsync fails, and nothing queued; queueclient gets exit code 53.
+//   - in the whole MTA, a failing new/ sync in the worker is a deferral in qmail-send's
+//     log, the message stays queued, and the Maildir holds nothing.
+//
+// Not proven here: that the disk honours fsync (that is the kernel's and the
+// hardware's promise), and behaviour across a real power cut; the crash tests of
+// package e2e kill the programs at random points and check that the queue holds
+// either nothing or a complete message.
+package durability
