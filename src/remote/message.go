@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -77,87 +78,100 @@ func (m *Message) Close() error {
 }
 
 func (m *Message) scan() error {
-	br := bufio.NewReader(m.src)
+	buf := make([]byte, 32*1024)
 	inHeader, lineStart := true, true
 	var hdr []byte // the current header line's 8-bit bytes are checked per line
 	var prev byte
 	for {
-		c, err := br.ReadByte()
+		n, err := m.src.Read(buf)
+		for _, c := range buf[:n] {
+			m.Size++
+			if c == '\n' && prev != '\r' {
+				m.Size++ // becomes CR LF
+			}
+			if prev == '\r' && c != '\n' {
+				m.Size++ // a bare CR becomes CR LF
+			}
+			if c >= 0x80 {
+				m.EightBit = true
+			}
+			if inHeader {
+				if c == '\n' {
+					if lineStart {
+						inHeader = false
+					}
+					if !m.UTF8Header && len(hdr) > 0 && utf8.Valid(hdr) {
+						m.UTF8Header = true
+					}
+					hdr = hdr[:0]
+					lineStart = true
+				} else if c != '\r' {
+					lineStart = false
+					if c >= 0x80 || len(hdr) > 0 && len(hdr) < 4096 {
+						hdr = append(hdr, c)
+					}
+				}
+			}
+			prev = c
+		}
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %v", errReadMessage, err)
 		}
-		m.Size++
-		if c == '\n' && prev != '\r' {
-			m.Size++ // becomes CR LF
-		}
-		if prev == '\r' && c != '\n' {
-			m.Size++ // a bare CR becomes CR LF
-		}
-		if c >= 0x80 {
-			m.EightBit = true
-		}
-		if inHeader {
-			if c == '\n' {
-				if lineStart {
-					inHeader = false
-				}
-				if !m.UTF8Header && len(hdr) > 0 && utf8.Valid(hdr) {
-					m.UTF8Header = true
-				}
-				hdr = hdr[:0]
-				lineStart = true
-			} else if c != '\r' {
-				lineStart = false
-				if c >= 0x80 || len(hdr) > 0 && len(hdr) < 4096 {
-					hdr = append(hdr, c)
-				}
-			}
-		}
-		prev = c
 	}
-	return nil
 }
 
 // writeData sends the message as DATA content: every line ends in CR LF (bare LF and
 // bare CR become CR LF, a partial last line is completed), a line starting with '.'
 // gets another '.', and the terminating ".\r\n" follows.
 func writeData(w *bufio.Writer, r io.Reader) error {
-	br := bufio.NewReaderSize(r, 64*1024)
+	buf := make([]byte, 64*1024)
 	lineStart, cr := true, false
 	for {
-		c, err := br.ReadByte()
+		n, err := r.Read(buf)
+		p := buf[:n]
+		for len(p) > 0 {
+			if cr {
+				cr = false
+				w.WriteString("\r\n")
+				lineStart = true
+				if p[0] == '\n' {
+					p = p[1:]
+					continue
+				}
+			}
+			if lineStart && p[0] == '.' {
+				w.WriteByte('.')
+			}
+			// The rest of the line goes out as it is, up to its LF or CR.
+			end := len(p)
+			if i := bytes.IndexByte(p, '\n'); i >= 0 {
+				end = i
+			}
+			if i := bytes.IndexByte(p[:end], '\r'); i >= 0 {
+				end = i
+			}
+			w.Write(p[:end])
+			if end == len(p) {
+				lineStart = false
+				break
+			}
+			if p[end] == '\r' {
+				cr = true
+			} else {
+				w.WriteString("\r\n")
+				lineStart = true
+			}
+			p = p[end+1:]
+		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %v", errReadMessage, err)
 		}
-		if cr {
-			cr = false
-			w.WriteString("\r\n")
-			lineStart = true
-			if c == '\n' {
-				continue
-			}
-		}
-		switch c {
-		case '\r':
-			cr = true
-			continue
-		case '\n':
-			w.WriteString("\r\n")
-			lineStart = true
-			continue
-		case '.':
-			if lineStart {
-				w.WriteByte('.')
-			}
-		}
-		w.WriteByte(c)
-		lineStart = false
 	}
 	if cr || !lineStart {
 		w.WriteString("\r\n")
