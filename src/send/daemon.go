@@ -1060,7 +1060,9 @@ func (d *Daemon) todoSelprep(wakeup *int64) {
 	if !d.wantTodo() {
 		return
 	}
-	if d.todoDir != nil {
+	// A pull that came while todo/ was being read may be for an entry the read had
+	// passed: read it again at once.
+	if d.todoDir != nil || d.triggered {
 		*wakeup = 0
 	}
 	if *wakeup > d.nextTodoRun {
