@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -77,8 +78,14 @@ func (m *Message) Close() error {
 	return nil
 }
 
+// bufs holds the buffers scan and writeData read the message through, so that a
+// long-running deliverer does not allocate them per message.
+var bufs = sync.Pool{New: func() any { return new([64 * 1024]byte) }}
+
 func (m *Message) scan() error {
-	buf := make([]byte, 32*1024)
+	bp := bufs.Get().(*[64 * 1024]byte)
+	defer bufs.Put(bp)
+	buf := bp[:]
 	inHeader, lineStart := true, true
 	var hdr []byte // the current header line's 8-bit bytes are checked per line
 	var prev byte
@@ -127,7 +134,9 @@ func (m *Message) scan() error {
 // bare CR become CR LF, a partial last line is completed), a line starting with '.'
 // gets another '.', and the terminating ".\r\n" follows.
 func writeData(w *bufio.Writer, r io.Reader) error {
-	buf := make([]byte, 64*1024)
+	bp := bufs.Get().(*[64 * 1024]byte)
+	defer bufs.Put(bp)
+	buf := bp[:]
 	lineStart, cr := true, false
 	for {
 		n, err := r.Read(buf)
