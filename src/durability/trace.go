@@ -206,6 +206,7 @@ func ParseTrace(r io.Reader) ([]Event, error) {
 				return nil, fmt.Errorf("durability: bad resumed line %q", line)
 			}
 			rest = start + rest[i+len(" resumed>"):]
+			line = pidText + " " + rest // the joined call, for messages
 		}
 		ev := Event{PID: pid, Line: line}
 		if strings.HasPrefix(rest, "+++ ") {
