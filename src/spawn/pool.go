@@ -86,8 +86,8 @@ func (p *Pool) eligible(prog string) bool {
 }
 
 // deliver runs one delivery on a worker for (uid, gid) (creds false: the worker runs
-// as qmail-lspawn itself, in a sandbox), started as prog in dir. ok is false when no worker could take
-// it and nothing was started: the caller execs qmail-local instead.
+// as qmail-lspawn itself, in a sandbox), started as prog in dir. ok is false when no
+// worker could take it and nothing was started: the caller execs qmail-local instead.
 func (p *Pool) deliver(prog string, uid, gid int, creds bool, dir string, args []string, mess *os.File) (out []byte, code int, crashed, ok bool) {
 	p.mu.Lock()
 	p.nextID++
