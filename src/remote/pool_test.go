@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"strings"
@@ -274,5 +275,43 @@ func TestPoolKeyedByHelo(t *testing.T) {
 	}
 	if conns, _ := f.counts(); conns != 2 {
 		t.Errorf("%d connections for two helo hosts, want 2", conns)
+	}
+}
+
+// TestPoolTLSToPostfix: a verified TLS connection to Postfix carries several messages,
+// each report recording the TLS as a new connection's would; a delivery under
+// another TLS policy (a pin, a wrong pin) never gets that connection, so the policy
+// is enforced as without a pool.
+func TestPoolTLSToPostfix(t *testing.T) {
+	pf := startPostfix(t)
+	rec := startRecorder(t, fmt.Sprintf("127.0.0.1:%d", pf.Port))
+	p := &Pool{}
+	defer p.Close()
+	cfg := relayConfig(portOf(rec.Addr))
+	cfg.RootCAs = pf.CA.Pool
+	cfg.Pool = p
+	for i := 0; i < 3; i++ {
+		out := deliver(t, cfg, "s@client.example.test", []string{"ok@example.test"}, "Subject: tls\n\nhello\n")
+		if out.Status != MsgOK || !strings.HasSuffix(out.Text, "\nTLS verified (TLS1.3, 127.0.0.1).\n") {
+			t.Fatalf("delivery %d: %s", i, out)
+		}
+	}
+	if c := rec.Conns(); c != 1 {
+		t.Errorf("%d connections for 3 messages, want 1", c)
+	}
+	sum := sha256.Sum256(pf.CA.Leaf.Raw)
+	cfg.TLSPolicies = PolicyFile{{domain: ".test", pol: TLSPolicy{Mode: TLSVerify, Pins: [][32]byte{sum}}}}
+	out := deliver(t, cfg, "s@client.example.test", []string{"ok@example.test"}, "Subject: tls\n\nhello\n")
+	if out.Status != MsgOK || !strings.Contains(out.Text, "TLS verified (TLS1.3, pinned ") {
+		t.Fatalf("pinned: %s", out)
+	}
+	sum[0] ^= 1
+	cfg.TLSPolicies = PolicyFile{{domain: ".test", pol: TLSPolicy{Mode: TLSVerify, Pins: [][32]byte{sum}}}}
+	out = deliver(t, cfg, "s@client.example.test", []string{"ok@example.test"}, "Subject: tls\n\nhello\n")
+	if out.Status != MsgTemp || !strings.Contains(out.Text, "is not pinned") {
+		t.Fatalf("wrong pin got through: %s", out)
+	}
+	if c := rec.Conns(); c != 3 {
+		t.Errorf("%d connections for three TLS policies, want 3", c)
 	}
 }

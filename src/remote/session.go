@@ -120,6 +120,8 @@ func converse(conn net.Conn, peer netip.Addr, cfg sessionConfig, pool *Pool, key
 // finish hands the connection to the pool when the session is kept, or closes it.
 func (s *session) finish(key poolKey) {
 	if s.keep {
+		// The message is done with; an idle connection must not hold on to it.
+		s.cfg.Envelope, s.cfg.Message = Envelope{}, nil
 		if s.pool != nil && s.pool.put(key, s) {
 			return
 		}
