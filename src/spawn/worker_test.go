@@ -485,3 +485,65 @@ func cpuTime() time.Duration {
 	}
 	return d
 }
+
+// TestWorkerEviction: with room for one worker, a second account's delivery retires
+// the first account's idle worker; while the first one is busy, the second account's
+// delivery is exec'ed instead.
+func TestWorkerEviction(t *testing.T) {
+	h := workerHome(t, "alice", "bob")
+	// Two accounts with ids of their own (in sandbox mode nobody switches to them,
+	// but the pool keys its workers by them).
+	assign := fmt.Sprintf("=alice:alice:1001:1001:%s:::\n=bob:bob:1002:1002:%s:::\n+bob-:bob:1002:1002:%s:-::\n.\n",
+		h.UserHome("alice"), h.UserHome("bob"), h.UserHome("bob"))
+	if err := os.WriteFile(filepath.Join(h.Dir, "users", "assign"), []byte(assign), 0644); err != nil {
+		t.Fatal(err)
+	}
+	if err := users.NewU(filepath.Join(h.Dir, "users", "assign"), filepath.Join(h.Dir, "users", "cdb")); err != nil {
+		t.Fatal(err)
+	}
+	pool := &Pool{Exe: filepath.Join(h.Bin, "notqmail"), Max: 1}
+	defer pool.Close()
+	l := &Local{Home: h.Dir, DefaultDelivery: "./Maildir/", Sandbox: true, Workers: pool}
+	if got := deliverMsg(t, l, "Subject: a\n\na\n", "x@y", "alice@"+h.Domain); got != "Kdid 1+0+0\n" {
+		t.Fatalf("alice: %q", got)
+	}
+	alice := pool.livePIDs()
+	if got := deliverMsg(t, l, "Subject: b\n\nb\n", "x@y", "bob@"+h.Domain); got != "Kdid 1+0+0\n" {
+		t.Fatalf("bob: %q", got)
+	}
+	bob := pool.livePIDs()
+	if len(alice) != 1 || len(bob) != 1 || alice[0] == bob[0] {
+		t.Fatalf("workers: alice's %v, then bob's %v", alice, bob)
+	}
+	waitUntil(t, "alice's evicted worker to exit", func() bool { return gone(alice[0]) })
+
+	// bob's worker busy with a slow program: alice's delivery goes the exec way.
+	dir, err := os.MkdirTemp("", "worker-evict-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0777)
+	gate := filepath.Join(dir, "gate")
+	os.WriteFile(filepath.Join(h.UserHome("bob"), ".qmail-wait"),
+		[]byte("|touch "+gate+".in; while [ ! -e "+gate+" ]; do sleep 0.05; done\n"), 0644)
+	res := make(chan string, 1)
+	mess, err := os.CreateTemp(dir, "mess")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mess.Close()
+	recip := "bob-wait@" + h.Domain
+	go func() { res <- string(l.Deliver(mess, "x@y", recip, strings.LastIndexByte(recip, '@'))) }()
+	waitUntil(t, "bob's program to start", func() bool { _, err := os.Stat(gate + ".in"); return err == nil })
+	if got := deliverMsg(t, l, "Subject: a2\n\na2\n", "x@y", "alice@"+h.Domain); got != "Kdid 1+0+0\n" {
+		t.Errorf("alice while bob's worker is busy: %q", got)
+	}
+	if now := pool.livePIDs(); len(now) != 1 || now[0] != bob[0] {
+		t.Errorf("workers %v, want only bob's %v", now, bob)
+	}
+	os.WriteFile(gate, nil, 0644)
+	if got := <-res; got != "Kdid 0+0+1\n" {
+		t.Errorf("bob's program delivery: %q", got)
+	}
+}
