@@ -214,6 +214,14 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		Deadline: deadline,
 	}
 	br := bufio.NewReaderSize(c, 64*1024)
+	// No files until the client has sent something: a connection that is idle or
+	// closed at once (a probe, a client that changed its mind) costs no queue work.
+	if _, err := br.Peek(1); err != nil {
+		if time.Now().After(deadline) {
+			c.Write([]byte{queue.ExitTimeout})
+		}
+		return
+	}
 	msg := &chunkReader{r: br}
 	opts := queue.Options{
 		Spares:  s.Spares,
@@ -221,9 +229,11 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 	err = queue.EnqueueWith(s.Queue, msg, br, caller, opts)
 	code := queue.Code(err)
-	if err != nil && code != queue.ExitRead {
-		// Read errors are the client's business (it gave up or died); the rest are
-		// the queue's, worth the log.
+	switch code {
+	case queue.ExitOK, queue.ExitRead, queue.ExitTimeout, queue.ExitAddrTooLong, queue.ExitEnvelope:
+		// The client's business (it gave up, died or sent a bad envelope), told to it
+		// by the exit code; logging it would let any local user fill the log.
+	default:
 		s.logf("warning: pid %d uid %d: %v", cred.Pid, cred.Uid, err)
 	}
 	if time.Now().After(deadline) && code == queue.ExitRead {

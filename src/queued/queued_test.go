@@ -658,3 +658,80 @@ func (s *service) cpuTime() int64 {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return (ut + st) * 1e7
 }
+
+// queuedBy returns the pid in the only queued message's Received line, and clears
+// the queue.
+func queuedBy(t *testing.T, h *sandbox.Home) string {
+	t.Helper()
+	_, mess, _ := only(t, h.Queue())
+	clearQueue(t, h.Queue())
+	m := receivedRE.FindStringSubmatch(mess)
+	if m == nil {
+		t.Fatalf("no Received line: %q", mess)
+	}
+	return m[1]
+}
+
+// TestClientFallbacks: the client runs bin/qmail-queue when the socket refuses
+// connections (left by a dead service), when QMAILQUEUE is set or Config.Exec asks
+// for it, and when the service closes the connection without its greeting.
+func TestClientFallbacks(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	self := strconv.Itoa(os.Getpid())
+	submit := func() {
+		t.Helper()
+		if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A socket nobody listens on: connection refused.
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: queued.SocketPath(h.Dir), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	submit()
+	if pid := queuedBy(t, h); pid == self {
+		t.Error("queued through a dead socket?")
+	}
+	// A listener that closes every connection at once, as a busy qmail-queued does.
+	os.Remove(queued.SocketPath(h.Dir))
+	l, err = net.ListenUnix("unix", &net.UnixAddr{Name: queued.SocketPath(h.Dir), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	submit()
+	if pid := queuedBy(t, h); pid == self {
+		t.Error("queued without a greeting?")
+	}
+	l.Close()
+
+	startService(t, h)
+	submit()
+	if pid := queuedBy(t, h); pid != self {
+		t.Errorf("Received pid %s: not through qmail-queued", pid)
+	}
+	cf := h.QueueConfig()
+	cf.Exec = true
+	if err := cf.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if pid := queuedBy(t, h); pid == self {
+		t.Error("Config.Exec: queued through qmail-queued")
+	}
+	t.Setenv("QMAILQUEUE", "bin/qmail-queue")
+	submit()
+	if pid := queuedBy(t, h); pid == self {
+		t.Error("QMAILQUEUE set: queued through qmail-queued")
+	}
+}
