@@ -25,6 +25,9 @@
 //     for several messages preprocessed concurrently; the Maildir order above in the
 //     qmail-local worker, before its "did" report, before qmail-lspawn's K report and
 //     before qmail-send marks the recipient done (D) in local/.
+//   - bounces: the failure report in bounce/<id> and bounce/ itself before the failed
+//     recipient is marked done; the bounce message queued durably (mess/, intd/, todo/
+//     synced) before bounce/<id> is removed.
 //   - the envelope file (intd/ = todo/) is not truncated or rewritten until the unlink
 //     of todo/<id> is on disk (todo/ fsynced in between): otherwise a crash on a file
 //     system that does not order metadata writes (ext4 without a journal) could bring

@@ -436,3 +436,65 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 		t.Logf("trace:\n%s", tr.dump())
 	}
 }
+
+// TestBounceFsyncOrder traces a whole MTA while a message to an unknown local user
+// bounces (to a remote sender, whose delivery is only deferred), and checks the two
+// hand-overs of a bounce: the failure report in bounce/<id> is fsynced (and bounce/
+// itself) before qmail-send marks the recipient done, and the bounce message is
+// queued durably (its todo/ entry synced) before bounce/<id> is removed.
+func TestBounceFsyncOrder(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	q.Dir = realDir(t, q.Dir)
+	if err := os.WriteFile(filepath.Join(h.Dir, "control", "smtproutes"), []byte("remote.example:127.0.0.1:1\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	m := startTracedMTA(t, h, nil)
+	waitQueued(t, h)
+	if err := h.Submit(strings.NewReader("Subject: to nobody\n\nbody\n"), "bob@remote.example", []string{"nobody-here@" + h.Domain}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bounce in qmail-send's log", func() bool { return strings.Contains(m.log.String(), "bounce msg ") })
+	m.stop()
+	tr := m.tr
+	ev := tr.load()
+
+	bounceDir := filepath.Join(q.Dir, "bounce")
+	unlink := find(ev, 0, func(e Event) bool {
+		p := e.Paths(q.Dir)
+		return (e.Call == "unlink" || e.Call == "unlinkat") && e.OK() && len(p) == 1 && filepath.Dir(p[0]) == bounceDir
+	})
+	if unlink == nil {
+		t.Fatalf("bounce/ file never removed:\nlog:\n%s\ntrace:\n%s", m.log.String(), tr.dump())
+	}
+	bfn := unlink.Paths(q.Dir)[0]
+	id, err := strconv.ParseUint(filepath.Base(bfn), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := Names(ev, q.Dir, q.Path("local", id))
+	done := find(ev, 0, func(e Event) bool {
+		return (e.Call == "pwrite64" || e.Call == "write") && e.OK() && local[e.FDPath()] && e.Data() == "D"
+	})
+	if done == nil {
+		t.Fatalf("the failed recipient was never marked done:\n%s", tr.dump())
+	}
+	syncedBetween(t, ev, q.Dir, bfn, done.Seq, "bounce/ report")
+	dirSyncedBetween(t, ev, bounceDir, -1, done.Seq, "bounce/ entry")
+
+	// The bounce itself: the last message linked into todo/ before bounce/<id> goes.
+	var link *Event
+	for i := range ev[:unlink.Seq] {
+		if p := ev[i].Paths(q.Dir); IsLink(ev[i]) && ev[i].OK() && len(p) == 2 && filepath.Dir(p[1]) == filepath.Join(q.Dir, "todo") {
+			link = &ev[i]
+		}
+	}
+	if link == nil {
+		t.Fatalf("no bounce linked into todo/ before %s was removed:\n%s", bfn, tr.dump())
+	}
+	bid, err := strconv.ParseUint(filepath.Base(link.Paths(q.Dir)[1]), 10, 64)
+	if err != nil || bid == id {
+		t.Fatalf("the todo/ link before the bounce/ removal is %s, not a new message", link.Line)
+	}
+	checkEnqueueOrder(t, tr, q, bid, link, unlink.Seq)
+}
