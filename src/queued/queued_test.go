@@ -735,3 +735,63 @@ func TestClientFallbacks(t *testing.T) {
 		t.Error("QMAILQUEUE set: queued through qmail-queued")
 	}
 }
+
+// TestConnectionCap: beyond MaxConns connections, a new one is closed without a
+// greeting (its client runs qmail-queue); once one is done, new ones are served.
+func TestConnectionCap(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	srv := &queued.Server{Queue: h.Queue(), QueueProgram: filepath.Join(h.Bin, "qmail-queue"), MaxConns: 1,
+		Alias: -1, Qmaild: -1, Qmails: -1, Log: func(s string) { t.Log(s) }}
+	sock := filepath.Join(t.TempDir(), "sock")
+	l, err := queued.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	defer func() {
+		l.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	greet := func() (net.Conn, bool) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			c.Close()
+			return nil, false
+		}
+		return c, b[0] == queued.Ready
+	}
+	c1, ok := greet()
+	if !ok {
+		t.Fatal("first connection not greeted")
+	}
+	if _, ok := greet(); ok {
+		t.Fatal("second connection greeted beyond MaxConns 1")
+	}
+	io.WriteString(c1, "\x00\x00\x00\x02x\n\x00\x00\x00\x00Fbob@example.org\x00Talice@sandbox.example\x00\x00")
+	var b [1]byte
+	if _, err := io.ReadFull(c1, b[:]); err != nil || b[0] != 0 {
+		t.Fatalf("answer %d %v", b[0], err)
+	}
+	c1.Close()
+	for deadline := time.Now().Add(time.Minute); ; {
+		if c, ok := greet(); ok {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection served after the first ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, mess, _ := only(t, h.Queue())
+	if !strings.HasSuffix(mess, "\nx\n") {
+		t.Errorf("mess %q", mess)
+	}
+}
