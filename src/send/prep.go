@@ -148,6 +148,10 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 			return
 		}
 	}
+	if err := trim(info); err != nil {
+		res.warning = "trouble writing to " + d.rel("info", id)
+		return
+	}
 	if err := fsync(info); err != nil {
 		res.warning = "trouble fsyncing " + d.rel("info", id)
 		return
@@ -156,7 +160,11 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 		if chanFile[c] == nil {
 			continue
 		}
-		if err := chanBuf[c].Flush(); err != nil {
+		err := chanBuf[c].Flush()
+		if err == nil {
+			err = trim(chanFile[c])
+		}
+		if err != nil {
 			res.warning = "trouble writing to " + d.rel(chanDir[c], id)
 			return
 		}

@@ -2,6 +2,7 @@ package send
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,10 +17,16 @@ const spareMax = 2000
 
 // spares reuses qmails's queue inodes through queue/spare/s (see queue.SpareS): a
 // finished info/, local/ or remote/ file is renamed there, named by its inode number,
-// and emptied, and a new one is a spare renamed into place. On ext4 without a journal
-// every create scans the block group's recently freed inodes, so a rename is far
-// cheaper than an unlink and a create. The pool is shared by the preprocessing
-// goroutines and the main loop.
+// and a new one is a spare renamed into place. On ext4 without a journal every create
+// scans the block group's recently freed inodes, so a rename is far cheaper than an
+// unlink and a create.
+//
+// A spare keeps its data block: emptying it would free the block (with a synchronous
+// discard on a file system mounted with -o discard) only for the next user to allocate
+// one again. The new user overwrites it in place and cuts it to length (trim) before
+// syncing; spare/s is qmails's alone, mode 0700, like the queue files it recycles.
+//
+// The pool is shared by the preprocessing goroutines and the main loop.
 type spares struct {
 	dir  string // queue/spare/s; "" when the queue has none (an old, unfixed queue)
 	mode os.FileMode
@@ -70,8 +77,9 @@ func (s *spares) pop() (string, bool) {
 	return n, true
 }
 
-// create makes a new, empty file at path for writing, as O_CREAT|O_EXCL would, with
-// the mode and times a newly created file gets. It takes a spare when there is one.
+// create makes a new file at path for writing, as O_CREAT|O_EXCL would, with the mode
+// and times a newly created file gets. It takes a spare when there is one: the file
+// may then hold old data past what the caller writes, so the caller must trim it.
 func (s *spares) create(path string) (*os.File, error) {
 	for s.dir != "" {
 		name, ok := s.pop()
@@ -113,9 +121,9 @@ func (s *spares) adopt(src, name, path string) *os.File {
 		return nil
 	}
 	now := time.Now()
-	// A spare released just before a crash may still hold data; the mode and times
-	// are those a new file would have: info/'s mtime is the message's birth.
-	if (st.Size() != 0 && f.Truncate(0) != nil) || f.Chmod(s.mode) != nil || os.Chtimes(path, now, now) != nil {
+	// The mode and times are those a new file would have: info/'s mtime is the
+	// message's birth.
+	if f.Chmod(s.mode) != nil || os.Chtimes(path, now, now) != nil {
 		f.Close()
 		os.Remove(path)
 		return nil
@@ -124,7 +132,7 @@ func (s *spares) adopt(src, name, path string) *os.File {
 }
 
 // remove replaces os.Remove(path) for a finished file: the file is renamed into
-// spare/s and emptied, unless spare/s is full, missing or the rename fails, when it
+// spare/s, unless spare/s is full, missing or the rename fails, when it
 // is unlinked. A missing path yields the error os.Remove gives.
 func (s *spares) remove(path string) error {
 	if s.dir == "" {
@@ -155,8 +163,7 @@ func (s *spares) remove(path string) error {
 	return nil
 }
 
-// stash moves path into spare/s and empties it. The rename comes first, so a crash
-// can leave a spare with data (adopt empties it) but never an empty info/ file.
+// stash moves path into spare/s.
 func (s *spares) stash(path string) (string, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -175,8 +182,24 @@ func (s *spares) stash(path string) (string, error) {
 	if err := syscall.Rename(path, filepath.Join(s.dir, name)); err != nil {
 		return "", err
 	}
-	f.Truncate(0) // on failure it is still a spare: adopt empties it
 	return name, nil
+}
+
+// trim cuts f, written from its start, to what has been written: a spare's old data
+// beyond it goes.
+func trim(f *os.File) error {
+	off, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != off {
+		return f.Truncate(off)
+	}
+	return nil
 }
 
 // umaskedMode is 0644 under the process's umask: the mode qmail-send's new queue
