@@ -163,14 +163,10 @@ func (s *spares) remove(path string) error {
 	return nil
 }
 
-// stash moves path into spare/s.
+// stash moves path into spare/s. Only qmail-send renames or removes qmails's
+// files, so the file statted is the file renamed.
 func (s *spares) stash(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
+	st, err := os.Lstat(path)
 	if err != nil {
 		return "", err
 	}
