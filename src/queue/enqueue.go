@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -165,7 +166,10 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	}
 	messfn := e.messfn
 
-	w := bufio.NewWriterSize(mess, 64*1024)
+	mw := writers.Get().(*bufio.Writer)
+	mw.Reset(mess)
+	defer func() { mw.Reset(nil); writers.Put(mw) }()
+	w := mw
 	if _, err := w.WriteString(ReceivedLine(c)); err != nil {
 		return fail(ExitWrite, "writing %s: %v", messfn, err)
 	}
@@ -338,9 +342,18 @@ func (e *enqueue) cleanup() {
 	}
 }
 
+// Buffers for the message, reused across the messages of a long-running writer
+// (qmail-queued) instead of 128 KiB of garbage each.
+var (
+	writers  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64*1024) }}
+	copyBufs = sync.Pool{New: func() any { b := make([]byte, 64*1024); return &b }}
+)
+
 // copyMessage copies the message, telling read errors (54) from write errors (53).
 func copyMessage(w io.Writer, r io.Reader) error {
-	buf := make([]byte, 64*1024)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {

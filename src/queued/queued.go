@@ -213,7 +213,9 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		Time:     start,
 		Deadline: deadline,
 	}
-	br := bufio.NewReaderSize(c, 64*1024)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	// No files until the client has sent something: a connection that is idle or
 	// closed at once (a probe, a client that changed its mind) costs no queue work.
 	if _, err := br.Peek(1); err != nil {
@@ -241,6 +243,9 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 	c.Write([]byte{byte(code)})
 }
+
+// readers are the connections' buffers, reused rather than 64 KiB of garbage each.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64*1024) }}
 
 // chunkReader reads the message's chunks, ending at the zero-length one. An end of
 // the connection before it is an error, so the message is not queued.
