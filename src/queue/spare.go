@@ -32,7 +32,7 @@ func NewSpares(q Queue) *Spares { return &Spares{q: q} }
 
 // emptyRetry is how long take trusts that spare/q is empty before reading it again,
 // so that an empty spare/q costs one readdir per interval, not one per message.
-const emptyRetry = time.Second
+const emptyRetry = 100 * time.Millisecond
 
 func (s *Spares) next() (string, bool) {
 	s.mu.Lock()
