@@ -467,8 +467,19 @@ func (d *delivery) forward(recips []string) error {
 }
 
 // queueForward hands a message to qmail-queue (or $QMAILQUEUE).
-func queueForward(msg io.Reader, sender string, recips []string) (int, error) {
-	c, err := queueclient.Open()
+var queueForward = QueueWith(queueclient.Config{})
+
+// QueueWith is an Options.Queue that hands forwards to qmail-queue as cf says; a
+// qmail-local worker uses it to give qmail-queue the delivery's output as its standard
+// error, as a qmail-local of its own would.
+func QueueWith(cf queueclient.Config) func(msg io.Reader, sender string, recips []string) (int, error) {
+	return func(msg io.Reader, sender string, recips []string) (int, error) {
+		return queueWith(cf, msg, sender, recips)
+	}
+}
+
+func queueWith(cf queueclient.Config, msg io.Reader, sender string, recips []string) (int, error) {
+	c, err := cf.Open()
 	if err != nil {
 		return 0, err
 	}

@@ -145,6 +145,8 @@ type Config struct {
 	Env     []string // the program's environment; default os.Environ()
 	// Exec runs the program even when qmail-queued could queue the message.
 	Exec bool
+	// Stderr is the program's standard error; default os.Stderr.
+	Stderr *os.File
 }
 
 // Greeting is how long Open waits for qmail-queued's greeting before it runs
@@ -246,6 +248,9 @@ func (cf Config) Open() (*Client, error) {
 		Stdout:     er,
 		Stderr:     os.Stderr,
 		ExtraFiles: make([]*os.File, CustomErrorFD-2), // fds 3..5 closed, 6 = custom pipe
+	}
+	if cf.Stderr != nil {
+		c.cmd.Stderr = cf.Stderr
 	}
 	c.cmd.ExtraFiles[CustomErrorFD-3] = cw
 	if err := c.cmd.Start(); err != nil {

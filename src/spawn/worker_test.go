@@ -82,6 +82,13 @@ var (
 func TestWorkerReportsMatchExec(t *testing.T) {
 	h := workerHome(t, "alice", "bob")
 	ah := h.UserHome("alice")
+	// A queue filter that talks on its standard error: that goes into the report of
+	// the forwarding delivery.
+	filter := filepath.Join(h.Dir, "bin", "filter")
+	if err := os.WriteFile(filter, []byte("#!/bin/sh\necho \"filter: $$ here\" | tr 0-9 N >&2\nexec "+filepath.Join(h.Bin, "qmail-queue")+"\n"), 0755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("QMAILQUEUE", filter)
 	dot := map[string]string{
 		".qmail-mbox": "./Mailbox\n",
 		// The program shows its whole environment, so any difference there shows.
@@ -133,6 +140,9 @@ func TestWorkerReportsMatchExec(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%s: worker report\n%q\nexec report\n%q", c.recip, got, want)
+		}
+		if strings.Contains(c.recip, "fwd") && !strings.Contains(want, "filter: N") {
+			t.Errorf("%s: no word from the queue filter in %q", c.recip, want)
 		}
 		if !strings.HasPrefix(want, c.kind) {
 			t.Errorf("%s: report %q, want kind %s", c.recip, want, c.kind)

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/notqmail/notqmail/src/local"
+	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/spawn"
 )
 
@@ -76,7 +77,10 @@ func localWorker() int {
 	err = spawn.ServeWorker(conn, func(args []string, msg, out *os.File) int {
 		p := local.Params{User: args[0], Home: args[1], Local: args[2], Dash: args[3],
 			Ext: args[4], Host: args[5], Sender: args[6], DefaultDelivery: args[7]}
-		return local.Deliver(p, msg, local.Options{Out: out})
+		// A forward's qmail-queue writes its complaints into the delivery's
+		// output, as it would under a qmail-local of its own.
+		return local.Deliver(p, msg, local.Options{Out: out,
+			Queue: local.QueueWith(queueclient.Config{Stderr: out})})
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-local: worker:", err)
