@@ -163,7 +163,7 @@ const msg = "From: bob@example.org\nTo: alice@sandbox.example\nSubject: via qmai
 // test process's own (a qmail-queue process would have a pid of its own).
 func TestSocketCaller(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{})
-	startService(t, h)
+	s := startService(t, h)
 	c, err := h.QueueConfig().Open()
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +186,11 @@ func TestSocketCaller(t *testing.T) {
 	}
 	if want := fmt.Sprintf("u%d\x00p%d\x00Fbob@example.org\x00Talice@sandbox.example\x00", uid, os.Getpid()); env != want {
 		t.Errorf("envelope %q, want %q", env, want)
+	}
+	// At end of file on fd 0 it stops and takes its socket away.
+	s.stop(t)
+	if _, err := os.Lstat(queued.SocketPath(h.Dir)); err == nil {
+		t.Error("socket left after qmail-queued stopped")
 	}
 }
 

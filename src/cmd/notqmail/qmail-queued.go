@@ -74,7 +74,17 @@ func queuedMain(args []string) int {
 		io.Copy(io.Discard, os.Stdin)
 		return 111
 	}
-	l.SetUnlinkOnClose(true)
+	// Remove the socket at the end only while it is still ours: a qmail-queued started
+	// meanwhile by a new qmail-start may have replaced it.
+	l.SetUnlinkOnClose(false)
+	var mine syscall.Stat_t
+	syscall.Stat(sock, &mine)
+	unlink := func() {
+		var now syscall.Stat_t
+		if syscall.Stat(sock, &now) == nil && now.Dev == mine.Dev && now.Ino == mine.Ino {
+			os.Remove(sock)
+		}
+	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM)
 	go func() {
@@ -84,6 +94,7 @@ func queuedMain(args []string) int {
 	}()
 	go func() {
 		<-stop
+		unlink() // new clients run bin/qmail-queue while the last messages finish
 		l.Close()
 	}()
 	if err := srv.Serve(l); err != nil {
