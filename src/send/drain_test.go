@@ -134,3 +134,67 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestDrainInProcess measures qmail-send alone: with NOTQMAIL_SEND_DRAIN_INPROC=N it
+// queues N messages to one local and one remote recipient, runs the daemon in this
+// process against spawners that succeed at once and a real qmail-clean (clean.Serve),
+// and logs the rate per window of N/10 messages and this process's CPU per message.
+// It asserts only that every message leaves the queue.
+func TestDrainInProcess(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("NOTQMAIL_SEND_DRAIN_INPROC"))
+	if n <= 0 {
+		t.Skip("set NOTQMAIL_SEND_DRAIN_INPROC=N to measure draining N messages in process")
+	}
+	q := makeQueue(t)
+	os.MkdirAll(filepath.Join(q.Dir, "spare", "s"), 0700)
+	ids := make([]uint64, n)
+	for i := range ids {
+		ids[i] = enqueue(t, q, "joe@remote.example", fmt.Sprintf("ok%d@here.example", i), fmt.Sprintf("ok%d@far.example", i))
+	}
+	cpu0 := selfCPU()
+	t0 := time.Now()
+	h := startDaemon(t, q, 604800)
+	h.pull()
+	window := max(n/10, 1)
+	last, lastDone, done, off := t0, 0, 0, 0
+	deadline := t0.Add(30 * time.Minute)
+	for done < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d done after 30 minutes", done, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+		s := h.log.Since(off)
+		if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+			s = s[:i+1]
+			off += len(s)
+			done += strings.Count(s, "end msg ")
+		}
+		for done-lastDone >= window || done >= n && done > lastDone {
+			now := time.Now()
+			k := min(window, done-lastDone)
+			t.Logf("messages %6d-%6d: %7.0f msg/s", lastDone+1, lastDone+k, float64(k)/now.Sub(last).Seconds())
+			last, lastDone = now, lastDone+k
+		}
+	}
+	el := time.Since(t0)
+	cpu := selfCPU() - cpu0
+	t.Logf("drained %d in %v: %.0f msg/s; CPU %v (%.3f ms/msg, qmail-send with fake spawners and qmail-clean)",
+		n, el.Round(time.Millisecond), float64(n)/el.Seconds(), cpu.Round(time.Millisecond), float64(cpu.Microseconds())/1000/float64(n))
+	for _, id := range ids {
+		if !gone(q, id) {
+			t.Fatalf("message %d still queued", id)
+		}
+	}
+}
+
+func selfCPU() time.Duration {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100
+}
