@@ -452,6 +452,16 @@ func TestSpareReuse(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(q.Dir, queue.SpareQ)); len(ents) != 0 {
 		t.Errorf("spare/q still holds %d", len(ents))
 	}
+	// qmail-qfix finds nothing wrong with the message or with spares waiting in
+	// spare/q.
+	tmp := filepath.Join(q.Dir, queue.SpareQ, "tmp")
+	os.WriteFile(tmp, nil, 0644)
+	os.Lchown(tmp, h.UID, h.GID)
+	fi, _ := os.Stat(tmp)
+	os.Rename(tmp, filepath.Join(q.Dir, queue.SpareQ, strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)))
+	if out, err := h.Command("qmail-qfix").CombinedOutput(); err != nil || !strings.HasSuffix(string(out), ": healthy, split 23\n") {
+		t.Errorf("qmail-qfix: %v\n%s", err, out)
+	}
 }
 
 // TestMTAEndToEnd: qmail-start runs qmail-queued; a message sent by swaks to
