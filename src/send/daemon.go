@@ -240,6 +240,7 @@ func (d *Daemon) Run() error {
 	}
 	close(d.prepWork)
 	close(d.cc.out)
+	d.dirSyncs.close()
 	d.Log.Exiting()
 	return nil
 }

@@ -372,7 +372,8 @@ func (d *Daemon) cleanAnswers() {
 
 // dirSyncs lets concurrent callers share directory fsyncs: a caller needs a sync that
 // starts after its own entry was made, and every caller waiting while one sync runs is
-// served by the next, single, sync.
+// served by the next, single, sync. Each directory stays open for the next sync; there
+// are only the split directories of info/, local/ and remote/.
 type dirSyncs struct {
 	mu   sync.Mutex
 	dirs map[string]*dirSync
@@ -380,6 +381,7 @@ type dirSyncs struct {
 
 type dirSync struct {
 	cond            *sync.Cond
+	f               *os.File
 	running         bool
 	started, synced uint64
 	err             error
@@ -404,13 +406,35 @@ func (s *dirSyncs) sync(dir string) error {
 		}
 		ds.running = true
 		ds.started++
-		gen := ds.started
+		gen, f := ds.started, ds.f
 		s.mu.Unlock()
-		err := syncDir(dir)
+		var err error
+		if f == nil {
+			f, err = os.Open(dir)
+		}
+		if err == nil {
+			if err = fsync(f); err != nil {
+				f.Close() // open it afresh next time
+				f = nil
+			}
+		}
 		s.mu.Lock()
+		ds.f = f
 		ds.running = false
 		ds.synced, ds.err = gen, err
 		ds.cond.Broadcast()
 	}
 	return ds.err
+}
+
+// close closes the directories kept open.
+func (s *dirSyncs) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ds := range s.dirs {
+		if ds.f != nil {
+			ds.f.Close()
+			ds.f = nil
+		}
+	}
 }
