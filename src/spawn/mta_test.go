@@ -107,8 +107,15 @@ func TestMTAThroughWorkers(t *testing.T) {
 			if w := workerPIDs(lspawn); off && len(w) != 0 || !off && len(w) != 1 {
 				t.Errorf("workers under qmail-lspawn: %v (turned off: %v)\nlog:\n%s", w, off, m.Output())
 			}
+			workers := workerPIDs(lspawn)
 			if err := m.Stop(); err != nil {
 				t.Errorf("stop: %v\nlog:\n%s", err, m.Output())
+			}
+			// qmail-lspawn reaps its workers before it exits.
+			for _, pid := range workers {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+					t.Errorf("worker %d outlived the MTA", pid)
+				}
 			}
 		})
 	}

@@ -48,6 +48,7 @@ type Pool struct {
 	exe     os.FileInfo
 	exeErr  error
 	exeOnce sync.Once
+	running sync.WaitGroup // a worker's reader, until the worker is reaped
 }
 
 type poolKey struct{ uid, gid int }
@@ -243,6 +244,7 @@ func (p *Pool) start(key poolKey, prog string, creds bool, dir string) (*worker,
 		return nil, err
 	}
 	w := &worker{key: key, conn: conn, cmd: cmd, pending: map[uint64]chan workerResult{}}
+	p.running.Add(1)
 	go p.read(w)
 	return w, nil
 }
@@ -250,6 +252,7 @@ func (p *Pool) start(key poolKey, prog string, creds bool, dir string) (*worker,
 // read takes replies from w until it goes away, then reports whatever was still in
 // flight as crashed and reaps the process.
 func (p *Pool) read(w *worker) {
+	defer p.running.Done()
 	buf := make([]byte, replyLen+1)
 	for {
 		n, err := w.conn.Read(buf)
@@ -323,12 +326,26 @@ func (p *Pool) abandon(w *worker, id uint64) {
 	p.retireLocked(w)
 }
 
-// Close retires every worker; they exit once their deliveries are done.
+// closeWait bounds how long Close waits for the workers to exit.
+const closeWait = 10 * time.Second
+
+// Close retires every worker, and waits (at most closeWait) until every worker has
+// exited and been reaped, so that qmail-lspawn leaves no orphans behind. Deliveries
+// still in flight finish first.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, w := range p.workers {
 		p.retireLocked(w)
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		p.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
 	}
 }
 

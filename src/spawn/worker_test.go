@@ -306,6 +306,15 @@ func TestWorkerLifetime(t *testing.T) {
 	if msgs, _ := h.Messages("alice"); len(msgs) != 27 {
 		t.Errorf("%d messages, want 27", len(msgs))
 	}
+
+	// Close returns once the workers have exited and been reaped.
+	pids := pool.livePIDs()
+	pool.Close()
+	for _, pid := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Errorf("worker %d still there after Close", pid)
+		}
+	}
 }
 
 // TestWorkerNotForWrapper: a bin/qmail-local that is not our binary (a site's wrapper)
@@ -469,15 +478,9 @@ func BenchmarkLocalDelivery(b *testing.B) {
 			}
 			b.StopTimer()
 			if worker {
-				// The worker's CPU time counts once it has exited and been reaped.
-				pids := l.Workers.livePIDs()
+				// The worker's CPU time counts once it has been reaped, which Close
+				// waits for.
 				l.Workers.Close()
-				for _, pid := range pids {
-					for !gone(pid) {
-						time.Sleep(10 * time.Millisecond)
-					}
-				}
-				time.Sleep(50 * time.Millisecond)
 			}
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
