@@ -33,6 +33,10 @@ type Pool struct {
 	MaxPerServer int
 	// MaxIdle bounds the idle connections kept in all; 0 means 128.
 	MaxIdle int
+	// ReplyTimeout bounds the wait for the reply to MAIL FROM on a reused
+	// connection, after which it counts as stale; 0 means 20 seconds (Postfix's
+	// smtp_rset_timeout), or timeoutremote if that is shorter.
+	ReplyTimeout time.Duration
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*idleConn
@@ -62,6 +66,13 @@ func (p *Pool) idleTime() time.Duration {
 		return p.IdleTime
 	}
 	return 5 * time.Second
+}
+
+func (p *Pool) replyTimeout() time.Duration {
+	if p.ReplyTimeout > 0 {
+		return p.ReplyTimeout
+	}
+	return 20 * time.Second
 }
 
 func (p *Pool) maxPerServer() int {
@@ -224,6 +235,7 @@ func (p *Pool) reuse(key poolKey, sc sessionConfig) (out Outcome, ok bool) {
 	s.cfg.Envelope, s.cfg.Message = sc.Envelope, sc.Message
 	s.cfg.Timeout = sc.Timeout
 	s.dc.timeout = sc.Timeout
+	s.dc.readTimeout = min(p.replyTimeout(), sc.Timeout)
 	s.critical, s.mailSent, s.keep, s.reused = false, false, false, true
 	out, err := s.transaction()
 	if errors.Is(err, errStale) {

@@ -315,3 +315,27 @@ func TestPoolTLSToPostfix(t *testing.T) {
 		t.Errorf("%d connections for three TLS policies, want 3", c)
 	}
 }
+
+// TestPoolSilentServer: a reused connection whose server never answers MAIL FROM
+// counts as stale after ReplyTimeout, and the delivery succeeds on a new connection.
+func TestPoolSilentServer(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	f := startFake(t, &fakeServer{mailReply: func(tx int) string {
+		if tx > 1 {
+			<-hang // silent until the test ends
+		}
+		return ""
+	}})
+	p := &Pool{ReplyTimeout: 200 * time.Millisecond}
+	defer p.Close()
+	cfg := pooledConfig(portOf(f.addr), p)
+	for i := 0; i < 2; i++ {
+		if out := deliver(t, cfg, "s@c.test", []string{"r@example.test"}, "Subject: x\n\nx\n"); out.Status != MsgOK {
+			t.Fatalf("delivery %d: %s", i, out)
+		}
+	}
+	if conns, accepted := f.counts(); conns != 2 || accepted != 2 {
+		t.Errorf("%d connections, %d messages; want 2 and 2", conns, accepted)
+	}
+}

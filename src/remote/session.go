@@ -85,10 +85,17 @@ type session struct {
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	// readTimeout, when set, replaces timeout for reads: a reused connection's first
+	// reply (see Pool). Only the reading goroutine touches it.
+	readTimeout time.Duration
 }
 
 func (c deadlineConn) Read(p []byte) (int, error) {
-	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	t := c.timeout
+	if c.readTimeout > 0 {
+		t = c.readTimeout
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(t))
 	return c.Conn.Read(p)
 }
 
@@ -285,6 +292,7 @@ func (s *session) transaction() (Outcome, error) {
 	}
 
 	rep, err := next(0)
+	s.dc.readTimeout = 0
 	if s.reused && (err != nil || rep.Code < 200 || rep.Code >= 300) {
 		return Outcome{}, errStale
 	}
