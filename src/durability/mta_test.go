@@ -269,7 +269,7 @@ func TestTodoRemovalDurableBeforeEnvelopeDestroyed(t *testing.T) {
 		}
 	}
 	destroy := find(ev, unlink.Seq, func(e Event) bool {
-		return (e.Call == "ftruncate" || e.Call == "write" || e.Call == "pwrite64") && names[e.FDPath()]
+		return IsModify(e) && names[e.FDPath()]
 	})
 	if destroy == nil {
 		return // the file is only unlinked, as qmail does: its data stays until it has no name
@@ -419,7 +419,7 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 			path := q.Path(sub, id)
 			names := Names(ev, q.Dir, path)
 			if find(ev, 0, func(e Event) bool {
-				return e.Seq < u.Seq && e.Call == "write" && e.OK() && names[e.FDPath()]
+				return e.Seq < u.Seq && IsModify(e) && e.OK() && names[e.FDPath()]
 			}) == nil {
 				continue // no recipient on that channel
 			}

@@ -294,9 +294,9 @@ func IsLink(e Event) bool {
 func IsSync(e Event) bool { return e.Call == "fsync" || e.Call == "fdatasync" }
 
 // SyncedBefore checks the durability rule for one file: it was written (at least one
-// successful write through a descriptor naming the file, under any of its Names), and
-// a successful fsync or fdatasync of it came after its last write and before the
-// event numbered before. It returns that sync's Seq.
+// successful change, IsModify, through a descriptor naming the file, under any of its
+// Names), and a successful fsync or fdatasync of it came after its last change and
+// before the event numbered before. It returns that sync's Seq.
 func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 	if before > len(ev) {
 		before = len(ev)
@@ -304,7 +304,7 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 	names := Names(ev, cwd, path)
 	lastWrite := -1
 	for _, e := range ev[:max(before, 0)] {
-		if (e.Call == "write" || e.Call == "pwrite64") && names[e.FDPath()] && e.OK() {
+		if IsModify(e) && names[e.FDPath()] && e.OK() {
 			lastWrite = e.Seq
 		}
 	}
@@ -328,4 +328,10 @@ func DirSyncedBetween(ev []Event, dir string, after, before int) (int, error) {
 		}
 	}
 	return -1, fmt.Errorf("directory %s is not fsynced between #%d and #%d", dir, after, before)
+}
+
+// IsModify reports whether e changes a file's contents through a descriptor: a write,
+// a positioned write or a truncation (a reused file is cut to its new length).
+func IsModify(e Event) bool {
+	return e.Call == "write" || e.Call == "pwrite64" || e.Call == "ftruncate"
 }

@@ -73,3 +73,23 @@ func TestSyncChecks(t *testing.T) {
 		t.Error("todo/ passed without a sync")
 	}
 }
+
+// A file cut to length after its sync is not synced: a reused file's old tail could
+// come back.
+func TestSyncCheckSeesTruncation(t *testing.T) {
+	const tr = `7 02:00:00.000001 pwrite64(4</q/info/1/9>, "Fa@b\0", 5, 0) = 5
+7 02:00:00.000002 fsync(4</q/info/1/9>) = 0
+7 02:00:00.000003 ftruncate(4</q/info/1/9>, 5) = 0
+7 02:00:00.000004 unlinkat(AT_FDCWD</q>, "todo/9", 0) = 0
+`
+	ev, err := ParseTrace(strings.NewReader(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SyncedBefore(ev, "/q", "/q/info/1/9", 3); err == nil {
+		t.Error("a truncation after the sync passed")
+	}
+	if seq, err := SyncedBefore(ev, "/q", "/q/info/1/9", 1); err == nil {
+		t.Errorf("the check passed with the limit at the sync itself (#%d)", seq)
+	}
+}
