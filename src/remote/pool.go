@@ -211,6 +211,8 @@ func alive(c net.Conn) bool {
 	if !ok {
 		return true // not TCP (tests): the stale-connection retry still applies
 	}
+	// The last read's deadline may have passed while idle (a short timeoutremote).
+	tc.SetReadDeadline(time.Time{})
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		return false

@@ -339,3 +339,22 @@ func TestPoolSilentServer(t *testing.T) {
 		t.Errorf("%d connections, %d messages; want 2 and 2", conns, accepted)
 	}
 }
+
+// TestPoolShortTimeoutRemote: with a timeoutremote shorter than the idle time, the
+// connection's last deadline passes while it is idle; it is still reused.
+func TestPoolShortTimeoutRemote(t *testing.T) {
+	f := startFake(t, &fakeServer{})
+	p := &Pool{}
+	defer p.Close()
+	cfg := pooledConfig(portOf(f.addr), p)
+	cfg.Timeout = 300 * time.Millisecond
+	for i := 0; i < 2; i++ {
+		if out := deliver(t, cfg, "s@c.test", []string{"r@example.test"}, "Subject: x\n\nx\n"); out.Status != MsgOK {
+			t.Fatalf("delivery %d: %s", i, out)
+		}
+		time.Sleep(500 * time.Millisecond) // past the deadline, within IdleTime
+	}
+	if conns, accepted := f.counts(); conns != 1 || accepted != 2 {
+		t.Errorf("%d connections, %d messages; want 1 and 2", conns, accepted)
+	}
+}
