@@ -1,6 +1,7 @@
 package send
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/notqmail/notqmail/src/queue"
+	"github.com/notqmail/notqmail/src/sandbox"
 )
 
 func inode(t *testing.T, p string) uint64 {
@@ -226,5 +228,69 @@ func TestRestartMidBacklog(t *testing.T) {
 	todo, _ := os.ReadDir(filepath.Join(q.Dir, "todo"))
 	if len(todo) != 0 {
 		t.Errorf("%d entries left in todo/", len(todo))
+	}
+}
+
+// Killing the whole MTA (SIGKILL to every process) in the middle of a backlog and
+// starting it again loses no message, and redelivers at most the deliveries that were
+// under way: nothing whose delivery had been recorded is delivered again.
+func TestKillMidBacklogRealMTA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a whole MTA")
+	}
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	const n = 300
+	for i := 0; i < n; i++ {
+		msg := fmt.Sprintf("Subject: backlog %d\n\nbody %d\n", i, i)
+		env := "Fbench@example.org\x00Talice@" + h.Domain + "\x00\x00"
+		c := queue.Caller{UID: 7, PID: 200000 + i, Invoked: "by uid 7", Time: time.Now()}
+		if err := queue.Enqueue(q, strings.NewReader(msg), strings.NewReader(env), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		filepath.Walk(q.Dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil {
+				os.Lchown(p, h.UID, h.GID)
+			}
+			return nil
+		})
+	}
+	log := &sandbox.Log{}
+	m1 := h.StartMTA(t, sandbox.MTAOptions{Log: log})
+	m1.WaitFor("some deliveries", func() bool { return strings.Count(log.String(), "end msg ") >= n/5 })
+	m1.Kill()
+	t.Logf("killed after %d of %d messages finished", strings.Count(log.String(), "end msg "), n)
+	m2 := h.StartMTA(t, sandbox.MTAOptions{Log: log})
+	m2.WaitFor("an empty queue", h.QueueEmpty)
+	msgs, err := h.Messages("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, m := range msgs {
+		i := bytes.Index(m.Data, []byte("Subject: backlog "))
+		if i < 0 {
+			t.Errorf("unexpected message %s", m.Path)
+			continue
+		}
+		seen[string(bytes.SplitN(m.Data[i:], []byte("\n"), 2)[0])]++
+	}
+	dups := 0
+	for i := 0; i < n; i++ {
+		switch k := seen[fmt.Sprintf("Subject: backlog %d", i)]; {
+		case k == 0:
+			t.Errorf("message %d lost", i)
+		case k > 1:
+			dups += k - 1
+		}
+	}
+	// Only deliveries under way at the kill may be made twice.
+	if dups > 10 {
+		t.Errorf("%d duplicate deliveries, more than concurrencylocal", dups)
+	}
+	if strings.Contains(log.String(), "alert:") {
+		t.Errorf("alerts:\n%s", grepLines(log.String(), "alert:"))
 	}
 }
