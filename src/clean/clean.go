@@ -8,7 +8,8 @@
 // 36 hours, left by a qmail-queue that died.
 //
 // Beyond qmail, Serve does not free the inodes it removes: a file whose last name goes
-// is truncated and renamed to spare/q/<inode number> (queue.Recycler), for
+// is moved aside into spare/q and, once the removals are known to be on disk (every
+// FlushInterval), truncated and renamed to spare/q/<inode number> (queue.Recycler), for
 // qmail-queued to reuse; spare/q is kept to at most queue.MaxSpares files.
 package clean
 
@@ -29,6 +30,9 @@ import (
 // ossified is 36 hours: longer than qmail-queue's 24-hour limit on its own life.
 const ossified = 129600 * time.Second
 
+// FlushInterval is how often Serve makes spares of the files it has moved aside.
+const FlushInterval = time.Second
+
 // maxRequest is the longest request qmail-clean accepts, as in qmail.
 const maxRequest = 100
 
@@ -37,6 +41,28 @@ const maxRequest = 100
 func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 	br := bufio.NewReaderSize(r, 256)
 	rec := &queue.Recycler{Q: q}
+	rec.Recover()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(FlushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				rec.Flush()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-stopped
+		// qmail-send has gone: nothing it removes can follow any more.
+		rec.Flush()
+		rec.Flush()
+	}()
 	loop := 0
 	for {
 		if loop > 0 {
@@ -115,9 +141,9 @@ func handle(q queue.Queue, rec *queue.Recycler, req string) byte {
 	case rec == nil:
 		files, removers = []string{q.Path("intd", id), q.Path("mess", id)}, []func(string) error{remove, remove}
 	case prefix == "todo":
-		// intd/ and todo/ are one file. todo/ goes first: a crash after emptying the
-		// file but before removing todo/ would have qmail-send preprocess an empty
-		// envelope again. intd/ without todo/ is harmless: it goes with the message.
+		// intd/ and todo/ are one file: todo/ goes first, so that intd/ is its last
+		// name and can be recycled. intd/ without todo/ is harmless: it goes with the
+		// message.
 		files, removers = []string{q.Path("todo", id), q.Path("intd", id)}, []func(string) error{remove, rec.Recycle}
 	default:
 		files, removers = []string{q.Path("intd", id), q.Path("mess", id)}, []func(string) error{rec.Recycle, rec.Recycle}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,6 +72,9 @@ func (s *Spares) take(dst func(ino uint64) string) (f *os.File, ino uint64, path
 		if !more {
 			return nil, 0, "", false, nil
 		}
+		if strings.HasPrefix(name, ".") {
+			continue // moved aside by qmail-clean, not a spare yet
+		}
 		p := filepath.Join(dir, name)
 		f, ino, usable := openSpare(p, name)
 		if f == nil {
@@ -130,16 +134,32 @@ func openSpare(p, name string) (f *os.File, ino uint64, usable bool) {
 	return f, id, true
 }
 
-// Recycler turns finished queue files into spares of spare/q (for qmail-clean):
-// truncated, so no mail content lingers, and renamed to spare/q/<inode number>. It
-// keeps spare/q at most MaxSpares entries, counting them by readdir at the start and
-// every recount operations, and unlinks files beyond that. Not safe for concurrent
+// Recycler turns finished queue files into spares of spare/q (for qmail-clean).
+//
+// An inode must not be emptied and reused while a name that pointed to it, or another
+// file of the same message id, may still come back after a crash: on a file system
+// that does not order metadata updates (ext4 without a journal, which itself waits a
+// minute before reusing a freed inode for this reason), a removed todo/<id> could
+// return pointing to an emptied envelope, or a removed local/<id> could return and
+// send a new message that reuses the id to an old message's recipients. So Recycle
+// only moves a file aside, to spare/q/.<inode number>, with its contents; Flush, called
+// every second or so, makes the file system's state durable (todo/ and syncfs(2),
+// which covers qmail-send's removals in directories qmailq cannot open) and then
+// truncates the files moved aside before the previous Flush and renames each to
+// spare/q/<inode number>. Waiting one Flush more covers what qmail-send removes just
+// after qmail-clean's answer (info/<id>).
+//
+// It keeps spare/q at most Max entries, counting them by readdir at the start and
+// every recount operations, and unlinks files beyond that. It is safe for concurrent
 // use.
 type Recycler struct {
-	Q     Queue
-	Max   int // default MaxSpares
-	count int
-	ops   int
+	Q       Queue
+	Max     int // default MaxSpares
+	mu      sync.Mutex
+	count   int
+	ops     int
+	pending []string // moved aside since the last Flush
+	ready   []string // moved aside before the last Flush: spares at the next one
 }
 
 // recount is how many Recycle calls pass between two counts of spare/q, which its
@@ -147,9 +167,12 @@ type Recycler struct {
 const recount = 256
 
 // Recycle removes the name p from the queue: when p is the only name of a regular
-// file it is truncated and becomes a spare, otherwise (or when spare/q is full, or
-// anything fails) the name is unlinked. A missing p is not an error.
+// file it is moved aside to become a spare at a later Flush, otherwise (or when
+// spare/q is full, or anything fails) the name is unlinked. A missing p is not an
+// error.
 func (r *Recycler) Recycle(p string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.ops%recount == 0 {
 		r.count = countSpares(r.Q)
 	}
@@ -158,9 +181,12 @@ func (r *Recycler) Recycle(p string) error {
 	if limit == 0 {
 		limit = MaxSpares
 	}
-	if r.count < limit && r.toSpare(p) {
-		r.count++
-		return nil
+	if r.count < limit {
+		if name, ok := r.moveAside(p); ok {
+			r.count++
+			r.pending = append(r.pending, name)
+			return nil
+		}
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -168,30 +194,99 @@ func (r *Recycler) Recycle(p string) error {
 	return nil
 }
 
-func (r *Recycler) toSpare(p string) bool {
+func (r *Recycler) moveAside(p string) (string, bool) {
 	fi, err := os.Lstat(p)
 	if err != nil || !fi.Mode().IsRegular() {
-		return false
+		return "", false
 	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
+		return "", false
+	}
+	name := "." + strconv.FormatUint(st.Ino, 10)
+	if os.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name)) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// Recover takes up files moved aside by an earlier run that ended before it could
+// make spares of them: they become spares at the next Flush.
+func (r *Recycler) Recover() {
+	f, err := os.Open(filepath.Join(r.Q.Dir, SpareQ))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(1024)
+		r.mu.Lock()
+		for _, n := range names {
+			if strings.HasPrefix(n, ".") {
+				r.ready = append(r.ready, n)
+			}
+		}
+		r.mu.Unlock()
+		if err != nil || len(names) == 0 {
+			return
+		}
+	}
+}
+
+// Flush makes the file system's state durable and then turns the files moved aside
+// before the previous Flush into spares: truncated, so that no mail content stays
+// behind, and renamed to their inode numbers. A file that is no longer the only name
+// of its inode is only unlinked. Calling Flush twice turns every file moved aside
+// into a spare.
+func (r *Recycler) Flush() {
+	r.mu.Lock()
+	batch := r.ready
+	r.ready, r.pending = r.pending, nil
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	err := syncDir(filepath.Join(r.Q.Dir, "todo"))
+	if err == nil {
+		err = syncFS(r.Q.Dir)
+	}
+	if err != nil {
+		// Not known to be durable: try again at the next Flush.
+		r.mu.Lock()
+		r.ready = append(batch, r.ready...)
+		r.mu.Unlock()
+		return
+	}
+	dir := filepath.Join(r.Q.Dir, SpareQ)
+	for _, name := range batch {
+		p := filepath.Join(dir, name)
+		if !finishSpare(p, name[1:], dir) {
+			os.Remove(p)
+		}
+	}
+}
+
+// finishSpare truncates the file moved aside at p and renames it to spare/q/<ino>.
+func finishSpare(p, ino, dir string) bool {
 	f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	fi, err = f.Stat()
+	fi, err := f.Stat()
 	if err != nil {
 		return false
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || !fi.Mode().IsRegular() || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
+	if !ok || !fi.Mode().IsRegular() || st.Nlink != 1 || strconv.FormatUint(st.Ino, 10) != ino {
 		return false
 	}
-	// Truncate first: a crash before the rename leaves an empty file, never a
-	// spare holding mail.
-	if err := f.Truncate(0); err != nil {
+	// Truncate first: a crash before the rename leaves an empty file, never a spare
+	// holding mail.
+	if f.Truncate(0) != nil {
 		return false
 	}
-	return os.Rename(p, filepath.Join(r.Q.Dir, SpareQ, strconv.FormatUint(st.Ino, 10))) == nil
+	return os.Rename(p, filepath.Join(dir, ino)) == nil
 }
 
 func countSpares(q Queue) int {

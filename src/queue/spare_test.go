@@ -168,10 +168,22 @@ func TestRecycler(t *testing.T) {
 			t.Errorf("%s still there", p)
 		}
 	}
+	// Moved aside with their contents until two Flushes have passed.
 	names := spareNames(t, q)
 	if len(names) != 3 {
 		t.Fatalf("spare/q = %v, want the first 3 of %v", names, made)
 	}
+	for _, n := range names {
+		if b, _ := os.ReadFile(filepath.Join(q.Dir, SpareQ, n)); n[0] != '.' || string(b) != "secret mail" {
+			t.Errorf("%s: %q before Flush", n, b)
+		}
+	}
+	r.Flush()
+	if n := spareNames(t, q); n[0][0] != '.' {
+		t.Errorf("spares after one Flush: %v", n)
+	}
+	r.Flush()
+	names = spareNames(t, q)
 	for _, n := range names {
 		p := filepath.Join(q.Dir, SpareQ, n)
 		fi, err := os.Stat(p)
@@ -196,6 +208,45 @@ func TestRecycler(t *testing.T) {
 	if err := r2.Recycle(filepath.Join(q.Dir, "intd", "missing")); err != nil {
 		t.Errorf("missing file: %v", err)
 	}
+	// A file moved aside that gained a second name meanwhile (a crash before the
+	// removal of its old name was on disk, repaired by fsck) only loses that name.
+	p := filepath.Join(q.Dir, "mess", "1", "x")
+	os.WriteFile(p, []byte("mail"), 0644)
+	r2.Recycle(p)
+	aside := filepath.Join(q.Dir, SpareQ, "."+strconv.FormatUint(lastIno(t, q), 10))
+	os.Link(aside, p)
+	r2.Flush()
+	r2.Flush()
+	if b, _ := os.ReadFile(p); string(b) != "mail" {
+		t.Errorf("a file with another name was emptied: %q", b)
+	}
+	if _, err := os.Lstat(aside); err == nil {
+		t.Errorf("%s still there", aside)
+	}
+	// A restarted Recycler finds the files moved aside by its predecessor.
+	p = filepath.Join(q.Dir, "mess", "1", "y")
+	os.WriteFile(p, []byte("mail"), 0644)
+	ino := inode(t, p)
+	(&Recycler{Q: q}).Recycle(p)
+	r3 := &Recycler{Q: q}
+	r3.Recover()
+	r3.Flush()
+	if fi, err := os.Stat(filepath.Join(q.Dir, SpareQ, strconv.FormatUint(ino, 10))); err != nil || fi.Size() != 0 {
+		t.Errorf("recovered spare: %v", err)
+	}
+}
+
+// lastIno returns the inode number of the only name in spare/q that starts with a dot.
+func lastIno(t *testing.T, q Queue) uint64 {
+	t.Helper()
+	for _, n := range spareNames(t, q) {
+		if n[0] == '.' {
+			v, _ := strconv.ParseUint(n[1:], 10, 64)
+			return v
+		}
+	}
+	t.Fatal("nothing moved aside")
+	return 0
 }
 
 // BenchmarkEnqueueCycle4K queues a 4 KiB message and then removes its files as
@@ -221,6 +272,9 @@ func BenchmarkEnqueueCycle4K(b *testing.B) {
 				c.Time = time.Now()
 				if err := EnqueueWith(q, strings.NewReader(msg), strings.NewReader(testEnv), c, o); err != nil {
 					b.Fatal(err)
+				}
+				if spares && i%100 == 99 {
+					rec.Flush() // as qmail-clean does every second
 				}
 				ids, _ := q.Todo()
 				for _, id := range ids {

@@ -1,0 +1,4 @@
+package queue
+
+// sysSyncfs is syncfs(2) on linux/amd64, which package syscall does not name.
+const sysSyncfs = 306
