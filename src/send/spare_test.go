@@ -264,6 +264,12 @@ func TestKillMidBacklogRealMTA(t *testing.T) {
 	t.Logf("killed after %d of %d messages finished", strings.Count(log.String(), "end msg "), n)
 	m2 := h.StartMTA(t, sandbox.MTAOptions{Log: log})
 	m2.WaitFor("an empty queue", h.QueueEmpty)
+	m2.Stop()
+	// Helpers of the killed or stopped MTA may still be finishing (qmail-clean
+	// recycling into spare/q); the home is removed only after them.
+	for i := 0; processesIn(h.Dir) && i < 500; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
 	msgs, err := h.Messages("alice")
 	if err != nil {
 		t.Fatal(err)
@@ -293,4 +299,18 @@ func TestKillMidBacklogRealMTA(t *testing.T) {
 	if strings.Contains(log.String(), "alert:") {
 		t.Errorf("alerts:\n%s", grepLines(log.String(), "alert:"))
 	}
+}
+
+// processesIn reports whether any process has its working directory under dir.
+func processesIn(dir string) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && strings.HasPrefix(cwd, dir) {
+			return true
+		}
+	}
+	return false
 }
