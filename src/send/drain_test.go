@@ -146,7 +146,8 @@ func TestDrainInProcess(t *testing.T) {
 		t.Skip("set NOTQMAIL_SEND_DRAIN_INPROC=N to measure draining N messages in process")
 	}
 	q := makeQueue(t)
-	os.MkdirAll(filepath.Join(q.Dir, "spare", "s"), 0700)
+	os.MkdirAll(filepath.Join(q.Dir, queue.SpareS), 0700)
+	os.MkdirAll(filepath.Join(q.Dir, queue.SpareQ), 0700) // qmail-clean recycles into it
 	ids := make([]uint64, n)
 	for i := range ids {
 		ids[i] = enqueue(t, q, "joe@remote.example", fmt.Sprintf("ok%d@here.example", i), fmt.Sprintf("ok%d@far.example", i))
