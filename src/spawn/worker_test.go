@@ -85,7 +85,7 @@ func TestWorkerReportsMatchExec(t *testing.T) {
 	// A queue filter that talks on its standard error: that goes into the report of
 	// the forwarding delivery.
 	filter := filepath.Join(h.Dir, "bin", "filter")
-	if err := os.WriteFile(filter, []byte("#!/bin/sh\necho \"filter: $$ here\" | tr 0-9 N >&2\nexec "+filepath.Join(h.Bin, "qmail-queue")+"\n"), 0755); err != nil {
+	if err := os.WriteFile(filter, []byte("#!/bin/sh\necho \"filter: here\" >&2\nexec "+filepath.Join(h.Bin, "qmail-queue")+"\n"), 0755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("QMAILQUEUE", filter)
@@ -141,7 +141,7 @@ func TestWorkerReportsMatchExec(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: worker report\n%q\nexec report\n%q", c.recip, got, want)
 		}
-		if strings.Contains(c.recip, "fwd") && !strings.Contains(want, "filter: N") {
+		if strings.Contains(c.recip, "fwd") && !strings.Contains(want, "filter: here\n") {
 			t.Errorf("%s: no word from the queue filter in %q", c.recip, want)
 		}
 		if !strings.HasPrefix(want, c.kind) {
