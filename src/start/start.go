@@ -249,6 +249,12 @@ func run(o Options) error {
 			return fail(err)
 		}
 		cmd.Stdin, cmd.Stdout = ch.in, ch.out
+		if ch.name == "qmail-clean" {
+			// As in qmail, where the helpers inherit qmail-start's descriptor 2. It also
+			// lets whoever reads qmail-start's output see qmail-clean finish the spares
+			// it makes after qmail-send has gone.
+			cmd.Stderr = os.Stderr
+		}
 		cmd.SysProcAttr = ch.attr
 		if err := startCmd(cmd); err != nil {
 			return fail(err)
