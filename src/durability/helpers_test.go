@@ -41,10 +41,11 @@ func (tr *traced) load() []Event {
 	return ev
 }
 
-// dump is the trace's text, for failure messages.
+// dump is the trace's text, for failure messages: its end, or all of it when
+// $DURABILITY_DUMP is set.
 func (tr *traced) dump() string {
 	b, _ := os.ReadFile(tr.file)
-	if len(b) > 20000 {
+	if len(b) > 20000 && os.Getenv("DURABILITY_DUMP") == "" {
 		b = append([]byte("...\n"), b[len(b)-20000:]...)
 	}
 	return string(b)

@@ -64,7 +64,7 @@ func checkMaildirOrder(t *testing.T, tr *traced, cwd, md string, from, before in
 	if filepath.Dir(p[0]) != filepath.Join(md, "tmp") {
 		t.Errorf("%s was published from %s, not from tmp/", p[1], p[0])
 	}
-	syncedBetween(t, ev, cwd, p[1], pub.Seq, "maildir tmp/ file")
+	syncedBetween(t, ev, cwd, p[0], pub.Seq, "maildir tmp/ file")
 	dirSyncedBetween(t, ev, newDir, pub.Seq, before, "maildir new/ entry")
 	return p[1]
 }

@@ -182,9 +182,8 @@ func TestSendAndDeliveryFsyncOrder(t *testing.T) {
 	dirSyncedBetween(t, ev, filepath.Dir(local), -1, unlink.Seq, "local/ entry")
 
 	// qmail-send marks the recipient done: a write of "D" into local/<id>.
-	names := Names(ev, q.Dir, local)
 	done := find(ev, unlink.Seq, func(e Event) bool {
-		return (e.Call == "pwrite64" || e.Call == "write") && e.OK() && names[e.FDPath()] && e.Data() == "D"
+		return (e.Call == "pwrite64" || e.Call == "write") && e.OK() && e.FDPath() == local && e.Data() == "D"
 	})
 	if done == nil {
 		t.Fatalf("the recipient was never marked done in %s:\n%s", local, tr.dump())
@@ -259,8 +258,12 @@ func TestTodoRemovalDurableBeforeEnvelopeDestroyed(t *testing.T) {
 		t.Fatalf("todo/ entry never removed:\n%s", tr.dump())
 	}
 	todo := unlink.Paths(q.Dir)[0]
-	names := Names(ev[:unlink.Seq], q.Dir, todo)
-	// qmail-queue, not traced here, linked intd/<id> to todo/<id>: one file.
+	names := map[string]bool{}
+	for n := range Names(ev, q.Dir, todo, unlink.Seq) {
+		names[n] = true
+	}
+	// qmail-queue, which may have queued the message untraced, linked intd/<id> to
+	// todo/<id>: one file.
 	names[filepath.Join(q.Dir, "intd", filepath.Base(todo))] = true
 	// The envelope's other names after the unlink: renames of intd/<id> (into spare/q).
 	for _, e := range ev[unlink.Seq:] {
@@ -377,7 +380,7 @@ func TestQueuedFsyncFailure(t *testing.T) {
 // remote/) must be fsynced after its last write, and its directory after that, before
 // the message's todo/ entry is removed.
 func TestPreprocessingFsyncOrderMany(t *testing.T) {
-	const n = 6
+	const n = 8
 	h := sandbox.New(t, sandbox.Options{})
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
@@ -387,6 +390,8 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 	}
 	m := startTracedMTA(t, h, nil)
 	waitQueued(t, h)
+	// Two rounds: the second one's files are made from the first one's finished files
+	// (spare/s), overwritten and cut to length.
 	for i := 0; i < n; i++ {
 		rcpts := []string{"alice@" + h.Domain}
 		if i%2 == 1 {
@@ -394,6 +399,12 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 		}
 		if err := h.Submit(strings.NewReader(fmt.Sprintf("Subject: message %d\n\nbody\n", i)), "bob@far.example", rcpts); err != nil {
 			t.Fatal(err)
+		}
+		if i == n/2-1 {
+			h.WaitMessages(t, "alice", n/2)
+			waitFor(t, "finished files in spare/s", func() bool {
+				return len(files(t, filepath.Join(q.Dir, "spare", "s"))) > 0
+			})
 		}
 	}
 	h.WaitMessages(t, "alice", n)
@@ -417,9 +428,10 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 		}
 		for _, sub := range []string{"info", "local", "remote"} {
 			path := q.Path(sub, id)
-			names := Names(ev, q.Dir, path)
+			names := Names(ev, q.Dir, path, u.Seq)
 			if find(ev, 0, func(e Event) bool {
-				return e.Seq < u.Seq && IsModify(e) && e.OK() && names[e.FDPath()]
+				s, ok := names[e.FDPath()]
+				return e.Seq < u.Seq && IsModify(e) && e.OK() && ok && s.Has(e)
 			}) == nil {
 				continue // no recipient on that channel
 			}
@@ -444,7 +456,20 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 			}, rel), "/")]++
 		}
 	}
+	if os.Getenv("DURABILITY_DUMP") != "" {
+		t.Logf("trace:\n%s", tr.dump())
+	}
 	t.Logf("fsyncs for %d messages (%d with a remote recipient): %v", n, n/2, syncs)
+	reused := 0
+	for _, e := range ev {
+		if p := e.Paths(q.Dir); IsLink(e) && e.OK() && len(p) == 2 && filepath.Dir(p[0]) == filepath.Join(q.Dir, "spare", "s") {
+			reused++
+		}
+	}
+	t.Logf("%d files made from spares", reused)
+	if reused == 0 {
+		t.Errorf("no file was made from a spare: the reuse path is not covered")
+	}
 	if unlinks != n || written["info"] != n || written["local"] != n || written["remote"] != n/2 {
 		t.Errorf("%d todo/ entries removed, files written before: %v; want %d, with info and local for each and remote for %d",
 			unlinks, written, n, n/2)
@@ -489,9 +514,9 @@ func TestBounceFsyncOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := Names(ev, q.Dir, q.Path("local", id))
+	local := q.Path("local", id)
 	done := find(ev, 0, func(e Event) bool {
-		return (e.Call == "pwrite64" || e.Call == "write") && e.OK() && local[e.FDPath()] && e.Data() == "D"
+		return (e.Call == "pwrite64" || e.Call == "write") && e.OK() && e.FDPath() == local && e.Data() == "D"
 	})
 	if done == nil {
 		t.Fatalf("the failed recipient was never marked done:\n%s", tr.dump())

@@ -259,26 +259,63 @@ func ReadTrace(path string) ([]Event, error) {
 	return ParseTrace(f)
 }
 
-// Names returns every name the file at path had in the trace: path itself and, through
-// the links and renames that made path or one of its names, the older names. A
-// descriptor keeps the name it was opened under in -y's output, even after that name
-// is removed ("pid/1.2.1>(deleted)"), so a file's writes and syncs are found under any
-// of its names.
-func Names(ev []Event, cwd, path string) map[string]bool {
-	names := map[string]bool{path: true}
-	for changed := true; changed; {
-		changed = false
-		for _, e := range ev {
-			if !IsLink(e) || !e.OK() {
+// Span is the part of a trace in which a name was a file's: the events numbered From
+// up to but not including To.
+type Span struct{ From, To int }
+
+// Has reports whether event e lies in the span.
+func (s Span) Has(e Event) bool { return e.Seq >= s.From && e.Seq < s.To }
+
+// Names returns the names the file called path at event before had up to then, each
+// with the span in which it was the file's: path itself and, walking back through the
+// links and renames that made path or one of its earlier names, those earlier names,
+// each from the call that created it (a link, a rename or an open with O_CREAT) to the
+// rename that took it away. A name given by a link stays the file's to the end: a
+// descriptor keeps the name it was opened under in -y's output even after that name
+// is removed ("pid/1.2.1>(deleted)"). So a file's writes and syncs are found under any
+// of these names, and only then: queue names and inodes are reused (spare files), so
+// the same name may belong to another file before or after.
+func Names(ev []Event, cwd, path string, before int) map[string]Span {
+	before = min(max(before, 0), len(ev))
+	spans := map[string]Span{}
+	pending := map[string]int{path: before + 1} // name -> end of its span; creation not found yet
+	for i := before - 1; i >= 0 && len(pending) > 0; i-- {
+		e := ev[i]
+		if !e.OK() {
+			continue
+		}
+		switch {
+		case IsLink(e):
+			p := e.Paths(cwd)
+			if len(p) != 2 {
 				continue
 			}
-			if p := e.Paths(cwd); len(p) == 2 && names[p[1]] && !names[p[0]] {
-				names[p[0]] = true
-				changed = true
+			to, ok := pending[p[1]]
+			if !ok {
+				continue
+			}
+			delete(pending, p[1])
+			spans[p[1]] = Span{e.Seq, to}
+			if _, seen := spans[p[0]]; seen {
+				continue
+			}
+			if e.Call == "link" || e.Call == "linkat" {
+				pending[p[0]] = before + 1
+			} else {
+				pending[p[0]] = e.Seq
+			}
+		case e.Call == "openat" && strings.Contains(e.Args, "O_CREAT"):
+			p, _ := decoratedPath(e.Ret)
+			if to, ok := pending[p]; ok {
+				delete(pending, p)
+				spans[p] = Span{e.Seq, to}
 			}
 		}
 	}
-	return names
+	for p, to := range pending {
+		spans[p] = Span{0, to}
+	}
+	return spans
 }
 
 // IsLink reports whether e gives a file a new name: a link or a rename of any flavour.
@@ -301,10 +338,11 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 	if before > len(ev) {
 		before = len(ev)
 	}
-	names := Names(ev, cwd, path)
+	names := Names(ev, cwd, path, before)
+	named := func(e Event) bool { s, ok := names[e.FDPath()]; return ok && s.Has(e) }
 	lastWrite := -1
 	for _, e := range ev[:max(before, 0)] {
-		if IsModify(e) && names[e.FDPath()] && e.OK() {
+		if IsModify(e) && named(e) && e.OK() {
 			lastWrite = e.Seq
 		}
 	}
@@ -312,7 +350,7 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 		return -1, fmt.Errorf("no write to %s before #%d", path, before)
 	}
 	for _, e := range ev[lastWrite+1 : before] {
-		if IsSync(e) && names[e.FDPath()] && e.OK() {
+		if IsSync(e) && named(e) && e.OK() {
 			return e.Seq, nil
 		}
 	}

@@ -45,7 +45,7 @@ func TestParseTrace(t *testing.T) {
 	if e := ev[10]; e.Call != "+++" || e.Exit != 53 {
 		t.Errorf("exit line: %+v", e)
 	}
-	if n := Names(ev, "/", "/q/mess/3/42"); !n["/q/pid/1.2.1"] || len(n) != 2 {
+	if n := Names(ev, "/", "/q/mess/3/42", 3); n["/q/pid/1.2.1"] != (Span{0, 4}) || n["/q/mess/3/42"] != (Span{1, 4}) || len(n) != 2 {
 		t.Errorf("names of mess/3/42: %v", n)
 	}
 }
@@ -91,5 +91,41 @@ func TestSyncCheckSeesTruncation(t *testing.T) {
 	}
 	if seq, err := SyncedBefore(ev, "/q", "/q/info/1/9", 1); err == nil {
 		t.Errorf("the check passed with the limit at the sync itself (#%d)", seq)
+	}
+}
+
+// Names reused by other files, later or earlier, are not the file's: local/1/5 is made
+// from a spare, and another file, stashed afterwards under the same spare name, was
+// local/2/6 before.
+func TestNamesFollowTime(t *testing.T) {
+	const tr = `7 02:00:00.000001 openat(AT_FDCWD</q>, "/q/local/2/6", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0644) = 3</q/local/2/6>
+7 02:00:00.000002 write(3</q/local/2/6>, "Ta@b\0", 5) = 5
+7 02:00:00.000003 renameat(AT_FDCWD</q>, "/q/spare/s/77", AT_FDCWD</q>, "/q/local/1/5") = 0
+7 02:00:00.000004 write(4</q/local/1/5>, "Tc@d\0", 5) = 5
+7 02:00:00.000005 fsync(4</q/local/1/5>) = 0
+7 02:00:00.000006 pwrite64(3</q/local/2/6>, "D", 1, 0) = 1
+7 02:00:00.000007 renameat(AT_FDCWD</q>, "/q/local/2/6", AT_FDCWD</q>, "/q/spare/s/77") = 0
+7 02:00:00.000008 unlinkat(AT_FDCWD</q>, "todo/5", 0) = 0
+7 02:00:00.000009 renameat(AT_FDCWD</q>, "/q/spare/s/77", AT_FDCWD</q>, "/q/remote/3/8") = 0
+7 02:00:00.000010 openat(AT_FDCWD</q>, "/q/local/2/6", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0644) = 5</q/local/2/6>
+7 02:00:00.000011 write(5</q/local/2/6>, "Te@f\0", 5) = 5
+7 02:00:00.000012 write(6</q/remote/3/8>, "Tg@h\0", 5) = 5
+7 02:00:00.000013 fsync(6</q/remote/3/8>) = 0
+7 02:00:00.000014 unlinkat(AT_FDCWD</q>, "todo/8", 0) = 0
+`
+	ev, err := ParseTrace(strings.NewReader(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// remote/3/8 was local/2/6 until its stash; the later local/2/6 is another file.
+	if seq, err := SyncedBefore(ev, "/q", "/q/remote/3/8", 13); err != nil || seq != 12 {
+		t.Errorf("remote/3/8: sync #%d, %v", seq, err)
+	}
+	n := Names(ev, "/q", "/q/local/1/5", 7)
+	if len(n) != 2 || n["/q/local/1/5"] != (Span{2, 8}) || n["/q/spare/s/77"] != (Span{0, 2}) {
+		t.Errorf("names of local/1/5: %v", n)
+	}
+	if seq, err := SyncedBefore(ev, "/q", "/q/local/1/5", 7); err != nil || seq != 4 {
+		t.Errorf("local/1/5: sync #%d, %v", seq, err)
 	}
 }
