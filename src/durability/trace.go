@@ -14,7 +14,7 @@ import (
 // TraceSyscalls is the -e trace= set the tests record: enough to see every file's
 // writes, truncations and syncs, the links, renames and unlinks that publish or retract
 // it, which program each process runs (execve) and how it ends.
-const TraceSyscalls = "execve,openat,write,pwrite64,ftruncate,fsync,fdatasync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,exit_group"
+const TraceSyscalls = "execve,openat,write,pwrite64,ftruncate,fsync,fdatasync,syncfs,sync,link,linkat,rename,renameat,renameat2,unlink,unlinkat,exit_group"
 
 // Event is one system call (or process exit) from the output of
 // `strace -f -tt -y -o FILE`, in the order strace wrote them.
@@ -330,6 +330,10 @@ func IsLink(e Event) bool {
 // IsSync reports whether e is a call that flushes a file: fsync or fdatasync.
 func IsSync(e Event) bool { return e.Call == "fsync" || e.Call == "fdatasync" }
 
+// IsSyncAll reports whether e is a call that flushes a whole file system, every file
+// and directory in it: syncfs or sync. The tests' homes lie on one file system.
+func IsSyncAll(e Event) bool { return e.Call == "syncfs" || e.Call == "sync" }
+
 // SyncedBefore checks the durability rule for one file: it was written (at least one
 // successful change, IsModify, through a descriptor naming the file, under any of its
 // Names), and a successful fsync or fdatasync of it came after its last change and
@@ -350,18 +354,19 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 		return -1, fmt.Errorf("no write to %s before #%d", path, before)
 	}
 	for _, e := range ev[lastWrite+1 : before] {
-		if IsSync(e) && named(e) && e.OK() {
+		if (IsSync(e) && named(e) || IsSyncAll(e)) && e.OK() {
 			return e.Seq, nil
 		}
 	}
 	return -1, fmt.Errorf("%s is not fsynced after its last write (#%d) and before #%d", path, lastWrite, before)
 }
 
-// DirSyncedBetween checks that directory dir was fsynced successfully at an event
-// numbered strictly between after and before, and returns that event's Seq.
+// DirSyncedBetween checks that directory dir was fsynced (or its whole file system
+// synced) successfully at an event numbered strictly between after and before, and
+// returns that event's Seq.
 func DirSyncedBetween(ev []Event, dir string, after, before int) (int, error) {
 	for _, e := range ev {
-		if e.Seq > after && e.Seq < before && IsSync(e) && e.FDPath() == dir && e.OK() {
+		if e.Seq > after && e.Seq < before && (IsSync(e) && e.FDPath() == dir || IsSyncAll(e)) && e.OK() {
 			return e.Seq, nil
 		}
 	}
