@@ -1007,14 +1007,8 @@ func (d *Daemon) messDone(id uint64) {
 
 // injectBounce queues the bounce for message id if bounce/<id> exists, then removes it.
 func (d *Daemon) injectBounce(id uint64) bool {
-	sender, _, ok := d.getInfo(id)
-	if !ok {
-		return false
-	}
-	// owner-@host-@[] -> owner-@host
-	if len(sender) >= 5 && sender[len(sender)-4:] == "-@[]" {
-		sender = sender[:len(sender)-4]
-	}
+	// Unlike qmail, look for the bounce before reading info/: most messages have none,
+	// and the sender is needed only for one.
 	bfn := d.fn("bounce", id)
 	if ok, err := exists(bfn); !ok {
 		if err != nil {
@@ -1022,6 +1016,14 @@ func (d *Daemon) injectBounce(id uint64) bool {
 			return false
 		}
 		return true
+	}
+	sender, _, ok := d.getInfo(id)
+	if !ok {
+		return false
+	}
+	// owner-@host-@[] -> owner-@host
+	if len(sender) >= 5 && sender[len(sender)-4:] == "-@[]" {
+		sender = sender[:len(sender)-4]
 	}
 	if sender == "#@[]" {
 		d.Log.TripleBounce(d.rel("bounce", id))
