@@ -28,10 +28,13 @@
 //   - bounces: the failure report in bounce/<id> and bounce/ itself before the failed
 //     recipient is marked done; the bounce message queued durably (mess/, intd/, todo/
 //     synced) before bounce/<id> is removed.
-//   - the envelope file (intd/ = todo/) is not truncated or rewritten until the unlink
-//     of todo/<id> is on disk (todo/ fsynced in between): otherwise a crash on a file
-//     system that does not order metadata writes (ext4 without a journal) could bring
-//     back an empty todo/ entry whose preprocessing would empty info/ and local/.
+//   - recycling (qmail-clean's spare/q): the envelope file (intd/ = todo/) is not
+//     emptied until the unlink of todo/<id> is on disk, and a finished mess/ file,
+//     whose inode number becomes the next message's id, not until the removals of its
+//     info/ and local/ files are: otherwise a crash on a file system that does not
+//     order metadata writes (ext4 without a journal) could bring back an empty todo/
+//     entry (whose preprocessing would empty info/ and local/) or join an old
+//     message's files to a new one.
 //
 // Failure, by injection (strace -e inject=fsync:error=EIO, which makes the call fail
 // for real in a static Go binary; -P limits it to one directory's descriptors where a

@@ -248,16 +248,18 @@ func deliverTraced(t *testing.T, h *sandbox.Home) *traced {
 	return m.tr
 }
 
-// TestTodoRemovalDurableBeforeEnvelopeDestroyed checks what happens to a message's
-// envelope file (intd/<id>, which is todo/<id> under another name) once
-// preprocessing is done: while todo/<id> may still come back after a crash, the file's
-// contents must stay, since qmail-send would preprocess that todo/ entry again, and an
-// empty one would replace the message's info/ and local/ files with empty ones: the
-// recipients would be lost. On a file system that does not order metadata updates
-// (ext4 without a journal), the unlink of todo/<id> is only known to be on disk once
-// todo/ is fsynced; so a truncation of the file, or a write into it, must come after
-// such a sync.
-func TestTodoRemovalDurableBeforeEnvelopeDestroyed(t *testing.T) {
+// TestRecyclingWaitsForDurableRemoval checks that qmail-clean's reuse of finished
+// files (spare/q) waits until their removal is on disk, on a file system that does not
+// order metadata updates (ext4 without a journal):
+//   - the envelope file (intd/<id>, todo/<id> under another name) is not emptied or
+//     rewritten until the unlink of todo/<id> is on disk (todo/ fsynced in between):
+//     a todo/ entry that came back empty after a crash would be preprocessed again and
+//     replace the message's info/ and local/ files with empty ones, losing its
+//     recipients;
+//   - the mess/ file, whose inode number is the id of the next message made from it,
+//     is not emptied until the removals of its info/ and local/ files are on disk
+//     (checkIDReuse).
+func TestRecyclingWaitsForDurableRemoval(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{})
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
@@ -298,6 +300,7 @@ func TestTodoRemovalDurableBeforeEnvelopeDestroyed(t *testing.T) {
 		}
 		return
 	}
+	checkIDReuse(t, tr, q, todo)
 	if seq, err := DirSyncedBetween(ev, todoDir, unlink.Seq, destroy.Seq); err == nil {
 		t.Logf("todo/%s removed at #%d, synced at #%d (%s), emptied at #%d",
 			filepath.Base(todo), unlink.Seq, seq, ev[seq].Call, destroy.Seq)
@@ -563,4 +566,51 @@ func TestBounceFsyncOrder(t *testing.T) {
 		t.Fatalf("the todo/ link before the bounce/ removal is %s, not a new message", link.Line)
 	}
 	checkEnqueueOrder(t, tr, q, bid, link, unlink.Seq)
+}
+
+// checkIDReuse checks, in a trace in which a finished message's mess/ file was made a
+// spare, that the inode (which names the next message that takes it: its id) was
+// emptied only after the removals of the message's own info/ and local/ files were on
+// disk: otherwise a crash could bring one back and join an old message's recipients
+// or sender to a new message with the same id.
+func checkIDReuse(t *testing.T, tr *traced, q queue.Queue, todo string) {
+	t.Helper()
+	ev := tr.events
+	id, err := strconv.ParseUint(filepath.Base(todo), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The mess/ file and its names as it is set aside and made a spare.
+	names := map[string]bool{q.Path("mess", id): true}
+	for _, e := range ev {
+		if p := e.Paths(q.Dir); IsLink(e) && e.OK() && len(p) == 2 && names[p[0]] {
+			names[p[1]] = true
+		}
+	}
+	empty := find(ev, 0, func(e Event) bool { return e.Call == "ftruncate" && e.OK() && names[e.FDPath()] })
+	if empty == nil {
+		return // unlinked, not reused
+	}
+	for _, sub := range []string{"info", "local"} {
+		p := q.Path(sub, id)
+		var gone *Event
+		for i := range ev[:empty.Seq] {
+			e := &ev[i]
+			ps := e.Paths(q.Dir)
+			if e.OK() && ((e.Call == "unlink" || e.Call == "unlinkat") && len(ps) == 1 && ps[0] == p ||
+				IsLink(*e) && len(ps) == 2 && ps[0] == p) {
+				gone = e
+			}
+		}
+		if gone == nil {
+			t.Errorf("mess/%d was emptied for reuse (#%d) while %s/%d was still there", id, empty.Seq, sub, id)
+			continue
+		}
+		if seq, err := DirSyncedBetween(ev, filepath.Dir(p), gone.Seq, empty.Seq); err == nil {
+			t.Logf("%s/%d removed at #%d, synced at #%d (%s); mess/%d emptied at #%d", sub, id, gone.Seq, seq, ev[seq].Call, id, empty.Seq)
+		} else {
+			t.Errorf("mess/%d was emptied for reuse (#%d) before the removal of %s/%d (#%d) was on disk: %v",
+				id, empty.Seq, sub, id, gone.Seq, err)
+		}
+	}
 }
