@@ -35,6 +35,10 @@
 //     order metadata writes (ext4 without a journal) could bring back an empty todo/
 //     entry (whose preprocessing would empty info/ and local/) or join an old
 //     message's files to a new one.
+//   - qmail-send's own reuse (spare/s): a finished info/, local/ or remote/ file is
+//     written as another message's file only once its removal is on disk, else a crash
+//     could bring back local/<id> of a message still queued (for remote recipients)
+//     holding another message's recipients.
 //
 // Failure, by injection (strace -e inject=fsync:error=EIO, which makes the call fail
 // for real in a static Go binary; -P limits it to one directory's descriptors where a

@@ -411,34 +411,8 @@ func TestPreprocessingFsyncOrderMany(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{})
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
-	// Port 1 on the loopback: nothing listens, so the remote delivery fails at once.
-	if err := os.WriteFile(filepath.Join(h.Dir, "control", "smtproutes"), []byte("remote.example:127.0.0.1:1\n"), 0644); err != nil {
-		t.Fatal(err)
-	}
-	m := startTracedMTA(t, h, nil)
-	waitQueued(t, h)
-	// Two rounds: the second one's files are made from the first one's finished files
-	// (spare/s), overwritten and cut to length.
-	for i := 0; i < n; i++ {
-		rcpts := []string{"alice@" + h.Domain}
-		if i%2 == 1 {
-			rcpts = append(rcpts, "carol@remote.example")
-		}
-		if err := h.Submit(strings.NewReader(fmt.Sprintf("Subject: message %d\n\nbody\n", i)), "bob@far.example", rcpts); err != nil {
-			t.Fatal(err)
-		}
-		if i == n/2-1 {
-			h.WaitMessages(t, "alice", n/2)
-			waitFor(t, "finished files in spare/s", func() bool {
-				return len(files(t, filepath.Join(q.Dir, "spare", "s"))) > 0
-			})
-		}
-	}
-	h.WaitMessages(t, "alice", n)
-	waitFor(t, "an empty todo/", func() bool { ids, err := q.Todo(); return err == nil && len(ids) == 0 })
-	m.stop()
-	tr := m.tr
-	ev := tr.load()
+	tr := twoRounds(t, h, n)
+	ev := tr.events
 
 	todoDir := filepath.Join(q.Dir, "todo")
 	written := map[string]int{}
@@ -612,5 +586,89 @@ func checkIDReuse(t *testing.T, tr *traced, q queue.Queue, todo string) {
 			t.Errorf("mess/%d was emptied for reuse (#%d) before the removal of %s/%d (#%d) was on disk: %v",
 				id, empty.Seq, sub, id, gone.Seq, err)
 		}
+	}
+}
+
+// twoRounds traces a whole MTA through two rounds of n/2 messages each, every other
+// one with a remote recipient as well (routed to a closed local port, so the remote
+// delivery is only deferred): the second round's files are made from the first one's
+// finished files (spare/s), overwritten and cut to length.
+func twoRounds(t *testing.T, h *sandbox.Home, n int) *traced {
+	t.Helper()
+	q := h.Queue()
+	// Port 1 on the loopback: nothing listens, so the remote delivery fails at once.
+	if err := os.WriteFile(filepath.Join(h.Dir, "control", "smtproutes"), []byte("remote.example:127.0.0.1:1\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	m := startTracedMTA(t, h, nil)
+	waitQueued(t, h)
+	for i := 0; i < n; i++ {
+		rcpts := []string{"alice@" + h.Domain}
+		if i%2 == 1 {
+			rcpts = append(rcpts, "carol@remote.example")
+		}
+		if err := h.Submit(strings.NewReader(fmt.Sprintf("Subject: message %d\n\nbody\n", i)), "bob@far.example", rcpts); err != nil {
+			t.Fatal(err)
+		}
+		if i == n/2-1 {
+			h.WaitMessages(t, "alice", n/2)
+			waitFor(t, "finished files in spare/s", func() bool {
+				return len(files(t, filepath.Join(q.Dir, "spare", "s"))) > 0
+			})
+		}
+	}
+	h.WaitMessages(t, "alice", n)
+	waitFor(t, "an empty todo/", func() bool { ids, err := q.Todo(); return err == nil && len(ids) == 0 })
+	m.stop()
+	m.tr.load()
+	return m.tr
+}
+
+// TestSpareReuseWaitsForDurableRemoval checks qmail-send's reuse of its finished
+// files (spare/s): a file set aside from info/, local/ or remote/ may be written as
+// another message's file only once its removal from there is on disk. Otherwise a
+// crash on a file system that does not order metadata updates (ext4 without a
+// journal) could bring the old name back, pointing to the new contents: a local/<id>
+// of a message still queued for its remote recipients would then hold another
+// message's recipients, and the old message would be delivered to them.
+func TestSpareReuseWaitsForDurableRemoval(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	q := h.Queue()
+	q.Dir = realDir(t, q.Dir)
+	tr := twoRounds(t, h, 8)
+	ev := tr.events
+	spareS := filepath.Join(q.Dir, "spare", "s")
+	stashed := map[string]*Event{} // spare/s name -> the rename that put it there
+	reused := 0
+	for i := range ev {
+		e := &ev[i]
+		p := e.Paths(q.Dir)
+		if !IsLink(*e) || !e.OK() || len(p) != 2 {
+			continue
+		}
+		if filepath.Dir(p[1]) == spareS {
+			stashed[p[1]] = e
+			continue
+		}
+		if filepath.Dir(p[0]) != spareS || stashed[p[0]] == nil {
+			continue
+		}
+		// p[0] -> p[1]: a spare made into a new file; find its first change.
+		from := stashed[p[0]]
+		delete(stashed, p[0])
+		w := find(ev, e.Seq, func(x Event) bool { return IsModify(x) && x.OK() && x.FDPath() == p[1] })
+		if w == nil {
+			continue
+		}
+		reused++
+		old := from.Paths(q.Dir)[0]
+		if _, err := DirSyncedBetween(ev, filepath.Dir(old), from.Seq, w.Seq); err != nil {
+			t.Errorf("%s, set aside from %s (#%d), is written as %s (#%d) before that removal is on disk: %v",
+				p[0], old, from.Seq, p[1], w.Seq, err)
+		}
+	}
+	t.Logf("%d spares reused", reused)
+	if reused == 0 {
+		t.Errorf("no spare was reused: the check saw nothing")
 	}
 }
