@@ -442,6 +442,7 @@ func TestRootMode(t *testing.T) {
 		{"qmail-lspawn", 0, qg, qg},
 		{"qmail-rspawn", uidR, qg, ""}, // qmail, then whatever else qmailr is in
 		{"qmail-clean", uidQ, qg, qg},
+		{"qmail-queued", uidQ, qg, qg},
 		{"cat", uidL, ng, ng}, // the logger
 	} {
 		pid, ok := kids[want.name]
@@ -455,6 +456,14 @@ func TestRootMode(t *testing.T) {
 			(want.groups == "" && !strings.HasPrefix(gs, qg)) {
 			t.Errorf("%s runs as uid %q gid %q groups %q (%v), want uid %q gid %q groups %q", want.name, u, g, gs, err, wu, wg, want.groups)
 		}
+	}
+	// qmail-queued's socket, in run/, which qmail-start made qmailq's.
+	m.WaitFor("qmail-queued's socket", func() bool {
+		fi, err := os.Stat(filepath.Join(h.Dir, "run", "qmail-queue"))
+		return err == nil && fi.Mode().Type() == os.ModeSocket
+	})
+	if fi, err := os.Stat(filepath.Join(h.Dir, "run")); err != nil || fi.Mode().Perm() != 0755 || fi.Sys().(*syscall.Stat_t).Uid != uint32(uidQ) {
+		t.Errorf("run/ is not qmailq's with mode 0755 (%v)", err)
 	}
 	if u, g, _, err := procIDs(m.PID()); err != nil || u != "0 0 0 0" || g != four(qg) {
 		t.Errorf("qmail-start runs as uid %q gid %q (%v), want root with gid qmail", u, g, err)
