@@ -194,7 +194,7 @@ func (d *Daemon) Run() error {
 		}()
 	}
 
-	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode())
+	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode(), &d.dirSyncs)
 	d.prepBusy = map[uint64]bool{}
 	d.prepWork = make(chan uint64, prepMax)
 	for i := 0; i < prepWorkers; i++ {

@@ -390,14 +390,7 @@ type dirSync struct {
 func (s *dirSyncs) sync(dir string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dirs == nil {
-		s.dirs = map[string]*dirSync{}
-	}
-	ds := s.dirs[dir]
-	if ds == nil {
-		ds = &dirSync{cond: sync.NewCond(&s.mu)}
-		s.dirs[dir] = ds
-	}
+	ds := s.get(dir)
 	want := ds.started + 1
 	for ds.synced < want {
 		if ds.running {
@@ -425,6 +418,39 @@ func (s *dirSyncs) sync(dir string) error {
 		ds.cond.Broadcast()
 	}
 	return ds.err
+}
+
+// next returns the generation of dir's next sync to start: one that starts after
+// this call.
+func (s *dirSyncs) next(dir string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.get(dir).started + 1
+}
+
+// syncedSince makes sure a sync of dir of generation gen or later has completed,
+// syncing dir if none has.
+func (s *dirSyncs) syncedSince(dir string, gen uint64) error {
+	s.mu.Lock()
+	ds := s.get(dir)
+	if ds.synced >= gen && ds.err == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.sync(dir)
+}
+
+func (s *dirSyncs) get(dir string) *dirSync {
+	if s.dirs == nil {
+		s.dirs = map[string]*dirSync{}
+	}
+	ds := s.dirs[dir]
+	if ds == nil {
+		ds = &dirSync{cond: sync.NewCond(&s.mu)}
+		s.dirs[dir] = ds
+	}
+	return ds
 }
 
 // close closes the directories kept open.

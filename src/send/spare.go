@@ -26,31 +26,44 @@ const spareMax = 2000
 // one again. The new user overwrites it in place and cuts it to length (trim) before
 // syncing; spare/s is qmails's alone, mode 0700, like the queue files it recycles.
 //
+// A spare is rewritten only once the directory it was renamed out of has been synced
+// since: on a file system that does not order metadata writes (ext4 without a
+// journal), a crash could otherwise bring back the old name, pointing at another
+// message's data. Spares are reused oldest first, so that sync has usually happened
+// already, for the new files of other messages in the same split directory.
+//
 // The pool is shared by the preprocessing goroutines and the main loop.
 type spares struct {
-	dir  string // queue/spare/s; "" when the queue has none (an old, unfixed queue)
-	mode os.FileMode
+	dir   string // queue/spare/s; "" when the queue has none (an old, unfixed queue)
+	mode  os.FileMode
+	syncs *dirSyncs
 
 	mu       sync.Mutex
-	names    []string // spare/s entries known to be there, at most spareMax
-	reserved int      // releases in progress, counted against spareMax
+	queue    []spare // spare/s entries known to be there, oldest first, at most spareMax
+	reserved int     // releases in progress, counted against spareMax
+}
+
+type spare struct {
+	name string // its inode number
+	from string // the directory it was renamed out of; "" if found at start-up
+	gen  uint64 // the first sync of from that makes the rename durable
 }
 
 // openSpares lists up to spareMax entries of dir. Entries beyond that, or not named
 // like an inode number, are left alone: they cost nothing but their space.
-func openSpares(dir string, mode os.FileMode) *spares {
-	s := &spares{mode: mode}
+func openSpares(dir string, mode os.FileMode, syncs *dirSyncs) *spares {
+	s := &spares{mode: mode, syncs: syncs}
 	f, err := os.Open(dir)
 	if err != nil {
 		return s
 	}
 	defer f.Close()
 	s.dir = dir
-	for len(s.names) < spareMax {
+	for len(s.queue) < spareMax {
 		names, err := f.Readdirnames(256)
 		for _, n := range names {
-			if _, ok := parseID(n); ok && len(s.names) < spareMax {
-				s.names = append(s.names, n)
+			if _, ok := parseID(n); ok && len(s.queue) < spareMax {
+				s.queue = append(s.queue, spare{name: n})
 			}
 		}
 		if err != nil || len(names) == 0 {
@@ -63,18 +76,19 @@ func openSpares(dir string, mode os.FileMode) *spares {
 func (s *spares) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.names)
+	return len(s.queue)
 }
 
-func (s *spares) pop() (string, bool) {
+func (s *spares) pop() (spare, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.names) == 0 {
-		return "", false
+	if len(s.queue) == 0 {
+		return spare{}, false
 	}
-	n := s.names[len(s.names)-1]
-	s.names = s.names[:len(s.names)-1]
-	return n, true
+	sp := s.queue[0]
+	s.queue[0] = spare{}
+	s.queue = s.queue[1:]
+	return sp, true
 }
 
 // create makes a new file at path for writing, as O_CREAT|O_EXCL would, with the mode
@@ -82,11 +96,16 @@ func (s *spares) pop() (string, bool) {
 // may then hold old data past what the caller writes, so the caller must trim it.
 func (s *spares) create(path string) (*os.File, error) {
 	for s.dir != "" {
-		name, ok := s.pop()
+		sp, ok := s.pop()
 		if !ok {
 			break
 		}
-		if f := s.adopt(filepath.Join(s.dir, name), name, path); f != nil {
+		if sp.from != "" && s.syncs.syncedSince(sp.from, sp.gen) != nil {
+			// Its old name may still be on disk: not a spare to use yet, or ever.
+			os.Remove(filepath.Join(s.dir, sp.name))
+			continue
+		}
+		if f := s.adopt(filepath.Join(s.dir, sp.name), sp.name, path); f != nil {
 			return f, nil
 		}
 	}
@@ -139,7 +158,7 @@ func (s *spares) remove(path string) error {
 		return os.Remove(path)
 	}
 	s.mu.Lock()
-	full := len(s.names)+s.reserved >= spareMax
+	full := len(s.queue)+s.reserved >= spareMax
 	if !full {
 		s.reserved++
 	}
@@ -147,11 +166,13 @@ func (s *spares) remove(path string) error {
 	if full {
 		return os.Remove(path)
 	}
+	from := filepath.Dir(path)
+	gen := s.syncs.next(from) // taken before the rename: a sync from then on covers it
 	name, err := s.stash(path)
 	s.mu.Lock()
 	s.reserved--
 	if err == nil {
-		s.names = append(s.names, name)
+		s.queue = append(s.queue, spare{name: name, from: from, gen: gen})
 	}
 	s.mu.Unlock()
 	if err != nil {

@@ -108,7 +108,7 @@ func TestSparesBounded(t *testing.T) {
 	dir := t.TempDir()
 	sdir := filepath.Join(dir, "s")
 	os.Mkdir(sdir, 0700)
-	s := openSpares(sdir, 0600)
+	s := openSpares(sdir, 0600, &dirSyncs{})
 	for i := 0; i < spareMax+5; i++ {
 		p := filepath.Join(dir, fmt.Sprint("f", i))
 		if err := os.WriteFile(p, []byte("data"), 0600); err != nil {
@@ -135,7 +135,7 @@ func TestSparesBounded(t *testing.T) {
 		t.Errorf("removing a missing file: %v", err)
 	}
 	// A fresh pool over the same directory knows the spares and hands them out.
-	s2 := openSpares(sdir, 0600)
+	s2 := openSpares(sdir, 0600, &dirSyncs{})
 	if s2.count() != spareMax {
 		t.Fatalf("reopened pool knows %d spares", s2.count())
 	}
@@ -171,7 +171,7 @@ func TestSpareWithTwoLinksRefused(t *testing.T) {
 	if err := os.Link(p, filepath.Join(sdir, ino)); err != nil {
 		t.Fatal(err)
 	}
-	s := openSpares(sdir, 0600)
+	s := openSpares(sdir, 0600, &dirSyncs{})
 	f, err := s.create(filepath.Join(dir, "info2"))
 	if err != nil {
 		t.Fatal(err)
@@ -313,4 +313,55 @@ func processesIn(dir string) bool {
 		}
 	}
 	return false
+}
+
+// A spare is rewritten only after the directory it was renamed out of has been synced:
+// otherwise a crash could bring back its old name over another message's data.
+func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
+	dir := t.TempDir()
+	sdir, from := filepath.Join(dir, "s"), filepath.Join(dir, "local")
+	os.Mkdir(sdir, 0700)
+	os.Mkdir(from, 0700)
+	r := &syncRecorder{}
+	recordSyncs(t, r)
+	syncs := &dirSyncs{}
+	defer syncs.close()
+	s := openSpares(sdir, 0600, syncs)
+	old := filepath.Join(from, "5")
+	os.WriteFile(old, []byte("Told@example.org\x00"), 0600)
+	if err := s.remove(old); err != nil {
+		t.Fatal(err)
+	}
+	if r.synced(from) {
+		t.Fatal("synced before reuse was asked for")
+	}
+	f, err := s.create(filepath.Join(dir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if s.count() != 0 {
+		t.Fatal("the spare was not reused")
+	}
+	if !r.synced(from) {
+		t.Error("spare reused before its removal from local/ was synced")
+	}
+	// A sync of the old directory after the removal is enough: no second one.
+	old2 := filepath.Join(from, "6")
+	os.WriteFile(old2, nil, 0600)
+	s.remove(old2)
+	syncs.sync(from)
+	r.mu.Lock()
+	n := len(r.names)
+	r.mu.Unlock()
+	f, err = s.create(filepath.Join(dir, "new2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.names) != n {
+		t.Errorf("synced again: %v", r.names[n:])
+	}
 }
