@@ -639,7 +639,7 @@ func TestSpareReuseWaitsForDurableRemoval(t *testing.T) {
 	ev := tr.events
 	spareS := filepath.Join(q.Dir, "spare", "s")
 	stashed := map[string]*Event{} // spare/s name -> the rename that put it there
-	reused := 0
+	reused, early := 0, 0
 	for i := range ev {
 		e := &ev[i]
 		p := e.Paths(q.Dir)
@@ -663,11 +663,13 @@ func TestSpareReuseWaitsForDurableRemoval(t *testing.T) {
 		reused++
 		old := from.Paths(q.Dir)[0]
 		if _, err := DirSyncedBetween(ev, filepath.Dir(old), from.Seq, w.Seq); err != nil {
-			t.Errorf("%s, set aside from %s (#%d), is written as %s (#%d) before that removal is on disk: %v",
-				p[0], old, from.Seq, p[1], w.Seq, err)
+			if early++; early <= 3 {
+				t.Errorf("%s, set aside from %s (#%d), is written as %s (#%d) before that removal is on disk: %v",
+					p[0], old, from.Seq, p[1], w.Seq, err)
+			}
 		}
 	}
-	t.Logf("%d spares reused", reused)
+	t.Logf("%d spares reused, %d of them before their removal was on disk", reused, early)
 	if reused == 0 {
 		t.Errorf("no spare was reused: the check saw nothing")
 	}
