@@ -428,6 +428,15 @@ func (s *dirSyncs) next(dir string) uint64 {
 	return s.get(dir).started + 1
 }
 
+// synced reports whether a sync of dir of generation gen or later has completed.
+// (spares calls it holding its own lock; dirSyncs never takes that lock.)
+func (s *dirSyncs) synced(dir string, gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ds := s.get(dir)
+	return ds.synced >= gen && ds.err == nil
+}
+
 // syncedSince makes sure a sync of dir of generation gen or later has completed,
 // syncing dir if none has.
 func (s *dirSyncs) syncedSince(dir string, gen uint64) error {

@@ -79,16 +79,30 @@ func (s *spares) count() int {
 	return len(s.queue)
 }
 
-func (s *spares) pop() (spare, bool) {
+// spareWait is the pool size from which a spare whose removal is not yet on disk is
+// synced and used rather than passed over for a new file: the pool then holds old
+// spares from a directory nothing else syncs.
+const spareWait = 256
+
+// pop takes the oldest spare. If its removal is not on disk yet, it is left in place
+// and pop reports false, so the caller creates a file instead of waiting for a sync,
+// unless the pool has grown to spareWait; then must says the caller has to sync.
+func (s *spares) pop() (sp spare, must, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 {
-		return spare{}, false
+		return spare{}, false, false
 	}
-	sp := s.queue[0]
+	sp = s.queue[0]
+	if sp.from != "" && !s.syncs.synced(sp.from, sp.gen) {
+		if len(s.queue) < spareWait {
+			return spare{}, false, false
+		}
+		must = true
+	}
 	s.queue[0] = spare{}
 	s.queue = s.queue[1:]
-	return sp, true
+	return sp, must, true
 }
 
 // create makes a new file at path for writing, as O_CREAT|O_EXCL would, with the mode
@@ -96,11 +110,11 @@ func (s *spares) pop() (spare, bool) {
 // may then hold old data past what the caller writes, so the caller must trim it.
 func (s *spares) create(path string) (*os.File, error) {
 	for s.dir != "" {
-		sp, ok := s.pop()
+		sp, must, ok := s.pop()
 		if !ok {
 			break
 		}
-		if sp.from != "" && s.syncs.syncedSince(sp.from, sp.gen) != nil {
+		if must && s.syncs.syncedSince(sp.from, sp.gen) != nil {
 			// Its old name may still be on disk: not a spare to use yet, or ever.
 			os.Remove(filepath.Join(s.dir, sp.name))
 			continue

@@ -316,7 +316,9 @@ func processesIn(dir string) bool {
 }
 
 // A spare is rewritten only after the directory it was renamed out of has been synced:
-// otherwise a crash could bring back its old name over another message's data.
+// otherwise a crash could bring back its old name over another message's data. While
+// the pool is small, such a spare is passed over for a new file; from spareWait on it
+// is synced and used.
 func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	dir := t.TempDir()
 	sdir, from := filepath.Join(dir, "s"), filepath.Join(dir, "local")
@@ -329,39 +331,54 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	s := openSpares(sdir, 0600, syncs)
 	old := filepath.Join(from, "5")
 	os.WriteFile(old, []byte("Told@example.org\x00"), 0600)
+	oldIno := inode(t, old)
 	if err := s.remove(old); err != nil {
 		t.Fatal(err)
-	}
-	if r.synced(from) {
-		t.Fatal("synced before reuse was asked for")
 	}
 	f, err := s.create(filepath.Join(dir, "new"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	if s.count() != 0 {
-		t.Fatal("the spare was not reused")
+	if s.count() != 1 || inode(t, filepath.Join(dir, "new")) == oldIno {
+		t.Fatal("a spare whose removal is not on disk was reused")
 	}
-	if !r.synced(from) {
-		t.Error("spare reused before its removal from local/ was synced")
+	if r.synced(from) {
+		t.Fatal("create waited for a sync instead of creating a file")
 	}
-	// A sync of the old directory after the removal is enough: no second one.
-	old2 := filepath.Join(from, "6")
-	os.WriteFile(old2, nil, 0600)
-	s.remove(old2)
+	// Once its old directory has been synced (for another message), it is used.
 	syncs.sync(from)
-	r.mu.Lock()
-	n := len(r.names)
-	r.mu.Unlock()
 	f, err = s.create(filepath.Join(dir, "new2"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
+	if s.count() != 0 || inode(t, filepath.Join(dir, "new2")) != oldIno {
+		t.Fatal("the spare was not reused after the sync")
+	}
+	// A pool of spareWait spares none of whose removals is on disk: the oldest is
+	// synced and used.
+	for i := 0; i < spareWait; i++ {
+		p := filepath.Join(from, fmt.Sprint("m", i))
+		os.WriteFile(p, nil, 0600)
+		if err := s.remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	n := len(r.names)
+	r.mu.Unlock()
+	f, err = s.create(filepath.Join(dir, "new3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if s.count() != spareWait-1 {
+		t.Fatal("a full pool's oldest spare was not used")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.names) != n {
-		t.Errorf("synced again: %v", r.names[n:])
+	if len(r.names) != n+1 || filepath.Clean(r.names[n]) != from {
+		t.Errorf("syncs for the reuse: %v, want one of %s", r.names[n:], from)
 	}
 }
