@@ -408,7 +408,9 @@ func TestQueuedFsyncFailure(t *testing.T) {
 // the message's todo/ entry is removed.
 func TestPreprocessingFsyncOrderMany(t *testing.T) {
 	const n = 8
-	h := sandbox.New(t, sandbox.Options{})
+	// One split directory: every message's preprocessing syncs the directories the
+	// first round's files were removed from, so their spares become reusable.
+	h := sandbox.New(t, sandbox.Options{Split: 1})
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
 	tr := twoRounds(t, h, n)
@@ -632,7 +634,9 @@ func twoRounds(t *testing.T, h *sandbox.Home, n int) *traced {
 // of a message still queued for its remote recipients would then hold another
 // message's recipients, and the old message would be delivered to them.
 func TestSpareReuseWaitsForDurableRemoval(t *testing.T) {
-	h := sandbox.New(t, sandbox.Options{})
+	// One split directory: every message's preprocessing syncs the directories the
+	// first round's files were removed from, so their spares become reusable.
+	h := sandbox.New(t, sandbox.Options{Split: 1})
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
 	tr := twoRounds(t, h, 8)
