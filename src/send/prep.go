@@ -17,10 +17,10 @@ import (
 const (
 	// A message's syncs take milliseconds on a loaded disk, so many must overlap for
 	// preprocessing to keep up with deliveries.
-	prepWorkers = 24
+	prepWorkers = 64
 	// prepMax bounds messages taken from todo/ and not yet scheduled: in a worker,
 	// or waiting for qmail-clean to remove todo/.
-	prepMax = 48
+	prepMax = 128
 	// freshSlack is added to twice a channel's concurrency to give freshMax.
 	freshSlack = 16
 )
