@@ -34,8 +34,8 @@ const (
 	PortEnv     = "NOTQMAIL_BENCH_PORT"     // first of the loopback ports used (default 27100)
 	MessagesEnv = "NOTQMAIL_BENCH_MESSAGES" // messages of scenarios 1-4 (default 2000)
 	RenderEnv   = "NOTQMAIL_BENCH_RENDER"   // 1: only rewrite BENCHMARKS.md from bench/results.json
-	// OnlyEnv runs only the listed scenarios (e.g. "1,4"), for working on one of them;
-	// such a run writes no report unless NOTQMAIL_BENCH_WRITE=1.
+	// OnlyEnv runs only the listed scenarios (e.g. "1,4"; 7 is the perf profile), for
+	// working on one of them; such a run writes no report unless NOTQMAIL_BENCH_WRITE=1.
 	OnlyEnv     = "NOTQMAIL_BENCH_ONLY"
 	SessionsEnv = "NOTQMAIL_BENCH_SESSIONS" // scenario 1's concurrencies, e.g. "10" or "1,10,50"
 	WriteEnv    = "NOTQMAIL_BENCH_WRITE"
@@ -114,7 +114,7 @@ func FromEnv(root string) (Options, error) {
 			return o, err
 		}
 		o.Only = l
-		o.Pipeline, o.Profile = o.runs(6), false
+		o.Pipeline, o.Profile = o.runs(6), o.runs(7)
 		o.NoWrite = os.Getenv(WriteEnv) != "1"
 	}
 	if s := os.Getenv(SessionsEnv); s != "" {
