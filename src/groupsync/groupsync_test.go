@@ -1,0 +1,167 @@
+package groupsync
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A caller's Sync is served by a syncfs that started after the call: a syncfs
+// already running when it arrives does not count.
+func TestSyncStartsAfterCall(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var calls atomic.Int64
+	release := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	s.syncfs = func(int) error {
+		calls.Add(1)
+		entered <- struct{}{}
+		<-release
+		return nil
+	}
+	first := make(chan error)
+	go func() { first <- s.Sync() }()
+	<-entered // the first syncfs is running
+	second := make(chan error)
+	go func() { second <- s.Sync() }()
+	// Wait until the second caller is queued behind the running syncfs.
+	for {
+		s.mu.Lock()
+		queued := s.running && s.started == 1
+		s.mu.Unlock()
+		if queued {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		t.Fatalf("second caller returned (%v) on a syncfs that started before it", err)
+	case <-entered: // its own round started
+	}
+	release <- struct{}{}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d syncfs calls, want 2", n)
+	}
+}
+
+// Callers waiting together share one syncfs.
+func TestWaitersShareOneSync(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var calls atomic.Int64
+	gate := make(chan struct{})
+	s.syncfs = func(int) error {
+		if calls.Add(1) == 1 {
+			<-gate
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.Sync() }()
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	const n = 20
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Sync(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for {
+		s.mu.Lock()
+		w := s.waiting
+		s.mu.Unlock()
+		if w == n {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	if c := calls.Load(); c != 2 {
+		t.Fatalf("%d syncfs calls for %d waiters behind one running call, want 2", c, n)
+	}
+}
+
+// A failed syncfs fails every caller it was meant to serve.
+func TestErrorReachesTheGroup(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	boom := errors.New("EIO")
+	s.syncfs = func(int) error { return boom }
+	if err := s.Sync(); !errors.Is(err, boom) {
+		t.Fatalf("Sync = %v, want %v", err, boom)
+	}
+	s.syncfs = func(int) error { return nil }
+	if err := s.Sync(); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// The real syncfs works on the file system of the directory.
+func TestRealSyncfs(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Sync(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func BenchmarkSyncParallel(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Sync(); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+}
