@@ -311,14 +311,16 @@ func TestRecyclingWaitsForDurableRemoval(t *testing.T) {
 }
 
 // TestDeliveryFsyncFailureDefers runs a whole MTA under strace with every fsync of the
-// Maildir's new/ failing, so that no delivery there can be made durable, and checks
+// Maildir's new/ failing, and every syncfs through it (a worker's group commit), so that no delivery there can be made durable, and checks
 // that qmail-lspawn reports a temporary failure (qmail-send logs a deferral, never a
 // success), that no message is left in new/ or tmp/, and that the message stays
 // queued for a retry.
 func TestDeliveryFsyncFailureDefers(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{})
 	md := realDir(t, h.Maildir("alice"))
-	m := startTracedMTA(t, h, []string{"-P", filepath.Join(md, "new"), "-e", "inject=fsync:error=EIO"})
+	// A qmail-local worker makes the delivery durable with syncfs calls on a
+	// descriptor of new/ (maildir.GroupSync); an exec'ed one fsyncs new/.
+	m := startTracedMTA(t, h, []string{"-P", filepath.Join(md, "new"), "-e", "inject=fsync:error=EIO", "-e", "inject=syncfs:error=EIO"})
 	if err := h.Submit(strings.NewReader("Subject: doomed delivery\n\nbody\n"), "bob@far.example", []string{"alice@" + h.Domain}); err != nil {
 		t.Fatal(err)
 	}
@@ -340,8 +342,9 @@ func TestDeliveryFsyncFailureDefers(t *testing.T) {
 		t.Errorf("the message left the queue although it was not delivered:\n%s", log)
 	}
 	ev := m.tr.load()
-	if inj := injected(ev); inj == nil || inj.FDPath() != filepath.Join(md, "new") {
-		t.Errorf("no fsync of new/ failed:\n%s", m.tr.dump())
+	inj := find(ev, 0, func(e Event) bool { return (IsSync(e) || IsSyncAll(e)) && e.Injected })
+	if inj == nil || inj.FDPath() != filepath.Join(md, "new") {
+		t.Errorf("no fsync or syncfs through new/ failed:\n%s", m.tr.dump())
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", log)

@@ -69,6 +69,10 @@ type Options struct {
 	// ProgramTimeout ends a program delivery that runs longer, as a temporary
 	// failure (default DefaultProgramTimeout).
 	ProgramTimeout time.Duration
+	// GroupSync, if set, makes Maildir deliveries durable with syncfs calls shared
+	// with the process's other deliveries (maildir.DeliverSync), where an exec'ed
+	// qmail-local fsyncs the file and new/. A long-running worker sets it.
+	GroupSync *maildir.GroupSync
 }
 
 // DefaultProgramTimeout bounds one program delivery, as qmail bounds a maildir
@@ -356,7 +360,7 @@ func (d *delivery) deliverFile(in dotqmail.Instruction) error {
 		return err
 	}
 	if in.Kind == dotqmail.Maildir {
-		_, err := maildir.Deliver(d.path(in.Target), []byte(d.rpline+d.dtline), d.msg)
+		_, err := maildir.DeliverSync(d.path(in.Target), []byte(d.rpline+d.dtline), d.msg, d.opt.GroupSync)
 		var nm *maildir.NoMaildirError
 		var re *maildir.ReadError
 		switch {

@@ -52,6 +52,16 @@ func uniqueName(now time.Time, host string) string {
 // A failure to read msg is a *ReadError; a maildir whose tmp/ or new/ cannot be
 // reached is a *NoMaildirError. Every error is temporary for the caller.
 func Deliver(dir string, head []byte, msg io.Reader) (string, error) {
+	return DeliverSync(dir, head, msg, nil)
+}
+
+// DeliverSync is Deliver, with the tmp/ file and the new/ entry made durable by gs
+// (see GroupSync) instead of an fsync of each, when gs is not nil: it writes and
+// closes the tmp/ file, waits for a syncfs of the maildir's file system, links the
+// file into new/ and waits for another. Many deliveries running at once on one file
+// system thus share their disk flushes. The guarantee is Deliver's: once it returns
+// nil the file and its new/ entry are on disk.
+func DeliverSync(dir string, head []byte, msg io.Reader, gs *GroupSync) (string, error) {
 	host, _ := os.Hostname()
 	tmpDir, newDir := filepath.Join(dir, "tmp"), filepath.Join(dir, "new")
 	for _, d := range []string{tmpDir, newDir} {
@@ -60,6 +70,11 @@ func Deliver(dir string, head []byte, msg io.Reader) (string, error) {
 		} else if !fi.IsDir() {
 			return "", &NoMaildirError{Err: fmt.Errorf("%s is not a directory", d)}
 		}
+	}
+
+	var sync func() error // one syncfs of new/'s file system; nil: fsyncs
+	if gs != nil {
+		sync = gs.syncer(newDir)
 	}
 
 	var f *os.File
@@ -88,12 +103,21 @@ func Deliver(dir string, head []byte, msg io.Reader) (string, error) {
 	if _, err := io.Copy(f, readErrors{msg}); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if sync == nil {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := f.Close(); err != nil { // NFS reports write errors here
 		os.Remove(tmpPath)
 		return "", err
+	}
+	if sync != nil {
+		// The file's data and inode must be on disk before new/ names it.
+		if err := sync(); err != nil {
+			os.Remove(tmpPath)
+			return "", err
+		}
 	}
 
 	final, err := publish(tmpPath, newDir, name, host)
@@ -101,7 +125,10 @@ func Deliver(dir string, head []byte, msg io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := syncDir(newDir); err != nil {
+	if sync == nil {
+		sync = func() error { return syncDir(newDir) }
+	}
+	if err := sync(); err != nil {
 		// Not known to be on disk: take it back, so the retry is the only copy.
 		os.Remove(filepath.Join(newDir, final))
 		return "", err

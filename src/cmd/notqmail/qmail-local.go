@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/notqmail/notqmail/src/local"
+	"github.com/notqmail/notqmail/src/maildir"
 	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/spawn"
 )
@@ -74,13 +75,16 @@ func localWorker() int {
 		fmt.Fprintln(os.Stderr, "qmail-local: worker: descriptor 3 is not a unix socket")
 		return local.Temporary
 	}
+	// One syncfs per file system serves all the Maildir deliveries waiting for it.
+	gs := new(maildir.GroupSync)
+	defer gs.Close()
 	err = spawn.ServeWorker(conn, func(args []string, msg, out *os.File) int {
 		p := local.Params{User: args[0], Home: args[1], Local: args[2], Dash: args[3],
 			Ext: args[4], Host: args[5], Sender: args[6], DefaultDelivery: args[7]}
 		// A forward's qmail-queue writes its complaints into the delivery's
 		// output, as it would under a qmail-local of its own.
 		return local.Deliver(p, msg, local.Options{Out: out,
-			Queue: local.QueueWith(queueclient.Config{Stderr: out})})
+			Queue: local.QueueWith(queueclient.Config{Stderr: out}), GroupSync: gs})
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-local: worker:", err)
