@@ -92,7 +92,7 @@ type Daemon struct {
 	cleanupNames  []string
 
 	spares      *spares
-	dirSyncs    dirSyncs
+	commits     *commits
 	prepWork    chan uint64
 	prepBusy    map[uint64]bool // taken from todo/, not yet scheduled
 	prepRunning int             // of those, in a worker
@@ -194,7 +194,14 @@ func (d *Daemon) Run() error {
 		}()
 	}
 
-	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode(), &d.dirSyncs)
+	sy, err := openSyncer(d.Queue.Dir)
+	if err != nil {
+		d.Log.Alert("cannot start: unable to open the queue for syncing: " + err.Error())
+		return err
+	}
+	d.commits = newCommits(sy)
+	defer d.commits.close()
+	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode(), d.commits)
 	d.prepBusy = map[uint64]bool{}
 	d.prepWork = make(chan uint64, prepMax)
 	for i := 0; i < prepWorkers; i++ {
@@ -240,7 +247,6 @@ func (d *Daemon) Run() error {
 	}
 	close(d.prepWork)
 	close(d.cc.out)
-	d.dirSyncs.close()
 	d.Log.Exiting()
 	return nil
 }

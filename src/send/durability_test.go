@@ -9,33 +9,62 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/notqmail/notqmail/src/sandbox"
 )
 
-// syncRecorder replaces fsync and records, for each sync, the file's name and what
-// check (if set) returned at that moment.
+// syncRecorder replaces fsync and the queue's syncer and records, for each sync, the
+// file's name ("syncfs" for a sync of the whole file system), calling check (if set)
+// with it at that moment.
 type syncRecorder struct {
 	mu    sync.Mutex
 	names []string
 	check func(name string)
 }
 
+// syncfsName stands for a sync of the whole file system in a syncRecorder.
+const syncfsName = "syncfs"
+
 func recordSyncs(t *testing.T, r *syncRecorder) {
 	t.Helper()
 	old := fsync
 	fsync = func(f *os.File) error {
-		r.mu.Lock()
-		r.names = append(r.names, f.Name())
-		check := r.check
-		r.mu.Unlock()
-		if check != nil {
-			check(f.Name())
-		}
+		r.record(f.Name())
 		return old(f)
 	}
-	t.Cleanup(func() { fsync = old })
+	oldOpen := openSyncer
+	openSyncer = func(dir string) (syncer, error) {
+		s, err := oldOpen(dir)
+		if err != nil {
+			return nil, err
+		}
+		return recordingSyncer{s, r}, nil
+	}
+	t.Cleanup(func() { fsync, openSyncer = old, oldOpen })
+}
+
+func (r *syncRecorder) record(name string) {
+	r.mu.Lock()
+	r.names = append(r.names, name)
+	check := r.check
+	r.mu.Unlock()
+	if check != nil {
+		check(name)
+	}
+}
+
+// recordingSyncer records each Sync call in a syncRecorder before it starts: what the
+// check sees then is covered by the sync.
+type recordingSyncer struct {
+	syncer
+	r *syncRecorder
+}
+
+func (s recordingSyncer) Sync() error {
+	s.r.record(syncfsName)
+	return s.syncer.Sync()
 }
 
 func (r *syncRecorder) synced(name string) bool {
@@ -88,16 +117,32 @@ func TestBounceRecordSyncedBeforeMarkDone(t *testing.T) {
 
 // Preprocessing must make info/, local/ and remote/ entries durable before it asks
 // qmail-clean to remove todo/: a power cut must not keep the removal and lose them.
-func TestPreprocessSyncsDirsBeforeTodoRemoved(t *testing.T) {
+// A sync of the whole file system started while all three are written covers them.
+func TestPreprocessSyncsBeforeTodoRemoved(t *testing.T) {
 	q := makeQueue(t)
 	r := &syncRecorder{}
-	todoGoneAtSync := false
+	todoGoneAtSync, covered := false, false
 	id := enqueue(t, q, "joe@remote.example", "hold1@here.example", "hold2@far.example")
 	todo := q.Path("todo", id)
+	want := map[string]string{
+		"info":   "Fjoe@remote.example\x00",
+		"local":  "Thold1@here.example\x00",
+		"remote": "Thold2@far.example\x00",
+	}
 	r.check = func(name string) {
 		if _, err := os.Stat(todo); err != nil {
 			todoGoneAtSync = true
+			return
 		}
+		if name != syncfsName {
+			return
+		}
+		for sub, w := range want {
+			if b, err := os.ReadFile(q.Path(sub, id)); err != nil || string(b) != w {
+				return
+			}
+		}
+		covered = true
 	}
 	recordSyncs(t, r)
 	h := startDaemon(t, q, 604800)
@@ -106,14 +151,14 @@ func TestPreprocessSyncsDirsBeforeTodoRemoved(t *testing.T) {
 		_, err := os.Stat(todo)
 		return os.IsNotExist(err)
 	})
-	for _, sub := range []string{"info", "local", "remote"} {
-		if !r.synced(filepath.Dir(q.Path(sub, id))) {
-			t.Errorf("%s/ directory not fsynced", sub)
-		}
+	r.mu.Lock()
+	if !covered {
+		t.Errorf("no sync started with info/, local/ and remote/ written, before todo/ went: %v", r.names)
 	}
 	if todoGoneAtSync {
 		t.Error("todo/ removed before the new entries were synced")
 	}
+	r.mu.Unlock()
 	close(h.spawn[Local].release)
 	close(h.spawn[Remote].release)
 	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
@@ -152,20 +197,50 @@ func (t tapWriter) Write(p []byte) (int, error) {
 }
 
 // With many messages preprocessed at once and files taken from spare/s, each
-// message's info/, local/ and remote/ files are synced, then their directories, and
-// only then is todo/ removal requested.
+// message's info/, local/ and remote/ files are complete when a sync starts, and only
+// after that is todo/ removal requested.
 func TestConcurrentPreprocessSyncOrder(t *testing.T) {
 	q := makeQueue(t)
 	makeSpares(t, q, 10)
 	r := &syncRecorder{}
+	var ids []uint64
+	// complete[id]: the first entry of r.names at which a sync started with the
+	// message's files complete (checked under r.mu: the check runs outside it).
+	var cmu sync.Mutex
+	complete := map[uint64]int{}
+	r.check = func(name string) {
+		if name != syncfsName {
+			return
+		}
+		r.mu.Lock()
+		at := len(r.names) - 1 // at least this entry; a later one is no better
+		r.mu.Unlock()
+		for i, id := range ids {
+			cmu.Lock()
+			_, seen := complete[id]
+			cmu.Unlock()
+			if seen {
+				continue
+			}
+			info, _ := os.ReadFile(q.Path("info", id))
+			local, _ := os.ReadFile(q.Path("local", id))
+			remote, _ := os.ReadFile(q.Path("remote", id))
+			if string(info) == "Fjoe@remote.example\x00" &&
+				string(local) == fmt.Sprintf("Tok%d@here.example\x00", i) &&
+				string(remote) == fmt.Sprintf("Tok%d@far.example\x00", i) {
+				cmu.Lock()
+				complete[id] = at
+				cmu.Unlock()
+			}
+		}
+	}
+	for i := 0; i < 40; i++ {
+		ids = append(ids, enqueue(t, q, "joe@remote.example", fmt.Sprintf("ok%d@here.example", i), fmt.Sprintf("ok%d@far.example", i)))
+	}
 	recordSyncs(t, r)
 	oldTap := cleanTap
 	cleanTap = func(w io.Writer) io.Writer { return tapWriter{w, r} }
 	t.Cleanup(func() { cleanTap = oldTap })
-	var ids []uint64
-	for i := 0; i < 40; i++ {
-		ids = append(ids, enqueue(t, q, "joe@remote.example", fmt.Sprintf("ok%d@here.example", i), fmt.Sprintf("ok%d@far.example", i)))
-	}
 	h := startDaemon(t, q, 604800)
 	h.pull()
 	waitFor(t, h, "delivery", func() bool {
@@ -179,29 +254,73 @@ func TestConcurrentPreprocessSyncOrder(t *testing.T) {
 	r.mu.Lock()
 	seq := append([]string(nil), r.names...)
 	r.mu.Unlock()
-	index := func(name string, after int) int {
-		for i := after + 1; i < len(seq); i++ {
-			if filepath.Clean(seq[i]) == filepath.Clean(name) {
-				return i
+	cmu.Lock()
+	defer cmu.Unlock()
+	for _, id := range ids {
+		req := -1
+		for i, n := range seq {
+			if n == "clean:todo/"+num(id) {
+				req = i
+				break
 			}
 		}
-		return -1
-	}
-	for _, id := range ids {
-		req := index("clean:todo/"+num(id), -1)
 		if req < 0 {
 			t.Errorf("no todo/ removal requested for %d", id)
 			continue
 		}
-		for _, sub := range []string{"info", "local", "remote"} {
-			f := index(q.Path(sub, id), -1)
-			if f < 0 || f > req {
-				t.Errorf("%s/%d synced at %d, todo/ removal requested at %d", sub, id, f, req)
-				continue
-			}
-			if d := index(filepath.Dir(q.Path(sub, id)), f); d < 0 || d > req {
-				t.Errorf("%s/%d's directory synced at %d (file at %d), todo/ removal requested at %d", sub, id, d, f, req)
-			}
+		at, ok := complete[id]
+		if !ok || at > req {
+			t.Errorf("message %d: todo/ removal requested at %d, sync with its files complete at %d (%v)", id, req, at, ok)
 		}
+	}
+}
+
+// failingSyncer fails its first fails Syncs, as a syncfs reporting a writeback error
+// would.
+type failingSyncer struct {
+	syncer
+	mu    sync.Mutex
+	fails int
+}
+
+func (s *failingSyncer) Sync() error {
+	s.mu.Lock()
+	fail := s.fails > 0
+	s.fails--
+	s.mu.Unlock()
+	if fail {
+		return syscall.EIO
+	}
+	return s.syncer.Sync()
+}
+
+// A failed sync in preprocessing is a temporary failure: todo/ stays, nothing is
+// scheduled from files that may not be on disk, and the message is preprocessed
+// again and delivered once syncs work.
+func TestPreprocessSyncFailureKeepsTodo(t *testing.T) {
+	q := makeQueue(t)
+	old := openSyncer
+	openSyncer = func(dir string) (syncer, error) {
+		s, err := old(dir)
+		if err != nil {
+			return nil, err
+		}
+		return &failingSyncer{syncer: s, fails: 1}, nil
+	}
+	t.Cleanup(func() { openSyncer = old })
+	id := enqueue(t, q, "joe@remote.example", "ok1@here.example")
+	h := startDaemon(t, q, 604800)
+	h.pull()
+	waitFor(t, h, "the warning", func() bool { return strings.Contains(h.log.String(), "warning: trouble syncing info/") })
+	if _, err := os.Stat(q.Path("todo", id)); err != nil {
+		t.Fatalf("todo/ went after a failed sync: %v", err)
+	}
+	if h.spawn[Local].count("ok1@here.example") != 0 {
+		t.Fatal("a delivery started from files that were never synced")
+	}
+	h.pull()
+	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
+	if n := h.spawn[Local].count("ok1@here.example"); n != 1 {
+		t.Errorf("%d deliveries, want 1", n)
 	}
 }

@@ -6,17 +6,16 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 )
 
 // Preprocessing runs beside the main loop: up to prepMax messages at once are read
 // from todo/ and written to info/, local/ and remote/ by prepWorkers goroutines, so
-// their fsyncs overlap and deliveries go on meanwhile. The main loop alone logs,
+// one sync covers many of them (commits) and deliveries go on meanwhile. The main loop alone logs,
 // schedules and talks to qmail-clean.
 const (
-	// A message's syncs take milliseconds on a loaded disk, so many must overlap for
-	// preprocessing to keep up with deliveries.
+	// A sync takes milliseconds on a loaded disk, so many messages must share one
+	// for preprocessing to keep up with deliveries.
 	prepWorkers = 64
 	// prepMax bounds messages taken from todo/ and not yet scheduled: in a worker,
 	// or waiting for qmail-clean to remove todo/.
@@ -152,10 +151,6 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 		res.warning = "trouble writing to " + d.rel("info", id)
 		return
 	}
-	if err := fsync(info); err != nil {
-		res.warning = "trouble fsyncing " + d.rel("info", id)
-		return
-	}
 	for c := 0; c < nchan; c++ {
 		if chanFile[c] == nil {
 			continue
@@ -168,24 +163,13 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 			res.warning = "trouble writing to " + d.rel(chanDir[c], id)
 			return
 		}
-		if err := fsync(chanFile[c]); err != nil {
-			res.warning = "trouble fsyncing " + d.rel(chanDir[c], id)
-			return
-		}
 	}
-	// Beyond qmail, which relies on synchronous directory updates: the new entries
-	// must be on disk before todo/<id> goes, or a power cut could leave neither.
-	subs := []string{"info"}
-	for c := 0; c < nchan; c++ {
-		if chanFile[c] != nil {
-			subs = append(subs, chanDir[c])
-		}
-	}
-	for _, sub := range subs {
-		if err := d.dirSyncs.sync(filepath.Dir(d.fn(sub, id))); err != nil {
-			res.warning = "trouble fsyncing " + filepath.Dir(d.rel(sub, id))
-			return
-		}
+	// One sync of the file system, shared with the other workers, puts the files and
+	// (beyond qmail, which relies on synchronous directory updates) their new
+	// entries on disk before todo/<id> goes: a power cut must not leave neither.
+	if err := d.commits.sync(); err != nil {
+		res.warning = "trouble syncing " + d.rel("info", id) + ": " + err.Error()
+		return
 	}
 	for c := 0; c < nchan; c++ {
 		res.chans[c] = chanFile[c] != nil
@@ -365,111 +349,5 @@ func (d *Daemon) cleanAnswers() {
 			}
 		}
 		d.cleanPending = nil
-	}
-}
-
-// ---- directory fsyncs, shared by concurrent preprocessing
-
-// dirSyncs lets concurrent callers share directory fsyncs: a caller needs a sync that
-// starts after its own entry was made, and every caller waiting while one sync runs is
-// served by the next, single, sync. Each directory stays open for the next sync; there
-// are only the split directories of info/, local/ and remote/.
-type dirSyncs struct {
-	mu   sync.Mutex
-	dirs map[string]*dirSync
-}
-
-type dirSync struct {
-	cond            *sync.Cond
-	f               *os.File
-	running         bool
-	started, synced uint64
-	err             error
-}
-
-func (s *dirSyncs) sync(dir string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ds := s.get(dir)
-	want := ds.started + 1
-	for ds.synced < want {
-		if ds.running {
-			ds.cond.Wait()
-			continue
-		}
-		ds.running = true
-		ds.started++
-		gen, f := ds.started, ds.f
-		s.mu.Unlock()
-		var err error
-		if f == nil {
-			f, err = os.Open(dir)
-		}
-		if err == nil {
-			if err = fsync(f); err != nil {
-				f.Close() // open it afresh next time
-				f = nil
-			}
-		}
-		s.mu.Lock()
-		ds.f = f
-		ds.running = false
-		ds.synced, ds.err = gen, err
-		ds.cond.Broadcast()
-	}
-	return ds.err
-}
-
-// next returns the generation of dir's next sync to start: one that starts after
-// this call.
-func (s *dirSyncs) next(dir string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.get(dir).started + 1
-}
-
-// synced reports whether a sync of dir of generation gen or later has completed.
-// (spares calls it holding its own lock; dirSyncs never takes that lock.)
-func (s *dirSyncs) synced(dir string, gen uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ds := s.get(dir)
-	return ds.synced >= gen && ds.err == nil
-}
-
-// syncedSince makes sure a sync of dir of generation gen or later has completed,
-// syncing dir if none has.
-func (s *dirSyncs) syncedSince(dir string, gen uint64) error {
-	s.mu.Lock()
-	ds := s.get(dir)
-	if ds.synced >= gen && ds.err == nil {
-		s.mu.Unlock()
-		return nil
-	}
-	s.mu.Unlock()
-	return s.sync(dir)
-}
-
-func (s *dirSyncs) get(dir string) *dirSync {
-	if s.dirs == nil {
-		s.dirs = map[string]*dirSync{}
-	}
-	ds := s.dirs[dir]
-	if ds == nil {
-		ds = &dirSync{cond: sync.NewCond(&s.mu)}
-		s.dirs[dir] = ds
-	}
-	return ds
-}
-
-// close closes the directories kept open.
-func (s *dirSyncs) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ds := range s.dirs {
-		if ds.f != nil {
-			ds.f.Close()
-			ds.f = nil
-		}
 	}
 }

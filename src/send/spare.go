@@ -26,17 +26,18 @@ const spareMax = 2000
 // one again. The new user overwrites it in place and cuts it to length (trim) before
 // syncing; spare/s is qmails's alone, mode 0700, like the queue files it recycles.
 //
-// A spare is rewritten only once the directory it was renamed out of has been synced
-// since: on a file system that does not order metadata writes (ext4 without a
-// journal), a crash could otherwise bring back the old name, pointing at another
-// message's data. Spares are reused oldest first, so that sync has usually happened
-// already, for the new files of other messages in the same split directory.
+// A spare is rewritten only once its rename out of its directory is on disk: on a file
+// system that does not order metadata writes (ext4 without a journal), a crash could
+// otherwise bring back the old name, pointing at another message's data. A sync of
+// the whole file system (commits) started after the rename provides that; spares are
+// reused oldest first, so one has usually completed already, for the files of
+// messages preprocessed since.
 //
 // The pool is shared by the preprocessing goroutines and the main loop.
 type spares struct {
 	dir   string // queue/spare/s; "" when the queue has none (an old, unfixed queue)
 	mode  os.FileMode
-	syncs *dirSyncs
+	syncs *commits
 
 	mu       sync.Mutex
 	queue    []spare // spare/s entries known to be there, oldest first, at most spareMax
@@ -45,13 +46,12 @@ type spares struct {
 
 type spare struct {
 	name string // its inode number
-	from string // the directory it was renamed out of; "" if found at start-up
-	gen  uint64 // the first sync of from that makes the rename durable
+	gen  uint64 // the generation of its rename into spare/s (commits.mark); 0 if found at start-up
 }
 
 // openSpares lists up to spareMax entries of dir. Entries beyond that, or not named
 // like an inode number, are left alone: they cost nothing but their space.
-func openSpares(dir string, mode os.FileMode, syncs *dirSyncs) *spares {
+func openSpares(dir string, mode os.FileMode, syncs *commits) *spares {
 	s := &spares{mode: mode, syncs: syncs}
 	f, err := os.Open(dir)
 	if err != nil {
@@ -81,7 +81,7 @@ func (s *spares) count() int {
 
 // spareWait is the pool size from which a spare whose removal is not yet on disk is
 // synced and used rather than passed over for a new file: the pool then holds old
-// spares from a directory nothing else syncs.
+// spares that no sync has covered yet.
 const spareWait = 256
 
 // pop takes the oldest spare. If its removal is not on disk yet, it is left in place
@@ -94,7 +94,7 @@ func (s *spares) pop() (sp spare, must, ok bool) {
 		return spare{}, false, false
 	}
 	sp = s.queue[0]
-	if sp.from != "" && !s.syncs.synced(sp.from, sp.gen) {
+	if sp.gen != 0 && !s.syncs.covered(sp.gen) {
 		if len(s.queue) < spareWait {
 			return spare{}, false, false
 		}
@@ -114,7 +114,7 @@ func (s *spares) create(path string) (*os.File, error) {
 		if !ok {
 			break
 		}
-		if must && s.syncs.syncedSince(sp.from, sp.gen) != nil {
+		if must && s.syncs.syncedSince(sp.gen) != nil {
 			// Its old name may still be on disk: not a spare to use yet, or ever.
 			os.Remove(filepath.Join(s.dir, sp.name))
 			continue
@@ -180,13 +180,12 @@ func (s *spares) remove(path string) error {
 	if full {
 		return os.Remove(path)
 	}
-	from := filepath.Dir(path)
-	gen := s.syncs.next(from) // taken before the rename: a sync from then on covers it
+	gen := s.syncs.mark() // taken before the rename: a sync call from then on covers it
 	name, err := s.stash(path)
 	s.mu.Lock()
 	s.reserved--
 	if err == nil {
-		s.queue = append(s.queue, spare{name: name, from: from, gen: gen})
+		s.queue = append(s.queue, spare{name: name, gen: gen})
 	}
 	s.mu.Unlock()
 	if err != nil {

@@ -108,7 +108,7 @@ func TestSparesBounded(t *testing.T) {
 	dir := t.TempDir()
 	sdir := filepath.Join(dir, "s")
 	os.Mkdir(sdir, 0700)
-	s := openSpares(sdir, 0600, &dirSyncs{})
+	s := openSpares(sdir, 0600, testCommits(t))
 	for i := 0; i < spareMax+5; i++ {
 		p := filepath.Join(dir, fmt.Sprint("f", i))
 		if err := os.WriteFile(p, []byte("data"), 0600); err != nil {
@@ -135,7 +135,7 @@ func TestSparesBounded(t *testing.T) {
 		t.Errorf("removing a missing file: %v", err)
 	}
 	// A fresh pool over the same directory knows the spares and hands them out.
-	s2 := openSpares(sdir, 0600, &dirSyncs{})
+	s2 := openSpares(sdir, 0600, testCommits(t))
 	if s2.count() != spareMax {
 		t.Fatalf("reopened pool knows %d spares", s2.count())
 	}
@@ -171,7 +171,7 @@ func TestSpareWithTwoLinksRefused(t *testing.T) {
 	if err := os.Link(p, filepath.Join(sdir, ino)); err != nil {
 		t.Fatal(err)
 	}
-	s := openSpares(sdir, 0600, &dirSyncs{})
+	s := openSpares(sdir, 0600, testCommits(t))
 	f, err := s.create(filepath.Join(dir, "info2"))
 	if err != nil {
 		t.Fatal(err)
@@ -315,10 +315,22 @@ func processesIn(dir string) bool {
 	return false
 }
 
-// A spare is rewritten only after the directory it was renamed out of has been synced:
-// otherwise a crash could bring back its old name over another message's data. While
-// the pool is small, such a spare is passed over for a new file; from spareWait on it
-// is synced and used.
+// testCommits returns commits on t's temporary directory's file system.
+func testCommits(t *testing.T) *commits {
+	t.Helper()
+	sy, err := openSyncer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCommits(sy)
+	t.Cleanup(func() { c.close() })
+	return c
+}
+
+// A spare is rewritten only after its removal from its directory is on disk: a sync
+// started after the rename. Otherwise a crash could bring back its old name over
+// another message's data. While the pool is small, such a spare is passed over for a
+// new file; from spareWait on, the queue is synced and it is used.
 func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	dir := t.TempDir()
 	sdir, from := filepath.Join(dir, "s"), filepath.Join(dir, "local")
@@ -326,9 +338,13 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	os.Mkdir(from, 0700)
 	r := &syncRecorder{}
 	recordSyncs(t, r)
-	syncs := &dirSyncs{}
-	defer syncs.close()
+	syncs := testCommits(t)
 	s := openSpares(sdir, 0600, syncs)
+	// A sync call under way during the rename (numbered before it) does not cover it.
+	syncs.mu.Lock()
+	underWay := syncs.next
+	syncs.next++
+	syncs.mu.Unlock()
 	old := filepath.Join(from, "5")
 	os.WriteFile(old, []byte("Told@example.org\x00"), 0600)
 	oldIno := inode(t, old)
@@ -343,11 +359,25 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	if s.count() != 1 || inode(t, filepath.Join(dir, "new")) == oldIno {
 		t.Fatal("a spare whose removal is not on disk was reused")
 	}
-	if r.synced(from) {
-		t.Fatal("create waited for a sync instead of creating a file")
+	if len(r.names) != 0 {
+		t.Fatalf("create waited for a sync instead of creating a file: %v", r.names)
 	}
-	// Once its old directory has been synced (for another message), it is used.
-	syncs.sync(from)
+	// That call succeeds: still not enough.
+	syncs.mu.Lock()
+	syncs.done = underWay
+	syncs.mu.Unlock()
+	f, err = s.create(filepath.Join(dir, "new1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if s.count() != 1 || inode(t, filepath.Join(dir, "new1")) == oldIno {
+		t.Fatal("a spare was reused on a sync that started before its removal")
+	}
+	// Once the queue has been synced since (for another message), it is used.
+	if err := syncs.sync(); err != nil {
+		t.Fatal(err)
+	}
 	f, err = s.create(filepath.Join(dir, "new2"))
 	if err != nil {
 		t.Fatal(err)
@@ -356,8 +386,8 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	if s.count() != 0 || inode(t, filepath.Join(dir, "new2")) != oldIno {
 		t.Fatal("the spare was not reused after the sync")
 	}
-	// A pool of spareWait spares none of whose removals is on disk: the oldest is
-	// synced and used.
+	// A pool of spareWait spares none of whose removals is on disk: the queue is
+	// synced and the oldest used.
 	for i := 0; i < spareWait; i++ {
 		p := filepath.Join(from, fmt.Sprint("m", i))
 		os.WriteFile(p, nil, 0600)
@@ -378,7 +408,18 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.names) != n+1 || filepath.Clean(r.names[n]) != from {
-		t.Errorf("syncs for the reuse: %v, want one of %s", r.names[n:], from)
+	if len(r.names) != n+1 || r.names[n] != syncfsName {
+		t.Errorf("syncs for the reuse: %v, want one syncfs", r.names[n:])
+	}
+	// The one sync covered the whole pool: the next spare is used without another.
+	r.mu.Unlock()
+	f, err = s.create(filepath.Join(dir, "new4"))
+	r.mu.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if s.count() != spareWait-2 || len(r.names) != n+1 {
+		t.Errorf("after one sync: %d spares left, syncs %v", s.count(), r.names[n:])
 	}
 }
