@@ -25,55 +25,103 @@ const DefaultTimeout = 1200 * time.Second
 // caller, except CheckRcpt, set from control/validrcptdomains. Any unreadable control file is an error: qmail-smtpd then answers
 // "421 unable to read controls".
 func Load(ctl control.Dir, lookup func(string) (string, bool)) (*Config, func(), error) {
-	getenv := func(k string) string { v, _ := lookup(k); return v }
-	cfg := &Config{}
+	c, err := readControls(ctl)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := c.config(lookup)
+	if err != nil {
+		c.rcpt.Close()
+		return nil, nil, err
+	}
+	return cfg, func() { c.rcpt.Close() }, nil
+}
+
+// controls is what Load reads from the control files, apart from the client's
+// environment: in listener mode, one copy serves the sessions of a ConfigCache.
+// Nothing in it is changed after readControls.
+type controls struct {
+	greeting, localIPHost  string
+	badMailFrom, badRcptTo []string
+	dataBytes              int64
+	timeout                time.Duration
+	authWithoutTLS         bool
+	validator              *Validator         // nil: no recipient validation
+	rcpt                   *rcpthosts.Matcher // its cdb reads with ReadAt: safe to share
+
+	// ConfigCache's reference count: rcpt is closed once the copy is replaced and
+	// no session uses it any more.
+	refs  int
+	stale bool
+}
+
+func readControls(ctl control.Dir) (*controls, error) {
+	c := &controls{}
 	var err error
-	if cfg.Greeting, err = ctl.LineOrMe("smtpgreeting", ""); err != nil {
-		return nil, nil, err
+	if c.greeting, err = ctl.LineOrMe("smtpgreeting", ""); err != nil {
+		return nil, err
 	}
-	if cfg.Greeting == "" {
-		return nil, nil, errors.New("control/me and control/smtpgreeting are both missing")
+	if c.greeting == "" {
+		return nil, errors.New("control/me and control/smtpgreeting are both missing")
 	}
-	if cfg.LocalIPHost, err = ctl.LineOrMe("localiphost", ""); err != nil {
-		return nil, nil, err
+	if c.localIPHost, err = ctl.LineOrMe("localiphost", ""); err != nil {
+		return nil, err
 	}
-	if cfg.BadMailFrom, err = ctl.Strings("badmailfrom"); err != nil {
-		return nil, nil, err
+	if c.badMailFrom, err = ctl.Strings("badmailfrom"); err != nil {
+		return nil, err
 	}
-	if cfg.BadRcptTo, err = ctl.Strings("badrcptto"); err != nil {
-		return nil, nil, err
+	if c.badRcptTo, err = ctl.Strings("badrcptto"); err != nil {
+		return nil, err
 	}
 	db, err := ctl.Int("databytes", 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cfg.DataBytes = int64(db)
+	c.dataBytes = int64(db)
+	t, err := ctl.Int("timeoutsmtpd", int(DefaultTimeout/time.Second))
+	if err != nil {
+		return nil, err
+	}
+	c.timeout = time.Duration(t) * time.Second
+	aw, err := ctl.Int("authwithouttls", 0)
+	if err != nil {
+		return nil, err
+	}
+	c.authWithoutTLS = aw != 0
+	if c.validator, err = LoadValidator(ctl); err != nil {
+		return nil, err
+	}
+	if c.rcpt, err = rcpthosts.Open(ctl.Path); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// config is a session's Config: the controls with the client's environment.
+func (c *controls) config(lookup func(string) (string, bool)) (*Config, error) {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
+	cfg := &Config{
+		Greeting:       c.greeting,
+		LocalIPHost:    c.localIPHost,
+		BadMailFrom:    c.badMailFrom,
+		BadRcptTo:      c.badRcptTo,
+		DataBytes:      c.dataBytes,
+		Timeout:        c.timeout,
+		AuthWithoutTLS: c.authWithoutTLS,
+	}
 	if v := getenv("DATABYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return nil, nil, errors.New("DATABYTES is not a non-negative number: " + strconv.Quote(v))
+			return nil, errors.New("DATABYTES is not a non-negative number: " + strconv.Quote(v))
 		}
 		cfg.DataBytes = n
 	}
-	t, err := ctl.Int("timeoutsmtpd", int(DefaultTimeout/time.Second))
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.Timeout = time.Duration(t) * time.Second
-	aw, err := ctl.Int("authwithouttls", 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.AuthWithoutTLS = aw != 0
 	// The modes may come from the environment, so one tcprules file or tcpserver
 	// line per port can choose them.
 	cfg.ImplicitTLS = getenv("SMTPS") != ""
 	cfg.Submission = getenv("SUBMISSION") != ""
-	v, err := LoadValidator(ctl)
-	if err != nil {
-		return nil, nil, err
-	}
-	if v != nil {
+	if c.validator != nil {
+		v := *c.validator // the log is the session's
 		v.Log = func(format string, args ...any) {
 			if cfg.Log != nil {
 				fmt.Fprintf(cfg.Log, "qmail-smtpd: "+format+"\n", args...)
@@ -81,11 +129,7 @@ func Load(ctl control.Dir, lookup func(string) (string, bool)) (*Config, func(),
 		}
 		cfg.CheckRcpt = v.Check
 	}
-	m, err := rcpthosts.Open(ctl.Path)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.RcptHosts = m.Check
+	cfg.RcptHosts = c.rcpt.Check
 	cfg.LocalIP = LocalAddr
 	cfg.RemoteIP = getenv("TCPREMOTEIP")
 	cfg.RemoteHost = getenv("TCPREMOTEHOST")
@@ -96,7 +140,72 @@ func Load(ctl control.Dir, lookup func(string) (string, bool)) (*Config, func(),
 	if v, ok := lookup("RELAYCLIENT"); ok {
 		cfg.RelayClient, cfg.RelaySet = v, true
 	}
-	return cfg, func() { m.Close() }, nil
+	return cfg, nil
+}
+
+// DefaultConfigAge is how long the built-in listener reuses the control files it
+// read: an edit takes effect for sessions that start at most this long after it.
+const DefaultConfigAge = 2 * time.Second
+
+// ConfigCache is Load for the sessions of one long-running listener: the control
+// files are read once and the result serves every session that starts within MaxAge
+// of that reading, where a qmail-smtpd under tcpserver reads them for each session.
+// A session keeps the copy it started with to its end. Errors are not cached: the
+// next session reads again. It is safe for concurrent use.
+type ConfigCache struct {
+	Control control.Dir
+	MaxAge  time.Duration // 0: DefaultConfigAge
+
+	mu     sync.Mutex
+	cur    *controls
+	loaded time.Time
+	onRead func() // tests: called for each reading of the control files
+}
+
+// Load is the package's Load, with the control files read at most once per MaxAge.
+func (cc *ConfigCache) Load(lookup func(string) (string, bool)) (*Config, func(), error) {
+	age := cc.MaxAge
+	if age <= 0 {
+		age = DefaultConfigAge
+	}
+	cc.mu.Lock()
+	c := cc.cur
+	if c == nil || time.Since(cc.loaded) >= age {
+		if cc.onRead != nil {
+			cc.onRead()
+		}
+		// Read under the lock: sessions starting meanwhile wait for this reading
+		// rather than each doing their own.
+		fresh, err := readControls(cc.Control)
+		if err != nil {
+			cc.mu.Unlock()
+			return nil, nil, err
+		}
+		if c != nil {
+			c.stale = true
+			if c.refs == 0 {
+				c.rcpt.Close()
+			}
+		}
+		c, cc.cur, cc.loaded = fresh, fresh, time.Now()
+	}
+	c.refs++
+	cc.mu.Unlock()
+	release := func() {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		c.refs--
+		if c.stale && c.refs == 0 {
+			c.rcpt.Close()
+		}
+	}
+	cfg, err := c.config(lookup)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	var once sync.Once
+	return cfg, func() { once.Do(release) }, nil
 }
 
 var (

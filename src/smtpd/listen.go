@@ -45,8 +45,9 @@ var replyBusy = Reply{421, "4.7.0", "too many connections from your address, try
 
 // Listen serves SMTP on the listeners until they fail. Once the sockets are bound it
 // becomes qmaild:nofiles, as qmail-smtpd runs under tcpserver (in sandbox mode the
-// process already is the sandbox owner); each session then reads the control files
-// afresh, as a new qmail-smtpd process would.
+// process already is the sandbox owner). The control files are read as a new
+// qmail-smtpd process would read them, but at most once every DefaultConfigAge
+// (ConfigCache): the sessions starting meanwhile share that reading.
 //
 // The TLS certificates are loaded before that, once: a broken certificate file (or
 // a missing one with ImplicitTLS) is an error here, at start-up, rather than a
@@ -91,6 +92,7 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 		}
 		rules = r
 	}
+	configs := &ConfigCache{Control: control.Default()}
 	cfg := listener.Config{
 		MaxConns:  opt.MaxConns,
 		MaxPerIP:  opt.MaxPerIP,
@@ -106,6 +108,7 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 			Run(c, RunOptions{
 				Control: control.Default(), Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword,
 				Certs: store, ImplicitTLS: opt.ImplicitTLS, Submission: opt.Submission, AuthLimit: limiter,
+				Configs: configs,
 			})
 		},
 	}

@@ -60,13 +60,23 @@ type RunOptions struct {
 	ImplicitTLS, Submission bool
 	// AuthLimit counts failed AUTHs per client across sessions; nil: per session.
 	AuthLimit *AuthLimiter
+	// Configs, when set, shares the control files' reading among the sessions of a
+	// listener (see ConfigCache); nil reads them for this session, from Control.
+	Configs *ConfigCache
 }
 
 // Run serves one client with the configuration read now from the control files and
 // the environment: the whole of qmail-smtpd once its connection is set up.
 func Run(conn io.ReadWriter, opt RunOptions) {
 	ctl, env, id, log := opt.Control, opt.Env, opt.ID, opt.Log
-	cfg, closeCfg, err := Load(ctl, env.Lookup)
+	var cfg *Config
+	var closeCfg func()
+	var err error
+	if opt.Configs != nil {
+		cfg, closeCfg, err = opt.Configs.Load(env.Lookup)
+	} else {
+		cfg, closeCfg, err = Load(ctl, env.Lookup)
+	}
 	if err != nil {
 		if log != nil {
 			io.WriteString(log, "qmail-smtpd "+id+": unable to read controls: "+sanitize(err.Error())+"\n")

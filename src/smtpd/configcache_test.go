@@ -1,0 +1,194 @@
+package smtpd
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/rcpthosts"
+	"github.com/notqmail/notqmail/src/sandbox"
+	"github.com/notqmail/notqmail/src/testpeer"
+)
+
+func putControl(t *testing.T, dir, name, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cachedControls is a control directory for ConfigCache tests: me, rcpthosts
+// (first.example) and morercpthosts.cdb (more.example).
+func cachedControls(t *testing.T) control.Dir {
+	t.Helper()
+	dir := t.TempDir()
+	putControl(t, dir, "me", "mx.example\n")
+	putControl(t, dir, "rcpthosts", "first.example\n")
+	putControl(t, dir, "morercpthosts", "more.example\n")
+	if err := rcpthosts.NewMRH(dir); err != nil {
+		t.Fatal(err)
+	}
+	return control.Open(dir)
+}
+
+// serveCached runs Run for every connection on a loopback listener, with the
+// configuration from cc, and returns the address.
+func serveCached(t *testing.T, cc *ConfigCache) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				env := Env{Over: map[string]string{"TCPREMOTEIP": "127.0.0.1", "NOSPP": "1"}}
+				Run(c, RunOptions{Control: cc.Control, Env: env, ID: "test", Configs: cc})
+			})
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// rcptScript asks, in one SMTP session per domain in $DOMAINS, whether RCPT TO
+// x@domain is accepted, and prints "domain code" lines.
+const rcptScript = `
+import os, smtplib
+for d in os.environ["DOMAINS"].split():
+    s = smtplib.SMTP(os.environ["HOST"], int(os.environ["PORT"]), timeout=30)
+    s.ehlo("client.example")
+    s.mail("a@client.example")
+    code, _ = s.rcpt("x@" + d)
+    print(d, code)
+    s.quit()
+`
+
+// Sessions that start within MaxAge of a reading share it: one reading of the
+// control files for all of them, and an edit made meanwhile is not seen yet.
+func TestConfigCacheSharedWithinWindow(t *testing.T) {
+	py := testpeer.Need(t, "python3")
+	ctl := cachedControls(t)
+	var reads atomic.Int64
+	cc := &ConfigCache{Control: ctl, MaxAge: time.Hour, onRead: func() { reads.Add(1) }}
+	addr := serveCached(t, cc)
+	out := python(t, py, addr, rcptScript, "DOMAINS=first.example more.example other.example")
+	mustContain(t, out, "first.example 250", "more.example 250", "other.example 553")
+	putControl(t, ctl.Path, "rcpthosts", "first.example\nother.example\n")
+	out = python(t, py, addr, rcptScript, "DOMAINS=first.example other.example")
+	mustContain(t, out, "first.example 250", "other.example 553")
+	if n := reads.Load(); n != 1 {
+		t.Errorf("5 sessions read the control files %d times, want once", n)
+	}
+}
+
+// A session that starts after MaxAge reads the control files again and honours an
+// edit of rcpthosts.
+func TestConfigCacheEditAfterWindow(t *testing.T) {
+	py := testpeer.Need(t, "python3")
+	ctl := cachedControls(t)
+	var reads atomic.Int64
+	cc := &ConfigCache{Control: ctl, MaxAge: 200 * time.Millisecond, onRead: func() { reads.Add(1) }}
+	addr := serveCached(t, cc)
+	out := python(t, py, addr, rcptScript, "DOMAINS=other.example")
+	mustContain(t, out, "other.example 553")
+	putControl(t, ctl.Path, "rcpthosts", "other.example\n")
+	time.Sleep(300 * time.Millisecond) // past the window
+	out = python(t, py, addr, rcptScript, "DOMAINS=other.example first.example")
+	mustContain(t, out, "other.example 250", "first.example 553")
+	if n := reads.Load(); n < 2 {
+		t.Errorf("the control files were read %d times, want a second reading after the window", n)
+	}
+}
+
+// A session keeps its reading, morercpthosts.cdb included, after a newer reading
+// replaces it for new sessions; the cdb is closed when the last session ends.
+func TestConfigCacheOldReadingStaysUsable(t *testing.T) {
+	ctl := cachedControls(t)
+	cc := &ConfigCache{Control: ctl, MaxAge: time.Nanosecond}
+	cfg1, close1, err := cc.Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := cc.cur
+	putControl(t, ctl.Path, "morercpthosts", "newer.example\n")
+	if err := rcpthosts.NewMRH(ctl.Path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	cfg2, close2, err := cc.Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer close2()
+	if cc.cur == old {
+		t.Fatal("no new reading after MaxAge")
+	}
+	if ok, err := cfg1.RcptHosts("more.example"); !ok || err != nil {
+		t.Errorf("the first session lost morercpthosts.cdb: %v %v", ok, err)
+	}
+	if ok, err := cfg2.RcptHosts("newer.example"); !ok || err != nil {
+		t.Errorf("the second session does not see the new morercpthosts.cdb: %v %v", ok, err)
+	}
+	close1()
+	close1() // twice is harmless
+	// A closed Matcher no longer consults the cdb.
+	if ok, _ := cfg1.RcptHosts("more.example"); ok || old.refs != 0 {
+		t.Errorf("the replaced reading's cdb is still open after its last session (refs %d)", old.refs)
+	}
+	if ok, err := cfg2.RcptHosts("newer.example"); !ok || err != nil {
+		t.Errorf("closing the old reading broke the new one: %v %v", ok, err)
+	}
+}
+
+// An unreadable control file fails the session (421) and is not cached: once it
+// is fixed the next session reads it again.
+func TestConfigCacheErrorNotCached(t *testing.T) {
+	ctl := cachedControls(t)
+	var reads atomic.Int64
+	cc := &ConfigCache{Control: ctl, MaxAge: time.Hour, onRead: func() { reads.Add(1) }}
+	putControl(t, ctl.Path, "databytes", "lots\n")
+	if _, _, err := cc.Load(func(string) (string, bool) { return "", false }); err == nil {
+		t.Fatal("a bad databytes was accepted")
+	}
+	putControl(t, ctl.Path, "databytes", "1000\n")
+	cfg, done, err := cc.Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	if cfg.DataBytes != 1000 || reads.Load() != 2 {
+		t.Errorf("databytes %d after %d readings; want 1000 after 2", cfg.DataBytes, reads.Load())
+	}
+}
+
+// The built-in listener (qmail-smtpd -l) honours an edit of rcpthosts in sessions
+// that start DefaultConfigAge after it.
+func TestListenerRereadsRcpthosts(t *testing.T) {
+	py := testpeer.Need(t, "python3")
+	h := sandbox.New(t, sandbox.Options{})
+	addr := startListener(t, h)
+	out := python(t, py, addr, rcptScript, "DOMAINS=added.example")
+	mustContain(t, out, "added.example 553")
+	rh := filepath.Join(h.Dir, "control", "rcpthosts")
+	old, err := os.ReadFile(rh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeControl(t, h, "rcpthosts", strings.TrimRight(string(old), "\n")+"\nadded.example\n")
+	time.Sleep(DefaultConfigAge + 200*time.Millisecond)
+	out = python(t, py, addr, rcptScript, "DOMAINS=added.example")
+	mustContain(t, out, "added.example 250")
+}
