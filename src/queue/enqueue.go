@@ -132,10 +132,23 @@ type Options struct {
 	// and start time: a service queues for many callers at once, and their pids and
 	// start seconds may repeat.
 	PidName string
+	// Sync, when set, makes the message durable by group commit instead of an fsync
+	// of each file and directory: one Sync after mess/ and intd/ are written (before
+	// the todo/ link) and one after the link (before success is reported). A
+	// long-running writer shares it between concurrent messages (groupsync.Syncer),
+	// so that one flush of the disk serves them all; a lone qmail-queue has nobody to
+	// share with and fsyncs its own files.
+	Sync Syncer
+}
+
+// Syncer makes durable everything written to the queue's file system before the
+// call, as syncfs(2) does (groupsync.Syncer).
+type Syncer interface {
+	Sync() error
 }
 
 // EnqueueWith is Enqueue with options; the files, their contents and the order in
-// which they are synced and linked are the same.
+// which they are made durable and linked are the same.
 func EnqueueWith(q Queue, msg, env io.Reader, c Caller, o Options) error {
 	if fi, err := os.Stat(q.Dir); err != nil || !fi.IsDir() {
 		return fail(ExitQueueDir, "unable to use queue directory %s: %v", q.Dir, err)
@@ -179,14 +192,16 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	if err := w.Flush(); err != nil {
 		return fail(ExitWrite, "writing %s: %v", messfn, err)
 	}
-	if err := mess.Sync(); err != nil {
-		return fail(ExitWrite, "syncing %s: %v", messfn, err)
-	}
-	// Beyond qmail, which relies on synchronous directory updates: make the mess/
-	// entry durable before todo/ can point at it, so that a power cut on a Linux file
-	// system cannot leave a todo/ entry whose message vanished.
-	if err := syncDir(filepath.Dir(messfn)); err != nil {
-		return fail(ExitWrite, "syncing %s: %v", filepath.Dir(messfn), err)
+	if e.o.Sync == nil {
+		if err := mess.Sync(); err != nil {
+			return fail(ExitWrite, "syncing %s: %v", messfn, err)
+		}
+		// Beyond qmail, which relies on synchronous directory updates: make the mess/
+		// entry durable before todo/ can point at it, so that a power cut on a Linux
+		// file system cannot leave a todo/ entry whose message vanished.
+		if err := syncDir(filepath.Dir(messfn)); err != nil {
+			return fail(ExitWrite, "syncing %s: %v", filepath.Dir(messfn), err)
+		}
 	}
 
 	intdfn := e.q.Path("intd", ino)
@@ -202,8 +217,14 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	if err := w.Flush(); err != nil {
 		return fail(ExitWrite, "writing %s: %v", intdfn, err)
 	}
-	if err := intd.Sync(); err != nil {
-		return fail(ExitWrite, "syncing %s: %v", intdfn, err)
+	if e.o.Sync == nil {
+		if err := intd.Sync(); err != nil {
+			return fail(ExitWrite, "syncing %s: %v", intdfn, err)
+		}
+	} else if err := e.o.Sync.Sync(); err != nil {
+		// One sync for mess/ and intd/, their data and their directory entries:
+		// nothing points at them until the todo/ link, so their order does not matter.
+		return fail(ExitWrite, "syncing %s and %s: %v", messfn, intdfn, err)
 	}
 	todofn := e.q.Path("todo", ino)
 	if !c.Deadline.IsZero() && !time.Now().Before(c.Deadline) {
@@ -218,7 +239,12 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	e.mess, e.intd, e.messfn, e.intdfn = nil, nil, "", ""
 	// Make the todo/ entry durable before reporting success. If that fails the message
 	// stays queued but the caller hears of a failure: a possible duplicate, never a loss.
-	serr := syncDir(filepath.Dir(todofn))
+	var serr error
+	if e.o.Sync == nil {
+		serr = syncDir(filepath.Dir(todofn))
+	} else {
+		serr = e.o.Sync.Sync()
+	}
 	PullTrigger(e.q)
 	if serr != nil {
 		return fail(ExitWrite, "syncing %s: %v", filepath.Dir(todofn), serr)

@@ -1,8 +1,10 @@
 // Package queued is qmail-queued: a long-running qmail-queue. It runs as qmailq,
 // listens on the unix socket QMAILHOME/run/qmail-queue, and queues one message per
 // connection exactly as qmail-queue would (package queue's Enqueue: the same Received
-// line, envelope checks, files, fsync order and exit codes), so that a program queueing
-// mail costs a connection instead of a process start. The caller's identity, which
+// line, envelope checks, files, durability order and exit codes), so that a program
+// queueing mail costs a connection instead of a process start. Concurrent messages
+// share their syncs (group commit, Server.Sync): one syncfs(2) makes the mess/ and
+// intd/ files of every message then waiting durable, another their todo/ links. The caller's identity, which
 // qmail-queue takes from getuid and getpid, comes from the socket's SO_PEERCRED.
 //
 // The protocol, after the connection is accepted:
@@ -70,6 +72,10 @@ type Server struct {
 	Death      time.Duration // a connection's lifetime; default queue.Death
 	Log        func(string)  // default: stderr
 	Spares     *queue.Spares // optional: take files from spare/q
+	// Sync, when set, makes messages durable by group commit (queue.Options.Sync):
+	// a groupsync.Syncer on the queue's file system, shared by all connections.
+	// Without it each message fsyncs its own files, as bin/qmail-queue does.
+	Sync queue.Syncer
 
 	mu       sync.Mutex
 	progStat progID
@@ -227,6 +233,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	msg := &chunkReader{r: br}
 	opts := queue.Options{
 		Spares:  s.Spares,
+		Sync:    s.Sync,
 		PidName: strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(s.seq.Add(1), 10),
 	}
 	err = queue.EnqueueWith(s.Queue, msg, br, caller, opts)

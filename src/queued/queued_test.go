@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -816,4 +817,32 @@ func TestConnectionCap(t *testing.T) {
 	if !strings.HasSuffix(mess, "\nx\n") {
 		t.Errorf("mess %q", mess)
 	}
+}
+
+// BenchmarkQueue4KConcurrent queues 4 KiB messages through qmail-queued from 10
+// clients at once, as qmail-smtpd sessions would; cpu-ms/op counts the clients and
+// the service, wall-ms/op is the elapsed time per message.
+func BenchmarkQueue4KConcurrent(b *testing.B) {
+	const clients = 10
+	msg := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 64)
+	rcpts := []string{"alice@sandbox.example"}
+	h := sandbox.New(b, sandbox.Options{})
+	cf := h.QueueConfig()
+	s := startService(b, h)
+	b.SetBytes(int64(len(msg)))
+	b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	cpu0, svc0 := cpuTime(), s.cpuTime()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := cf.Submit(bytes.NewReader(msg), "bob@example.org", rcpts); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0 + s.cpuTime() - svc0
+	b.ReportMetric(float64(cpu)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(wall.Microseconds())/1e3/float64(b.N), "wall-ms/op")
 }

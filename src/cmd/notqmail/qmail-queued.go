@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/notqmail/notqmail/src/groupsync"
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/ids"
 	"github.com/notqmail/notqmail/src/queue"
@@ -61,6 +62,15 @@ func queuedMain(args []string) int {
 	}
 	srv.Queue = queue.Open(".")
 	srv.Spares = queue.NewSpares(srv.Queue)
+	// Opened before anything is queued, so that syncfs reports every writeback error
+	// of the messages this service queues.
+	gs, err := groupsync.Open(".")
+	if err != nil {
+		say("alert: unable to open the queue directory: %v", err)
+		return 111
+	}
+	defer gs.Close()
+	srv.Sync = gs
 	if !srv.Usable() {
 		// Usable has logged why. Wait for qmail-start all the same: exiting would
 		// look like a crash to a supervisor, and clients run bin/qmail-queue.
