@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"bufio"
+	"crypto/tls"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,7 +18,7 @@ import (
 	"github.com/notqmail/notqmail/src/testpeer"
 )
 
-func putControl(t *testing.T, dir, name, text string) {
+func putControl(t testing.TB, dir, name, text string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -25,7 +27,7 @@ func putControl(t *testing.T, dir, name, text string) {
 
 // cachedControls is a control directory for ConfigCache tests: me, rcpthosts
 // (first.example) and morercpthosts.cdb (more.example).
-func cachedControls(t *testing.T) control.Dir {
+func cachedControls(t testing.TB) control.Dir {
 	t.Helper()
 	dir := t.TempDir()
 	putControl(t, dir, "me", "mx.example\n")
@@ -41,6 +43,13 @@ func cachedControls(t *testing.T) control.Dir {
 // configuration from cc, and returns the address.
 func serveCached(t *testing.T, cc *ConfigCache) string {
 	t.Helper()
+	return serveRun(t, RunOptions{Control: cc.Control, Configs: cc})
+}
+
+// serveRun runs Run with opt for every connection on a loopback listener, as the
+// built-in listener does, and returns the address.
+func serveRun(t *testing.T, opt RunOptions) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +64,10 @@ func serveCached(t *testing.T, cc *ConfigCache) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				env := Env{Over: map[string]string{"TCPREMOTEIP": "127.0.0.1", "NOSPP": "1"}}
-				Run(c, RunOptions{Control: cc.Control, Env: env, ID: "test", Configs: cc})
+				o := opt
+				o.Env = Env{Over: map[string]string{"TCPREMOTEIP": "127.0.0.1", "NOSPP": "1"}}
+				o.ID = "test"
+				Run(c, o)
 			})
 		}
 	}()
@@ -191,4 +202,68 @@ func TestListenerRereadsRcpthosts(t *testing.T) {
 	time.Sleep(DefaultConfigAge + 200*time.Millisecond)
 	out = python(t, py, addr, rcptScript, "DOMAINS=added.example")
 	mustContain(t, out, "added.example 250")
+}
+
+// benchControls is cachedControls with recipient validation on, as the sandbox has.
+func benchControls(b *testing.B) control.Dir {
+	ctl := cachedControls(b)
+	putControl(b, ctl.Path, "validrcptdomains", "first.example\n")
+	putControl(b, ctl.Path, "locals", "first.example\nlocalhost\n")
+	putControl(b, ctl.Path, "virtualdomains", "virt.example:alice\n")
+	putControl(b, ctl.Path, "badmailfrom", "spam@example.com\n")
+	return ctl
+}
+
+// BenchmarkLoad is a session's configuration read from the control files, as
+// qmail-smtpd under tcpserver does for each session.
+func BenchmarkLoad(b *testing.B) {
+	ctl := benchControls(b)
+	lookup := func(string) (string, bool) { return "", false }
+	b.ReportAllocs()
+	for b.Loop() {
+		_, done, err := Load(ctl, lookup)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done()
+	}
+}
+
+// BenchmarkConfigCacheLoad is BenchmarkLoad in listener mode.
+func BenchmarkConfigCacheLoad(b *testing.B) {
+	cc := &ConfigCache{Control: benchControls(b)}
+	lookup := func(string) (string, bool) { return "", false }
+	b.ReportAllocs()
+	for b.Loop() {
+		_, done, err := cc.Load(lookup)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done()
+	}
+}
+
+// Sessions that share a TLSConfig (the listener's) resume each other's TLS
+// sessions: a returning client skips the full handshake.
+func TestSharedTLSConfigResumes(t *testing.T) {
+	st, ca := testStore(t)
+	ctl := cachedControls(t)
+	addr := serveRun(t, RunOptions{Control: ctl, Configs: &ConfigCache{Control: ctl},
+		Certs: st, TLSConfig: st.Config(), ImplicitTLS: true})
+	cache := tls.NewLRUClientSessionCache(4)
+	for i, want := range []bool{false, true} {
+		tc, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "mx.example.org", RootCAs: ca.Pool(), ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tc.Close() })
+		c := &client{t: t, c: tc, br: bufio.NewReader(tc)}
+		c.reply() // reading the greeting also takes in the TLS 1.3 session ticket
+		c.cmd("EHLO c", "250")
+		c.cmd("QUIT", "221")
+		if got := tc.ConnectionState().DidResume; got != want {
+			t.Errorf("session %d: resumed %v, want %v", i+1, got, want)
+		}
+		tc.Close()
+	}
 }

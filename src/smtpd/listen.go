@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -93,6 +94,12 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 		rules = r
 	}
 	configs := &ConfigCache{Control: control.Default()}
+	// One TLS configuration for all sessions: its session ticket keys are then the
+	// same for all, so a returning client resumes instead of a full handshake.
+	var tlsConf *tls.Config
+	if store != nil {
+		tlsConf = store.Config()
+	}
 	cfg := listener.Config{
 		MaxConns:  opt.MaxConns,
 		MaxPerIP:  opt.MaxPerIP,
@@ -108,7 +115,7 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 			Run(c, RunOptions{
 				Control: control.Default(), Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword,
 				Certs: store, ImplicitTLS: opt.ImplicitTLS, Submission: opt.Submission, AuthLimit: limiter,
-				Configs: configs,
+				Configs: configs, TLSConfig: tlsConf,
 			})
 		},
 	}

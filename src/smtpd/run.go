@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -60,6 +61,10 @@ type RunOptions struct {
 	ImplicitTLS, Submission bool
 	// AuthLimit counts failed AUTHs per client across sessions; nil: per session.
 	AuthLimit *AuthLimiter
+	// TLSConfig, when set, is the TLS configuration of the session, shared with the
+	// listener's other sessions (so that their session tickets resume each other's
+	// TLS sessions); nil: one made from Certs for this session.
+	TLSConfig *tls.Config
 	// Configs, when set, shares the control files' reading among the sessions of a
 	// listener (see ConfigCache); nil reads them for this session, from Control.
 	Configs *ConfigCache
@@ -113,7 +118,10 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 			}
 		}
 	}
-	if store != nil {
+	switch {
+	case opt.TLSConfig != nil:
+		cfg.TLS = opt.TLSConfig
+	case store != nil:
 		cfg.TLS = store.Config()
 	}
 	if err := loadPlugins(cfg, ctl, env, list, log); err != nil {
