@@ -544,7 +544,7 @@ func TestDurabilityTrace(t *testing.T) {
 	q := h.Queue()
 	trace := filepath.Join(t.TempDir(), "strace.out")
 	s := startService(t, h, st, "-f", "-y", "-o", trace, "-e",
-		"trace=fsync,fdatasync,link,linkat,rename,renameat,renameat2,openat,write")
+		"trace=fsync,fdatasync,syncfs,link,linkat,rename,renameat,renameat2,openat,write")
 	submit := func() uint64 {
 		before := map[uint64]bool{}
 		ids, _ := q.Todo()
@@ -597,17 +597,26 @@ func TestDurabilityTrace(t *testing.T) {
 		if m := regexp.MustCompile(`linkat\(AT_FDCWD[^,]*, "pid/([^"]+)", AT_FDCWD[^,]*, "mess/\d+/` + n + `"`).FindStringSubmatch(string(b)); m != nil {
 			messName += `|pid/` + regexp.QuoteMeta(m[1])
 		}
-		iMess := find(0, regexp.MustCompile(`fsync\(\d+</[^>]*/(`+messName+`)>`))
-		iIntd := find(0, regexp.MustCompile(`fsync\(\d+</[^>]*/intd/`+n+`>`))
+		messW := regexp.MustCompile(`write\(\d+</[^>]*/(` + messName + `)>`)
+		intdW := regexp.MustCompile(`write\(\d+</[^>]*/intd/` + n + `>`)
 		iTodo := find(0, regexp.MustCompile(`linkat\(AT_FDCWD[^,]*, "[^"]*intd/`+n+`", AT_FDCWD[^,]*, "[^"]*todo/`+n+`"`))
-		if iMess < 0 || iIntd < 0 || iTodo < 0 {
-			t.Fatalf("message %d: fsync mess/ at line %d, fsync intd/ at %d, link to todo/ at %d:\n%s", id, iMess, iIntd, iTodo, b)
+		iMess, iIntd := -1, -1
+		for i := 0; i < iTodo; i++ {
+			if messW.MatchString(lines[i]) {
+				iMess = i
+			}
+			if intdW.MatchString(lines[i]) {
+				iIntd = i
+			}
 		}
-		// The connection is the socket greeted last before the message's first sync;
+		if iMess < 0 || iIntd < 0 || iTodo < 0 {
+			t.Fatalf("message %d: last write to mess/ at line %d, to intd/ at %d, link to todo/ at %d:\n%s", id, iMess, iIntd, iTodo, b)
+		}
+		// The connection is the socket greeted last before the message's first write;
 		// its answer is the one-byte 0 written to that socket.
 		var sock string
 		greet := regexp.MustCompile(`write\(\d+<(socket:\[\d+\])>, "Q", 1`)
-		for i := 0; i < iMess; i++ {
+		for i := 0; i < min(iMess, iIntd); i++ {
 			// A greeting that failed went to startService's probe, gone already.
 			if m := greet.FindStringSubmatch(lines[i]); m != nil && !strings.Contains(lines[i], "= -1") {
 				sock = m[1]
@@ -616,9 +625,18 @@ func TestDurabilityTrace(t *testing.T) {
 		if sock == "" {
 			t.Fatalf("message %d: no greeting before line %d", id, iMess)
 		}
-		iReply := find(iMess, regexp.MustCompile(`write\(\d+<`+regexp.QuoteMeta(sock)+`>, "\\0", 1`))
-		if !(iMess < iIntd && iIntd < iTodo && iTodo < iReply) {
-			t.Errorf("message %d: fsync mess/ line %d, fsync intd/ %d, todo/ link %d, answer %d: want this order\n%s", id, iMess, iIntd, iTodo, iReply, b)
+		iReply := find(iTodo, regexp.MustCompile(`write\(\d+<`+regexp.QuoteMeta(sock)+`>, "\\0", 1`))
+		if iReply < 0 {
+			t.Fatalf("message %d: no answer after the todo/ link at line %d:\n%s", id, iTodo, b)
+		}
+		// Group commit: a syncfs that started after the last write to mess/ and intd/
+		// and succeeded before the todo/ link, and another that started after the link
+		// and succeeded before the answer.
+		if !syncfsBetween(lines, max(iMess, iIntd), iTodo) {
+			t.Errorf("message %d: no syncfs between its last write (line %d) and its todo/ link (line %d):\n%s", id, max(iMess, iIntd), iTodo, b)
+		}
+		if !syncfsBetween(lines, iTodo, iReply) {
+			t.Errorf("message %d: no syncfs between its todo/ link (line %d) and the answer (line %d):\n%s", id, iTodo, iReply, b)
 		}
 	}
 	// The second message was made by renaming spares, not by linking a pid/ file.
@@ -626,6 +644,37 @@ func TestDurabilityTrace(t *testing.T) {
 	if find(0, regexp.MustCompile(`rename(at2?)?\(.*spare/q/`+n+`", .*mess/\d+/`+n+`"`)) < 0 {
 		t.Errorf("no rename of spare %s into mess/:\n%s", n, b)
 	}
+}
+
+// syncfsBetween reports whether strace's lines hold a syncfs that started after line
+// from and finished successfully before line to. A call that other threads' calls
+// interrupted is split into "<unfinished ...>" and "<... syncfs resumed>" lines.
+func syncfsBetween(lines []string, from, to int) bool {
+	for i := from + 1; i < to; i++ {
+		pid, rest, _ := strings.Cut(lines[i], " ")
+		rest = strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(rest, "syncfs(") {
+			continue
+		}
+		end := i
+		if strings.HasSuffix(rest, "<unfinished ...>") {
+			end = -1
+			for j := i + 1; j < to; j++ {
+				p, r, _ := strings.Cut(lines[j], " ")
+				if p == pid && strings.HasPrefix(strings.TrimLeft(r, " "), "<... syncfs resumed>") {
+					end = j
+					break
+				}
+			}
+			if end < 0 {
+				continue
+			}
+		}
+		if strings.HasSuffix(lines[end], " = 0") {
+			return true
+		}
+	}
+	return false
 }
 
 // BenchmarkQueue4K queues a 4 KiB message through qmail-queued and by running
