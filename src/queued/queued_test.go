@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -894,4 +895,109 @@ func BenchmarkQueue4KConcurrent(b *testing.B) {
 	cpu := cpuTime() - cpu0 + s.cpuTime() - svc0
 	b.ReportMetric(float64(cpu)/1e6/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(wall.Microseconds())/1e3/float64(b.N), "wall-ms/op")
+}
+
+// scriptedSync is a group syncer whose calls fail as scripted: fail[i] for the ith
+// call (from 0), success beyond the script. It counts its calls.
+type scriptedSync struct {
+	mu    sync.Mutex
+	fail  []bool
+	calls int
+}
+
+func (s *scriptedSync) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.calls
+	s.calls++
+	if n < len(s.fail) && s.fail[n] {
+		return syscall.EIO
+	}
+	return nil
+}
+
+// TestGroupSyncFailure queues through a Server whose group sync fails: when the sync
+// before the todo/ link fails the client hears 53 and nothing is left in the queue;
+// when the sync after the link fails the client hears 53 too, and the message stays
+// queued (a possible duplicate, never a loss). With both succeeding, exactly two
+// syncs are made for the message: none of the files is fsynced on its own.
+func TestGroupSyncFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   []bool
+		code   int
+		queued bool
+	}{
+		{"ok", nil, 0, true},
+		{"before link", []bool{true}, queue.ExitWrite, false},
+		{"after link", []bool{false, true}, queue.ExitWrite, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sandbox.New(t, sandbox.Options{})
+			q := h.Queue()
+			sy := &scriptedSync{fail: tc.fail}
+			var logged strings.Builder
+			var logMu sync.Mutex
+			srv := &queued.Server{Queue: q, QueueProgram: filepath.Join(h.Bin, "qmail-queue"),
+				Alias: -1, Qmaild: -1, Qmails: -1, Sync: sy, Spares: queue.NewSpares(q),
+				Log: func(s string) { logMu.Lock(); logged.WriteString(s + "\n"); logMu.Unlock() }}
+			sock := filepath.Join(t.TempDir(), "sock")
+			l, err := queued.Listen(sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(l) }()
+			defer func() {
+				l.Close()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var b [1]byte
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != queued.Ready {
+				t.Fatalf("greeting %q %v", b[0], err)
+			}
+			body := []byte("Subject: group commit\n\nbody\n")
+			if err := queued.WriteChunk(c, body); err != nil {
+				t.Fatal(err)
+			}
+			queued.WriteChunk(c, nil)
+			io.WriteString(c, "Fbob@example.org\x00Talice@sandbox.example\x00\x00")
+			if _, err := io.ReadFull(c, b[:]); err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			if int(b[0]) != tc.code {
+				t.Errorf("answer %d, want %d", b[0], tc.code)
+			}
+			if want := 2; tc.code == 0 && sy.calls != want {
+				t.Errorf("%d group syncs for one message, want %d", sy.calls, want)
+			}
+			msgs := queuedMessages(t, q)
+			if tc.queued {
+				if len(msgs) != 1 {
+					t.Fatalf("%d messages queued, want 1", len(msgs))
+				}
+				for _, m := range msgs {
+					if !strings.HasSuffix(m[0], string(body)) || m[1] != "u"+strconv.Itoa(os.Getuid())+"\x00p"+strconv.Itoa(os.Getpid())+"\x00Fbob@example.org\x00Talice@sandbox.example\x00" {
+						t.Errorf("queued message %q, envelope %q", m[0], m[1])
+					}
+				}
+			} else if left := messageFiles(q); len(left) > 0 {
+				t.Errorf("after a failed sync before the link the queue holds %v", left)
+			}
+			if tc.code != 0 {
+				logMu.Lock()
+				if !strings.Contains(logged.String(), "syncing") {
+					t.Errorf("the failed sync was not logged: %q", logged.String())
+				}
+				logMu.Unlock()
+			}
+		})
+	}
 }
