@@ -351,20 +351,23 @@ func TestDeliveryFsyncFailureDefers(t *testing.T) {
 	}
 }
 
-// TestQueuedFsyncFailure runs a whole MTA under strace with every fsync of a mess/
-// directory failing, and queues through qmail-queued, directly (queueclient) and
-// through SMTP (swaks and qmail-smtpd): the service must answer qmail-queue's write
-// error (53), which qmail-smtpd turns into a 4xx reply, and leave nothing queued.
+// TestQueuedFsyncFailure runs a whole MTA under strace with every syncfs through a
+// descriptor of the queue directory failing (qmail-queued's group commit, which
+// replaces its fsyncs of mess/, intd/ and their directories), and queues through
+// qmail-queued, directly (queueclient) and through SMTP (swaks and qmail-smtpd): the
+// service must answer qmail-queue's write error (53), which qmail-smtpd turns into a
+// 4xx reply, and leave nothing queued.
 func TestQueuedFsyncFailure(t *testing.T) {
 	swaks := testpeer.Need(t, "swaks")
 	h := sandbox.New(t, sandbox.Options{})
 	q := h.Queue()
 	q.Dir = realDir(t, q.Dir)
-	var extra []string
+	// Every fsync too, in case a message's files were fsynced one by one instead.
+	extra := []string{"-P", q.Dir}
 	for i := 0; i < q.Split; i++ {
 		extra = append(extra, "-P", filepath.Join(q.Dir, "mess", strconv.Itoa(i)))
 	}
-	m := startTracedMTA(t, h, append(extra, "-e", "inject=fsync:error=EIO"))
+	m := startTracedMTA(t, h, append(extra, "-e", "inject=syncfs,fsync:error=EIO"))
 	waitQueued(t, h)
 
 	err := h.Submit(strings.NewReader("Subject: doomed\n\nbody\n"), "bob@far.example", []string{"alice@" + h.Domain})
@@ -389,12 +392,12 @@ func TestQueuedFsyncFailure(t *testing.T) {
 	ev := m.tr.load()
 	var failed []string
 	for _, e := range ev {
-		if IsSync(e) && e.Injected {
-			failed = append(failed, e.FDPath())
+		if IsSyncAll(e) && e.Injected && e.FDPath() == q.Dir {
+			failed = append(failed, e.String())
 		}
 	}
 	if len(failed) < 2 {
-		t.Errorf("%d fsyncs of mess/ directories failed, want one per message: %v\n%s", len(failed), failed, m.tr.dump())
+		t.Errorf("%d syncfs calls on the queue failed, want one per message: %v\n%s", len(failed), failed, m.tr.dump())
 	}
 	for _, sub := range []string{"todo", "intd", "mess", "info", "local", "remote"} {
 		if left := files(t, filepath.Join(q.Dir, sub)); len(left) > 0 {
