@@ -49,9 +49,16 @@ type started struct {
 	cmd     *exec.Cmd
 	pidfile string
 	done    chan struct{}
+	hold    *os.File // the write end of the program's stdin pipe, if any
 }
 
 func startProg(a *acct, dir, name string, prefix []string, env []string, args ...string) (*started, error) {
+	return startProgIn(a, dir, name, prefix, env, false, args...)
+}
+
+// startProgIn is startProg, with a pipe on the program's standard input held open
+// until stop when pipe is set (qmail-queued runs until its end of file).
+func startProgIn(a *acct, dir, name string, prefix []string, env []string, pipe bool, args ...string) (*started, error) {
 	pidfile := filepath.Join(dir, "pid."+name)
 	os.Remove(pidfile)
 	var argv []string
@@ -67,11 +74,24 @@ func startProg(a *acct, dir, name string, prefix []string, env []string, args ..
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	var hold *os.File
+	if pipe {
+		r, w, err := os.Pipe()
+		if err != nil {
+			logf.Close()
+			return nil, err
+		}
+		defer r.Close()
+		cmd.Stdin, hold = r, w
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
+		if hold != nil {
+			hold.Close()
+		}
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &started{name: name, cmd: cmd, pidfile: pidfile, done: make(chan struct{})}
+	p := &started{name: name, cmd: cmd, pidfile: pidfile, done: make(chan struct{}), hold: hold}
 	go func() {
 		cmd.Wait()
 		logf.Close()
@@ -99,6 +119,9 @@ func (p *started) pid() int {
 }
 
 func (p *started) stop(sig syscall.Signal) error {
+	if p.hold != nil {
+		p.hold.Close()
+	}
 	if pid := p.pid(); pid > 0 {
 		syscall.Kill(pid, sig)
 	}
@@ -242,6 +265,15 @@ func (n *notqmail) Start(ctx context.Context, smtp, delivery bool, prefix []stri
 	}
 	if !smtp {
 		return nil
+	}
+	if !delivery {
+		// Queueing a held backlog (not measured): qmail-queued, which qmail-start
+		// would run, saves an exec of qmail-queue per message.
+		p, err := startProgIn(n.a, n.h.Dir, "qmail-queued", prefix, n.h.Env(), true, filepath.Join(n.h.Bin, "qmail-queued"))
+		if err != nil {
+			return err
+		}
+		n.procs = append(n.procs, p)
 	}
 	args := []string{filepath.Join(n.h.Bin, "qmail-smtpd"), "-l", n.Addr(), "-c", "200", "-i", "200"}
 	if n.tcpserver {
