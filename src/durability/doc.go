@@ -23,8 +23,10 @@
 //   - the whole MTA (qmail-start and all its daemons): qmail-send's info/, local/ and
 //     remote/ files and their directories before todo/<id> is unlinked (by qmail-clean),
 //     for several messages preprocessed concurrently; the Maildir order above in the
-//     qmail-local worker, before its "did" report, before qmail-lspawn's K report and
-//     before qmail-send marks the recipient done (D) in local/.
+//     qmail-local worker (where a syncfs of the Maildir's file system, shared by the
+//     worker's concurrent deliveries, stands for each fsync), before its "did" report,
+//     before qmail-lspawn's K report and before qmail-send marks the recipient done
+//     (D) in local/.
 //   - bounces: the failure report in bounce/<id> and bounce/ itself before the failed
 //     recipient is marked done; the bounce message queued durably (mess/, intd/, todo/
 //     synced) before bounce/<id> is removed.
@@ -54,8 +56,9 @@
 //     old contents.
 //   - through SMTP (swaks and qmail-smtpd): 451, not 250, when qmail-queue's or
 //     qmail-queued's fsync fails, and nothing queued; queueclient gets exit code 53.
-//   - in the whole MTA, a failing new/ sync in the worker is a deferral in qmail-send's
-//     log, the message stays queued, and the Maildir holds nothing.
+//   - in the whole MTA, a failing new/ sync in the worker (fsync, or the syncfs the
+//     worker calls through its descriptor of new/) is a deferral in qmail-send's log,
+//     the message stays queued, and the Maildir holds nothing.
 //
 // Not proven here: that the disk honours fsync (that is the kernel's and the
 // hardware's promise), and behaviour across a real power cut; the crash tests of
