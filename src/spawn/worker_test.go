@@ -487,6 +487,45 @@ func BenchmarkLocalDelivery(b *testing.B) {
 	}
 }
 
+// BenchmarkLocalDeliveryConcurrent is BenchmarkLocalDelivery's worker case with ten
+// deliveries in flight, as qmail-send runs them: the worker's Maildir deliveries then
+// share their syncfs calls.
+func BenchmarkLocalDeliveryConcurrent(b *testing.B) {
+	h := sandbox.New(b, sandbox.Options{Users: []string{"alice"}})
+	b.Setenv("QMAILHOME", h.Dir)
+	l := &Local{Home: h.Dir, DefaultDelivery: "./Maildir/", Sandbox: true,
+		Workers: &Pool{Exe: filepath.Join(h.Bin, "notqmail")}}
+	f, err := os.CreateTemp(b.TempDir(), "mess")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("From: joe@example.net\nSubject: bench\n\n" + strings.Repeat("body line\n", 200))
+	recip := "alice@" + h.Domain
+	cpu0 := cpuTime()
+	b.SetParallelism(5) // 10 goroutines on 2 CPUs
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		// Its own descriptor: deliveries reading one file offset would get in each
+		// other's way, where qmail-send's each have their own message.
+		mess, err := os.Open(f.Name())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer mess.Close()
+		for pb.Next() {
+			if rep := l.Deliver(mess, "joe@example.net", recip, strings.LastIndexByte(recip, '@')); string(rep) != "Kdid 1+0+0\n" {
+				b.Errorf("report %q", rep)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	l.Workers.Close()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
 // cpuTime is the CPU time used by this process and its reaped children.
 func cpuTime() time.Duration {
 	var self, kids syscall.Rusage
