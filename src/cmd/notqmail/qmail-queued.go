@@ -64,13 +64,12 @@ func queuedMain(args []string) int {
 	srv.Spares = queue.NewSpares(srv.Queue)
 	// Opened before anything is queued, so that syncfs reports every writeback error
 	// of the messages this service queues.
-	gs, err := groupsync.Open(".")
-	if err != nil {
-		say("alert: unable to open the queue directory: %v", err)
-		return 111
+	if gs, err := groupsync.Open("."); err != nil {
+		say("warning: unable to open the queue directory for group commit: %v; each message syncs its own files", err)
+	} else {
+		defer gs.Close()
+		srv.Sync = gs
 	}
-	defer gs.Close()
-	srv.Sync = gs
 	if !srv.Usable() {
 		// Usable has logged why. Wait for qmail-start all the same: exiting would
 		// look like a crash to a supervisor, and clients run bin/qmail-queue.
