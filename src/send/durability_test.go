@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -121,7 +122,7 @@ func TestBounceRecordSyncedBeforeMarkDone(t *testing.T) {
 func TestPreprocessSyncsBeforeTodoRemoved(t *testing.T) {
 	q := makeQueue(t)
 	r := &syncRecorder{}
-	todoGoneAtSync, covered := false, false
+	var todoGoneAtSync, covered atomic.Bool // set by the check, in preprocessing
 	id := enqueue(t, q, "joe@remote.example", "hold1@here.example", "hold2@far.example")
 	todo := q.Path("todo", id)
 	want := map[string]string{
@@ -131,7 +132,7 @@ func TestPreprocessSyncsBeforeTodoRemoved(t *testing.T) {
 	}
 	r.check = func(name string) {
 		if _, err := os.Stat(todo); err != nil {
-			todoGoneAtSync = true
+			todoGoneAtSync.Store(true)
 			return
 		}
 		if name != syncfsName {
@@ -142,7 +143,7 @@ func TestPreprocessSyncsBeforeTodoRemoved(t *testing.T) {
 				return
 			}
 		}
-		covered = true
+		covered.Store(true)
 	}
 	recordSyncs(t, r)
 	h := startDaemon(t, q, 604800)
@@ -151,14 +152,14 @@ func TestPreprocessSyncsBeforeTodoRemoved(t *testing.T) {
 		_, err := os.Stat(todo)
 		return os.IsNotExist(err)
 	})
-	r.mu.Lock()
-	if !covered {
+	if !covered.Load() {
+		r.mu.Lock()
 		t.Errorf("no sync started with info/, local/ and remote/ written, before todo/ went: %v", r.names)
+		r.mu.Unlock()
 	}
-	if todoGoneAtSync {
+	if todoGoneAtSync.Load() {
 		t.Error("todo/ removed before the new entries were synced")
 	}
-	r.mu.Unlock()
 	close(h.spawn[Local].release)
 	close(h.spawn[Remote].release)
 	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
