@@ -19,7 +19,11 @@ const TraceSyscalls = "execve,openat,write,pwrite64,ftruncate,fsync,fdatasync,sy
 // Event is one system call (or process exit) from the output of
 // `strace -f -tt -y -o FILE`, in the order strace wrote them.
 type Event struct {
-	Seq      int    // position in the trace: the order in which the calls completed
+	Seq int // position in the trace: the order in which the calls completed
+	// Start is the Seq of the first event that completed after this call began: a
+	// write with a smaller Seq was done before it started. A call strace did not split
+	// began after every earlier line's call had finished, so its Start is its Seq.
+	Start    int
 	PID      int    // the thread that made the call
 	Call     string // "fsync", "linkat", ...; "+++" for a process exit line
 	Args     string // the raw argument text, with -y's <path> decorations
@@ -173,7 +177,11 @@ var callLine = regexp.MustCompile(`^([a-z_0-9]+)\((.*)\) +=(?: (.*))?$`)
 // their completion, which is when their effect is known to the caller.
 func ParseTrace(r io.Reader) ([]Event, error) {
 	var events []Event
-	pending := map[int]string{} // pid -> the start of an unfinished call
+	type unfinished struct {
+		text  string
+		start int // len(events) when the call began
+	}
+	pending := map[int]unfinished{} // pid -> the start of an unfinished call
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 	for sc.Scan() {
@@ -191,12 +199,15 @@ func ParseTrace(r io.Reader) ([]Event, error) {
 		if stamp, after, ok := strings.Cut(rest, " "); ok && strings.Count(stamp, ":") == 2 {
 			rest = after
 		}
+		startSeq := len(events)
 		switch {
 		case strings.HasSuffix(rest, " <unfinished ...>"):
-			pending[pid] = strings.TrimSuffix(rest, " <unfinished ...>")
+			pending[pid] = unfinished{strings.TrimSuffix(rest, " <unfinished ...>"), len(events)}
 			continue
 		case strings.HasPrefix(rest, "<... "):
-			start, ok := pending[pid]
+			u, ok := pending[pid]
+			start := u.text
+			startSeq = u.start
 			if !ok {
 				return nil, fmt.Errorf("durability: resumed call without its start: %q", line)
 			}
@@ -208,7 +219,7 @@ func ParseTrace(r io.Reader) ([]Event, error) {
 			rest = start + rest[i+len(" resumed>"):]
 			line = pidText + " " + rest // the joined call, for messages
 		}
-		ev := Event{PID: pid, Line: line}
+		ev := Event{PID: pid, Line: line, Start: startSeq}
 		if strings.HasPrefix(rest, "+++ ") {
 			ev.Call = "+++"
 			ev.Exit = -1
@@ -336,8 +347,10 @@ func IsSyncAll(e Event) bool { return e.Call == "syncfs" || e.Call == "sync" }
 
 // SyncedBefore checks the durability rule for one file: it was written (at least one
 // successful change, IsModify, through a descriptor naming the file, under any of its
-// Names), and a successful fsync or fdatasync of it came after its last change and
-// before the event numbered before. It returns that sync's Seq.
+// Names), and a successful fsync or fdatasync of it (or a syncfs) began after its last
+// change and finished before the event numbered before. It returns that sync's Seq. A
+// sync that was already running when the last write finished does not count: it may
+// have written the file out before the write.
 func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 	if before > len(ev) {
 		before = len(ev)
@@ -354,7 +367,7 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 		return -1, fmt.Errorf("no write to %s before #%d", path, before)
 	}
 	for _, e := range ev[lastWrite+1 : before] {
-		if (IsSync(e) && named(e) || IsSyncAll(e)) && e.OK() {
+		if (IsSync(e) && named(e) || IsSyncAll(e)) && e.OK() && e.Start > lastWrite {
 			return e.Seq, nil
 		}
 	}
@@ -362,11 +375,11 @@ func SyncedBefore(ev []Event, cwd, path string, before int) (int, error) {
 }
 
 // DirSyncedBetween checks that directory dir was fsynced (or its whole file system
-// synced) successfully at an event numbered strictly between after and before, and
-// returns that event's Seq.
+// synced) successfully by a call that began after the event numbered after and
+// finished before the one numbered before, and returns that call's Seq.
 func DirSyncedBetween(ev []Event, dir string, after, before int) (int, error) {
 	for _, e := range ev {
-		if e.Seq > after && e.Seq < before && (IsSync(e) && e.FDPath() == dir || IsSyncAll(e)) && e.OK() {
+		if e.Start > after && e.Seq < before && (IsSync(e) && e.FDPath() == dir || IsSyncAll(e)) && e.OK() {
 			return e.Seq, nil
 		}
 	}

@@ -129,3 +129,34 @@ func TestNamesFollowTime(t *testing.T) {
 		t.Errorf("local/1/5: sync #%d, %v", seq, err)
 	}
 }
+
+// A syncfs that was already running when the last write finished does not cover it,
+// even though it finished after the write.
+func TestSyncMustStartAfterWrite(t *testing.T) {
+	const tr = `8 02:00:00.000001 syncfs(3</q> <unfinished ...>
+7 02:00:00.000002 write(4</q/mess/3/42>, "x", 1) = 1
+8 02:00:00.000003 <... syncfs resumed>) = 0
+7 02:00:00.000004 linkat(AT_FDCWD</q>, "intd/42", AT_FDCWD</q>, "todo/42", 0) = 0
+8 02:00:00.000005 syncfs(3</q>) = 0
+7 02:00:00.000006 exit_group(0) = ?
+`
+	ev, err := ParseTrace(strings.NewReader(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev[1].Call != "syncfs" || ev[1].Start != 0 || ev[1].Seq != 1 {
+		t.Fatalf("joined syncfs: %+v", ev[1])
+	}
+	if seq, err := SyncedBefore(ev, "/q", "/q/mess/3/42", 2); err == nil {
+		t.Errorf("a syncfs begun before the write passed (#%d)", seq)
+	}
+	if seq, err := SyncedBefore(ev, "/q", "/q/mess/3/42", 4); err != nil || seq != 3 {
+		t.Errorf("the later syncfs: #%d, %v", seq, err)
+	}
+	if _, err := DirSyncedBetween(ev, "/q/todo", 2, 4); err != nil {
+		t.Errorf("todo/ sync after the link: %v", err)
+	}
+	if _, err := DirSyncedBetween(ev, "/q/todo", 0, 2); err == nil {
+		t.Error("a syncfs begun at the lower bound passed")
+	}
+}
