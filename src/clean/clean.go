@@ -30,6 +30,13 @@ import (
 // ossified is 36 hours: longer than qmail-queue's 24-hour limit on its own life.
 const ossified = 129600 * time.Second
 
+// spareLowWater is how many empty spares Serve keeps in spare/q when idle
+// (queue.SpareLowWater; tests change it).
+var spareLowWater = queue.SpareLowWater
+
+// spareTopUpPerTick bounds the empty spares Serve creates per FlushInterval when idle.
+const spareTopUpPerTick = 256
+
 // FlushInterval is how often Serve makes spares of the files it has moved aside.
 const FlushInterval = time.Second
 
@@ -45,12 +52,14 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
+		rec.TopUp(spareLowWater, spareLowWater)
 		t := time.NewTicker(FlushInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
 				rec.Flush()
+				rec.TopUp(spareLowWater, spareTopUpPerTick)
 			case <-stop:
 				return
 			}

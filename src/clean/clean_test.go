@@ -116,6 +116,9 @@ func TestServeRecycles(t *testing.T) {
 	os.WriteFile(mess, []byte("Subject: secret\n\nmail\n"), 0644)
 	envIno, messIno := ino(intd), ino(mess)
 
+	// Without idle top-ups, so that spare/q holds only what was recycled.
+	defer func(n int) { spareLowWater = n }(spareLowWater)
+	spareLowWater = 0
 	var out bytes.Buffer
 	if err := Serve(q, bytes.NewBufferString("todo/1\x00foop/1\x00"), &out); err != nil {
 		t.Fatal(err)
@@ -154,5 +157,26 @@ func TestServeRecycles(t *testing.T) {
 	ents, _ := os.ReadDir(spare)
 	if len(ents) != queue.MaxSpares || !gone(q.Path("mess", 2)) {
 		t.Errorf("spare/q has %d entries, want %d; mess/2 gone: %v", len(ents), queue.MaxSpares, gone(q.Path("mess", 2)))
+	}
+}
+
+// Serve tops spare/q up with empty spares at its start.
+func TestServeTopsUpSpares(t *testing.T) {
+	q := testQueue(t)
+	defer func(n int) { spareLowWater = n }(spareLowWater)
+	spareLowWater = 50
+	if err := os.MkdirAll(filepath.Join(q.Dir, queue.SpareQ), 0700); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Serve(q, bytes.NewBufferString(""), &out); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(filepath.Join(q.Dir, queue.SpareQ))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 50 {
+		t.Fatalf("spare/q holds %d files after Serve, want 50", len(ents))
 	}
 }

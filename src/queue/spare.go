@@ -304,3 +304,44 @@ func countSpares(q Queue) int {
 		}
 	}
 }
+
+// SpareLowWater is how many spares qmail-clean keeps ready in spare/q when it has
+// nothing else to do, so that a burst of mail after a start or a quiet spell reuses
+// inodes instead of allocating them while a client waits.
+const SpareLowWater = 1024
+
+// TopUp creates empty spares in spare/q until it holds low files, at most max of
+// them in this call; it returns how many it made. A new spare is an empty file
+// created under a temporary name and renamed to its inode number, so a name in
+// spare/q is always a usable spare. It does nothing while files moved aside wait for
+// a Flush: then spares are coming anyway.
+func (r *Recycler) TopUp(low, max int) int {
+	r.mu.Lock()
+	if len(r.pending) > 0 || len(r.ready) > 0 {
+		r.mu.Unlock()
+		return 0
+	}
+	r.count = countSpares(r.Q)
+	need := min(low-r.count, max)
+	r.mu.Unlock()
+	dir := filepath.Join(r.Q.Dir, SpareQ)
+	made := 0
+	for ; made < need; made++ {
+		tmp := filepath.Join(dir, ".new."+strconv.Itoa(os.Getpid()))
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		if err != nil {
+			break
+		}
+		fi, err := f.Stat()
+		f.Close()
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if err != nil || !ok || os.Rename(tmp, filepath.Join(dir, strconv.FormatUint(st.Ino, 10))) != nil {
+			os.Remove(tmp)
+			break
+		}
+	}
+	r.mu.Lock()
+	r.count += made
+	r.mu.Unlock()
+	return made
+}

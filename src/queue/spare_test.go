@@ -298,3 +298,63 @@ func BenchmarkEnqueueCycle4K(b *testing.B) {
 		})
 	}
 }
+
+// TopUp fills spare/q with empty spares named by their inodes, up to the low mark
+// and at most max per call, and waits while files moved aside are pending; what it
+// makes is taken by the next message.
+func TestTopUp(t *testing.T) {
+	q := newQueue(t, 23)
+	r := &Recycler{Q: q}
+	if n := r.TopUp(10, 4); n != 4 {
+		t.Fatalf("first TopUp made %d, want 4 (its max)", n)
+	}
+	if n := r.TopUp(10, 100); n != 6 {
+		t.Fatalf("second TopUp made %d, want 6 (up to the low mark)", n)
+	}
+	if n := r.TopUp(10, 100); n != 0 {
+		t.Fatalf("TopUp at the low mark made %d", n)
+	}
+	names := spareNames(t, q)
+	if len(names) != 10 {
+		t.Fatalf("spare/q: %v", names)
+	}
+	for _, n := range names {
+		p := filepath.Join(q.Dir, SpareQ, n)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strconv.FormatUint(inode(t, p), 10) != n || fi.Size() != 0 || fi.Mode().Perm() != 0644 {
+			t.Errorf("spare %s: inode %d, size %d, mode %v", n, inode(t, p), fi.Size(), fi.Mode())
+		}
+	}
+	// A file moved aside, not yet flushed: no top-up meanwhile.
+	mess := filepath.Join(q.Dir, "mess", "0", "x")
+	if err := os.WriteFile(mess, []byte("mail"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Recycle(mess); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.TopUp(100, 100); n != 0 {
+		t.Fatalf("TopUp with a file pending made %d", n)
+	}
+	// The next message is made of two of them.
+	if err := EnqueueWith(q, strings.NewReader("hi\n"), strings.NewReader(testEnv), testCaller,
+		Options{Spares: NewSpares(q), PidName: "svc.1"}); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := q.Todo()
+	if len(ids) != 1 {
+		t.Fatalf("todo: %v", ids)
+	}
+	found := false
+	for _, n := range names {
+		if n == strconv.FormatUint(ids[0], 10) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("message %d was not made from a topped-up spare %v", ids[0], names)
+	}
+}
