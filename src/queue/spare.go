@@ -311,10 +311,11 @@ func countSpares(q Queue) int {
 const SpareLowWater = 1024
 
 // TopUp creates empty spares in spare/q until it holds low files, at most max of
-// them in this call; it returns how many it made. A new spare is an empty file
-// created under a temporary name and renamed to its inode number, so a name in
-// spare/q is always a usable spare. It does nothing while files moved aside wait for
-// a Flush: then spares are coming anyway.
+// them in this call; it returns how many it made. As with a recycled file, a new
+// spare gets its name only once it is on disk: the files are created under
+// temporary names (".new.*", which takers skip and a restart removes), the file
+// system is synced, and then each is renamed to its inode number. It does nothing
+// while files moved aside wait for a Flush: then spares are coming anyway.
 func (r *Recycler) TopUp(low, max int) int {
 	r.mu.Lock()
 	if len(r.pending) > 0 || len(r.ready) > 0 {
@@ -325,9 +326,13 @@ func (r *Recycler) TopUp(low, max int) int {
 	need := min(low-r.count, max)
 	r.mu.Unlock()
 	dir := filepath.Join(r.Q.Dir, SpareQ)
-	made := 0
-	for ; made < need; made++ {
-		tmp := filepath.Join(dir, ".new."+strconv.Itoa(os.Getpid()))
+	type made struct {
+		tmp string
+		ino uint64
+	}
+	var news []made
+	for i := 0; i < need; i++ {
+		tmp := filepath.Join(dir, ".new."+strconv.Itoa(os.Getpid())+"."+strconv.Itoa(i))
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 		if err != nil {
 			break
@@ -335,13 +340,31 @@ func (r *Recycler) TopUp(low, max int) int {
 		fi, err := f.Stat()
 		f.Close()
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if err != nil || !ok || os.Rename(tmp, filepath.Join(dir, strconv.FormatUint(st.Ino, 10))) != nil {
+		if err != nil || !ok {
 			os.Remove(tmp)
 			break
 		}
+		news = append(news, made{tmp, st.Ino})
+	}
+	if len(news) == 0 {
+		return 0
+	}
+	if syncFS(r.Q.Dir) != nil {
+		for _, m := range news {
+			os.Remove(m.tmp)
+		}
+		return 0
+	}
+	n := 0
+	for _, m := range news {
+		if os.Rename(m.tmp, filepath.Join(dir, strconv.FormatUint(m.ino, 10))) != nil {
+			os.Remove(m.tmp)
+			continue
+		}
+		n++
 	}
 	r.mu.Lock()
-	r.count += made
+	r.count += n
 	r.mu.Unlock()
-	return made
+	return n
 }
