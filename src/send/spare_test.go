@@ -423,3 +423,57 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 		t.Errorf("after one sync: %d spares left, syncs %v", s.count(), r.names[n:])
 	}
 }
+
+// topUp fills the pool with new empty spares named by their inodes, synced before
+// use, and clears a temporary file a killed run left.
+func TestSpareTopUp(t *testing.T) {
+	sdir := filepath.Join(t.TempDir(), "spare")
+	if err := os.Mkdir(sdir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sdir, ".new"), []byte("left"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	s := openSpares(sdir, 0600, testCommits(t))
+	if n := s.topUp(5); n != 5 {
+		t.Fatalf("topUp made %d, want 5", n)
+	}
+	if n := s.topUp(5); n != 0 {
+		t.Fatalf("second topUp made %d", n)
+	}
+	ents, err := os.ReadDir(sdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 5 {
+		t.Fatalf("spare dir: %v", ents)
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ino := fi.Sys().(*syscall.Stat_t).Ino; strconv.FormatUint(ino, 10) != e.Name() || fi.Size() != 0 {
+			t.Errorf("spare %s: inode %d size %d", e.Name(), ino, fi.Size())
+		}
+	}
+	dst := filepath.Join(filepath.Dir(sdir), "info")
+	f, err := s.create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fi, err := os.Stat(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range ents {
+		if e.Name() == strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("create did not take a topped-up spare")
+	}
+}
