@@ -202,7 +202,6 @@ func (d *Daemon) Run() error {
 	d.commits = newCommits(sy)
 	defer d.commits.close()
 	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode(), d.commits)
-	d.spares.topUp(spareLowWater)
 	d.prepBusy = map[uint64]bool{}
 	d.prepWork = make(chan uint64, prepMax)
 	for i := 0; i < prepWorkers; i++ {

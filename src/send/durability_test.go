@@ -299,9 +299,6 @@ func (s *failingSyncer) Sync() error {
 // scheduled from files that may not be on disk, and the message is preprocessed
 // again and delivered once syncs work.
 func TestPreprocessSyncFailureKeepsTodo(t *testing.T) {
-	// The failing sync must be preprocessing's, not the start-up top-up's.
-	defer func(n int) { spareLowWater = n }(spareLowWater)
-	spareLowWater = 0
 	q := makeQueue(t)
 	old := openSyncer
 	openSyncer = func(dir string) (syncer, error) {

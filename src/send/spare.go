@@ -73,61 +73,6 @@ func openSpares(dir string, mode os.FileMode, syncs *commits) *spares {
 	return s
 }
 
-// spareLowWater is how many spares qmail-send makes at its start when spare/s holds
-// fewer, so that the first burst of mail reuses inodes instead of allocating them
-// while the preprocessing waits (a variable for tests).
-var spareLowWater = 1024
-
-// topUp adds new empty spares until the pool holds low and returns how many it made.
-// It runs before any preprocessing: the files are created and named, then one sync
-// puts their names on disk before any of them is used, as for a recycled file. If
-// that sync fails they are removed again.
-func (s *spares) topUp(low int) int {
-	if s.dir == "" || s.count() >= low {
-		return 0
-	}
-	tmp := filepath.Join(s.dir, ".new")
-	os.Remove(tmp) // left by a run that was killed here; spare/s is ours alone
-	var names []string
-	for s.count()+len(names) < low {
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, s.mode)
-		if err != nil {
-			break
-		}
-		fi, err := f.Stat()
-		f.Close()
-		if err != nil {
-			os.Remove(tmp)
-			break
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		name := ""
-		if ok {
-			name = strconv.FormatUint(st.Ino, 10)
-		}
-		if name == "" || os.Rename(tmp, filepath.Join(s.dir, name)) != nil {
-			os.Remove(tmp)
-			break
-		}
-		names = append(names, name)
-	}
-	if len(names) == 0 {
-		return 0
-	}
-	if s.syncs.sync() != nil {
-		for _, n := range names {
-			os.Remove(filepath.Join(s.dir, n))
-		}
-		return 0
-	}
-	s.mu.Lock()
-	for _, n := range names {
-		s.queue = append(s.queue, spare{name: n})
-	}
-	s.mu.Unlock()
-	return len(names)
-}
-
 func (s *spares) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
