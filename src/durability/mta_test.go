@@ -77,23 +77,9 @@ func (m *tracedMTA) stop() {
 
 // childNamed returns the pid of ppid's child with command name name, or 0.
 func childNamed(ppid int, name string) int {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		if f := strings.Fields(s[close+1:]); len(f) > 1 && f[1] == strconv.Itoa(ppid) && s[open+1:close] == name {
-			return pid
+	for _, c := range sandbox.ChildProcs(ppid) {
+		if c.Name == name {
+			return c.PID
 		}
 	}
 	return 0

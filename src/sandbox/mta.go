@@ -260,6 +260,22 @@ func (m *MTA) SendPID() int { return m.Children()["qmail-send"] }
 // children maps the command names of a process's children to their pids, from /proc.
 func children(ppid int) map[string]int {
 	kids := map[string]int{}
+	for _, c := range ChildProcs(ppid) {
+		kids[c.Name] = c.PID
+	}
+	return kids
+}
+
+// Proc is a process seen in /proc: its pid and command name.
+type Proc struct {
+	PID  int
+	Name string
+}
+
+// ChildProcs lists the children of ppid, from /proc, for tests that look at an MTA's
+// process tree (several children may share a name, such as qmail-local workers).
+func ChildProcs(ppid int) []Proc {
+	var kids []Proc
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -276,7 +292,7 @@ func children(ppid int) map[string]int {
 			continue
 		}
 		if f := strings.Fields(s[close+1:]); len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			kids[s[open+1:close]] = pid
+			kids = append(kids, Proc{pid, s[open+1 : close]})
 		}
 	}
 	return kids

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/notqmail/notqmail/src/sandbox"
@@ -18,24 +17,10 @@ import (
 // workerPIDs lists qmail-lspawn's qmail-local workers, from /proc.
 func workerPIDs(lspawn int) []int {
 	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 2 || f[1] != strconv.Itoa(lspawn) {
-			continue
-		}
-		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+	for _, c := range sandbox.ChildProcs(lspawn) {
+		cl, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.PID), "cmdline"))
 		if string(cl) == "bin/qmail-local\x00"+WorkerFlag+"\x00" {
-			pids = append(pids, pid)
+			pids = append(pids, c.PID)
 		}
 	}
 	return pids
