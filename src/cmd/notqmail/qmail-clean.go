@@ -17,7 +17,7 @@ func cleanMain(args []string) int {
 		return 111
 	}
 	signal.Ignore(syscall.SIGPIPE)
-	if err := clean.Serve(q, os.Stdin, os.Stdout); err != nil {
+	if err := clean.Serve(q, pipeFile(0, "qmail-send"), pipeFile(1, "qmail-send")); err != nil {
 		return 100
 	}
 	return 0

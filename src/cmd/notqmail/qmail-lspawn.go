@@ -46,7 +46,7 @@ func lspawnMain(args []string) int {
 		OwnerUID: owner,
 		Runner:   l,
 	}
-	srv.Serve(os.Stdin, os.Stdout)
+	srv.Serve(pipeFile(0, "qmail-send"), pipeFile(1, "qmail-send"))
 	if l.Workers != nil {
 		l.Workers.Close()
 	}

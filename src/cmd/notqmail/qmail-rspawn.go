@@ -50,6 +50,6 @@ func rspawnMain(args []string) int {
 	} else {
 		srv.Runner = &spawn.Remote{Program: prog, Dir: mess}
 	}
-	srv.Serve(os.Stdin, os.Stdout)
+	srv.Serve(pipeFile(0, "qmail-send"), pipeFile(1, "qmail-send"))
 	return 0
 }

@@ -50,10 +50,10 @@ func sendMain(args []string) int {
 		Config: cfg,
 		Log:    log,
 		Spawn: [2]send.Conn{
-			{W: os.Stdout, R: os.Stderr},
-			{W: os.NewFile(3, "rspawn-in"), R: os.NewFile(4, "rspawn-out")},
+			{W: pipeFile(1, "lspawn-in"), R: pipeFile(2, "lspawn-out")},
+			{W: pipeFile(3, "rspawn-in"), R: pipeFile(4, "rspawn-out")},
 		},
-		Clean:   send.Conn{W: os.NewFile(5, "clean-in"), R: os.NewFile(6, "clean-out")},
+		Clean:   send.Conn{W: pipeFile(5, "clean-in"), R: pipeFile(6, "clean-out")},
 		Inject:  send.QueueInjector{},
 		Trigger: trigger,
 		Signals: sigs,
