@@ -313,6 +313,12 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			res.Notes = append(res.Notes, "profile: "+err.Error())
 		}
 		res.Profile = p
+		if o.NoWrite && p != nil {
+			// No report will hold it: show it here.
+			for _, view := range sortedKeys(p.Reports) {
+				fmt.Fprintf(o.Out, "==> profile: %s\n%s\n", view, p.Reports[view])
+			}
+		}
 	}
 	if o.Pipeline {
 		fmt.Fprintf(o.Out, "==> scenario 6: go run mage.go, cold and warm\n")
