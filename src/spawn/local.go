@@ -77,6 +77,8 @@ type Local struct {
 	// Workers, if set, runs the deliveries on long-running qmail-local workers while
 	// bin/qmail-local is our own program; nil execs qmail-local for each delivery.
 	Workers *Pool
+
+	users usersCDB
 }
 
 // truncReport is qmail-lspawn's limit on a report's length.
@@ -124,7 +126,7 @@ func (l *Local) Deliver(mess *os.File, sender, recip string, at int) []byte {
 
 // account finds the recipient's account; code is a QLX code on failure.
 func (l *Local) account(local string) (users.Assignment, int) {
-	a, ok, err := users.Lookup(filepath.Join(l.Home, "users", "cdb"), local)
+	a, ok, err := l.users.lookup(filepath.Join(l.Home, "users", "cdb"), local)
 	if err != nil {
 		return a, QLXCDB
 	}

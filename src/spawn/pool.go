@@ -104,7 +104,9 @@ func (p *Pool) deliver(prog string, uid, gid int, creds bool, dir string, args [
 	if err := syscall.Pipe2(pfd[:], syscall.O_CLOEXEC); err != nil {
 		return nil, 0, false, false
 	}
-	if err := syscall.SetNonblock(pfd[0], true); err != nil {
+	// A new pipe's read end has no other status flag: set O_NONBLOCK without
+	// reading them first.
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(pfd[0]), syscall.F_SETFL, syscall.O_NONBLOCK); e != 0 {
 		syscall.Close(pfd[0])
 		syscall.Close(pfd[1])
 		return nil, 0, false, false

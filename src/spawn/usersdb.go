@@ -1,0 +1,101 @@
+package spawn
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/notqmail/notqmail/src/cdb"
+	"github.com/notqmail/notqmail/src/users"
+)
+
+// maxHeldCDB bounds the users/cdb a usersCDB holds in memory; a bigger one is
+// opened for every lookup, as qmail-lspawn does.
+const maxHeldCDB = 8 << 20
+
+// usersCDB is users/cdb as last read. qmail-lspawn opens it for every delivery (an
+// open, an fstat, about eight preads and a close); here one stat of the path tells
+// whether the file is still the one read before (qmail-newu renames a new file into
+// place, and a file rewritten in place gets a new size or times), so an unchanged
+// file costs one stat and is looked up in memory.
+type usersCDB struct {
+	mu sync.Mutex
+	id fileID
+	r  *cdb.Reader // nil: nothing held
+}
+
+// fileID is what tells one version of a file from another.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+}
+
+func idOf(st *syscall.Stat_t) fileID {
+	return fileID{uint64(st.Dev), uint64(st.Ino), st.Size, st.Mtim, st.Ctim}
+}
+
+// lookup is users.Lookup on the file at path.
+func (u *usersCDB) lookup(path, local string) (users.Assignment, bool, error) {
+	r, err := u.reader(path)
+	if err != nil {
+		return users.Assignment{}, false, &users.Error{File: path, Msg: err.Error()}
+	}
+	if r == nil {
+		// No users/cdb (or one too big to hold): as qmail-lspawn.
+		return users.Lookup(path, local)
+	}
+	return users.LookupIn(r, path, local)
+}
+
+// reader returns the held cdb if it is still the file at path, else reads the file
+// anew; nil without an error means the caller should open the file itself.
+func (u *usersCDB) reader(path string) (*cdb.Reader, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		u.r = nil
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if u.r != nil && idOf(&st) == u.id {
+		return u.r, nil
+	}
+	u.r = nil
+	if st.Size > maxHeldCDB {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer f.Close()
+	// The id is the opened file's, so a file replaced after the stat above is
+	// noticed at the next lookup.
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	if st.Size > maxHeldCDB {
+		return nil, nil
+	}
+	b := make([]byte, st.Size)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	r, err := cdb.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	u.r, u.id = r, idOf(&st)
+	return r, nil
+}
