@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,13 @@ type Config struct {
 	Log    io.Writer // one line per refused or denied connection
 }
 
+// Listen listens on the TCP address addr, with keep-alive for the connections it
+// accepts, as net.Listen does; on Linux it is set once, on the listening socket.
+func Listen(addr string) (net.Listener, error) {
+	lc := listenConfig()
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
 // Serve accepts connections on ln until it fails or is closed, serving each in its
 // own goroutine under cfg's limits, and waits for running sessions before it returns.
 func Serve(ln net.Listener, cfg Config) error {
@@ -52,6 +60,7 @@ func Serve(ln net.Listener, cfg Config) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var n uint64
+	pid := strconv.Itoa(os.Getpid()) // for the session ids; a system call each time
 	var backoff time.Duration
 	for {
 		slots <- struct{}{}
@@ -81,7 +90,7 @@ func Serve(ln net.Listener, cfg Config) error {
 		}
 		backoff = 0
 		n++
-		id := strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(n, 10)
+		id := pid + "." + strconv.FormatUint(n, 10)
 		remote := addrPort(c.RemoteAddr())
 		ip := remote.Addr().Unmap()
 		key := limitKey(ip)

@@ -237,6 +237,12 @@ func LocalAddr(a netip.Addr) bool {
 // environment (nil: the process's): $QMAILQUEUE from that environment, else
 // bin/qmail-queue.
 func QueueProgram(env []string) func() (Message, error) {
+	return queueProgram(env, "")
+}
+
+// queueProgram is QueueProgram with qmail-queue run in the qmail home qhome (""
+// finds it for each message).
+func queueProgram(env []string, qhome string) func() (Message, error) {
 	prog := ""
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "QMAILQUEUE="); ok {
@@ -244,7 +250,7 @@ func QueueProgram(env []string) func() (Message, error) {
 		}
 	}
 	return func() (Message, error) {
-		c, err := queueclient.Config{Env: env, Program: prog}.Open()
+		c, err := queueclient.Config{Env: env, Program: prog, Home: qhome}.Open()
 		if err != nil {
 			return nil, err
 		}

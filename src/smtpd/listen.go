@@ -22,7 +22,7 @@ import (
 // activation; nil means neither, so the session is on stdin/stdout.
 func Listeners(addr string) ([]net.Listener, error) {
 	if addr != "" {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := listener.Listen(addr)
 		if err != nil {
 			return nil, err
 		}
@@ -93,7 +93,12 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 		}
 		rules = r
 	}
-	configs := &ConfigCache{Control: control.Default()}
+	// The home, and so the control directory, are found once: each costs a few
+	// system calls (the ids, for home.Dir's setuid check) that would otherwise be
+	// spent on every connection.
+	qhome := home.Dir()
+	ctl := control.Default()
+	configs := &ConfigCache{Control: ctl}
 	// One TLS configuration for all sessions: its session ticket keys are then the
 	// same for all, so a returning client resumes instead of a full handshake.
 	var tlsConf *tls.Config
@@ -113,9 +118,9 @@ func Listen(lns []net.Listener, opt ListenOptions) error {
 				env.Over[v.Name] = v.Value
 			}
 			Run(c, RunOptions{
-				Control: control.Default(), Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword,
+				Control: ctl, Env: env, ID: id, Log: opt.Log, CheckPassword: opt.CheckPassword,
 				Certs: store, ImplicitTLS: opt.ImplicitTLS, Submission: opt.Submission, AuthLimit: limiter,
-				Configs: configs, TLSConfig: tlsConf,
+				Configs: configs, TLSConfig: tlsConf, Home: qhome,
 			})
 		},
 	}

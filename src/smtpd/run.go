@@ -68,6 +68,10 @@ type RunOptions struct {
 	// Configs, when set, shares the control files' reading among the sessions of a
 	// listener (see ConfigCache); nil reads them for this session, from Control.
 	Configs *ConfigCache
+	// Home is the qmail home: qmail-queue runs there, and relative plugin paths
+	// start there. "" finds it for this session (home.Dir); the listener finds it
+	// once for all its sessions.
+	Home string
 }
 
 // Run serves one client with the configuration read now from the control files and
@@ -90,8 +94,12 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 		return
 	}
 	defer closeCfg()
+	qhome := opt.Home
+	if qhome == "" {
+		qhome = home.Dir()
+	}
 	list := env.List()
-	cfg.Queue = QueueProgram(list)
+	cfg.Queue = queueProgram(list, qhome)
 	cfg.Log = log
 	cfg.ID = id
 	if len(opt.CheckPassword) > 0 {
@@ -124,7 +132,7 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 	case store != nil:
 		cfg.TLS = store.Config()
 	}
-	if err := loadPlugins(cfg, ctl, env, list, log); err != nil {
+	if err := loadPlugins(cfg, ctl, qhome, env, list, log); err != nil {
 		if log != nil {
 			io.WriteString(log, "qmail-smtpd "+id+": unable to read plugins: "+sanitize(err.Error())+"\n")
 		}
@@ -136,7 +144,7 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 
 // loadPlugins sets cfg.Plugins from control/smtpplugins ($SPPCONFFILE instead when
 // set, relative to the qmail home; $NOSPP turns plugins off), as qmail-spp does.
-func loadPlugins(cfg *Config, ctl control.Dir, env Env, list []string, log io.Writer) error {
+func loadPlugins(cfg *Config, ctl control.Dir, qhome string, env Env, list []string, log io.Writer) error {
 	if _, off := env.Lookup("NOSPP"); off {
 		return nil
 	}
@@ -144,14 +152,14 @@ func loadPlugins(cfg *Config, ctl control.Dir, env Env, list []string, log io.Wr
 	if p, ok := env.Lookup("SPPCONFFILE"); ok && p != "" {
 		path = p
 		if !filepath.IsAbs(p) {
-			path = filepath.Join(home.Dir(), p)
+			path = filepath.Join(qhome, p)
 		}
 	}
 	r, err := spp.Load(path)
 	if err != nil || r == nil {
 		return err
 	}
-	r.Dir = home.Dir()
+	r.Dir = qhome
 	r.Timeout = cfg.Timeout
 	r.Stderr = log
 	cfg.Plugins = func(st spp.Stage, set map[string]string, unset map[string]bool) spp.Verdict {

@@ -828,20 +828,25 @@ func (s *session) data(arg string) error {
 	case res.hops >= maxHops:
 		r = replyHops
 	}
+	// The pid once: with qmail-queued it is a getpid call each time.
+	var pid int
 	if r.Code != 0 {
 		msg.Fail()
 		msg.Close()
+		pid = msg.PID()
 	} else {
 		msg.From(s.from)
 		for _, rc := range s.rcpts {
 			msg.To(rc)
 		}
-		r = queueReply(msg.Close(), msg.PID(), s.cfg.Now())
+		err := msg.Close()
+		pid = msg.PID()
+		r = queueReply(err, pid, s.cfg.Now())
 	}
 	if r.Code == 250 {
 		s.accepted++
 	}
-	s.logMessage(msg.PID(), res.size, r, "")
+	s.logMessage(pid, res.size, r, "")
 	s.reply(r)
 	s.resetTransaction()
 	return nil
