@@ -101,6 +101,12 @@ type Daemon struct {
 	cc           *cleanConn
 	cleanPending []cleanReq // sent to qmail-clean, in order, awaiting answers
 	cleanGone    bool
+
+	// relQueue: the working directory is the queue (as qmail-send runs), so queue
+	// files are named relative to it, and each call walks two or three path
+	// components instead of the whole absolute path. Set once in Run.
+	relQueue bool
+	logBuf   *logBuffer // Log's writer while Run runs: lines go out once per loop round
 }
 
 type job struct {
@@ -126,7 +132,7 @@ type passState struct {
 	active bool
 	id     uint64
 	job    int
-	f      *os.File
+	f      *rawFile
 	r      *bufio.Reader
 	mpos   int64
 }
@@ -154,11 +160,21 @@ func now() int64 { return time.Now().Unix() }
 // Run is qmail-send's main loop. It returns when told to exit (SIGTERM, or a lost
 // connection to a helper) and no delivery it can still hear about is in progress.
 func (d *Daemon) Run() error {
+	d.relQueue = inDir(d.Queue.Dir)
 	unlock, err := d.lockMutex()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if d.Log.W != nil {
+		d.logBuf = &logBuffer{w: d.Log.W}
+		d.Log.W = d.logBuf
+		defer func() {
+			d.logBuf.flush()
+			d.Log.W = d.logBuf.w
+			d.logBuf = nil
+		}()
+	}
 
 	// Each spawner announces how many deliveries it can run at once.
 	for c := 0; c < nchan; c++ {
@@ -201,7 +217,7 @@ func (d *Daemon) Run() error {
 	}
 	d.commits = newCommits(sy)
 	defer d.commits.close()
-	d.spares = openSpares(filepath.Join(d.Queue.Dir, queue.SpareS), umaskedMode(), d.commits)
+	d.spares = openSpares(d.qpath(queue.SpareS), umaskedMode(), d.commits)
 	d.prepBusy = map[uint64]bool{}
 	d.prepWork = make(chan uint64, prepMax)
 	for i := 0; i < prepWorkers; i++ {
@@ -234,6 +250,7 @@ func (d *Daemon) Run() error {
 		if wakeup > d.recent {
 			timeout = time.Duration(wakeup-d.recent+1) * time.Second
 		}
+		d.flushLog()
 		d.wait(timeout)
 
 		d.recent = now()
@@ -252,7 +269,7 @@ func (d *Daemon) Run() error {
 }
 
 func (d *Daemon) lockMutex() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(d.Queue.LockDir(), "sendmutex"), os.O_WRONLY, 0)
+	f, err := os.OpenFile(d.qpath("lock/sendmutex"), os.O_WRONLY, 0)
 	if err != nil {
 		d.Log.Alert("cannot start: unable to open mutex")
 		return nil, err
@@ -319,16 +336,37 @@ func (d *Daemon) handle(ev event) {
 }
 
 // writeCommands feeds one spawner. Its buffer holds a command per free slot, so the
-// main loop never blocks on a slow spawner.
+// main loop never blocks on a slow spawner. Commands already waiting go out in one
+// write: the spawner reads a stream.
 func (d *Daemon) writeCommands(c int) {
 	dead := false
+	var buf []byte
 	for cmd := range d.cmds[c] {
 		if dead {
 			continue
 		}
-		if _, err := d.Spawn[c].W.Write(cmd); err != nil {
+		buf = append(buf[:0], cmd...)
+		buf = drainInto(buf, d.cmds[c], nil)
+		if _, err := d.Spawn[c].W.Write(buf); err != nil {
 			dead = true
 			d.events <- event{kind: evSpawnDied, channel: c}
+		}
+	}
+}
+
+// drainInto appends to buf every item already waiting in ch, each followed by
+// term, without waiting for more.
+func drainInto[T []byte | string](buf []byte, ch <-chan T, term []byte) []byte {
+	for {
+		select {
+		case next, ok := <-ch:
+			if !ok {
+				return buf
+			}
+			buf = append(buf, next...)
+			buf = append(buf, term...)
+		default:
+			return buf
 		}
 	}
 }
@@ -386,9 +424,52 @@ func syncDir(dir string) error {
 	return err
 }
 
-func (d *Daemon) fn(sub string, id uint64) string { return d.Queue.Path(sub, id) }
+// inDir reports whether the working directory is dir.
+func inDir(dir string) bool {
+	here, err := os.Stat(".")
+	if err != nil {
+		return false
+	}
+	there, err := os.Stat(dir)
+	return err == nil && os.SameFile(here, there)
+}
 
-func (d *Daemon) rel(sub string, id uint64) string { return d.Queue.Rel(sub, id) }
+// qpath names rel, a path inside the queue, for the file system calls: relative to
+// the working directory when that is the queue, absolute otherwise.
+func (d *Daemon) qpath(rel string) string {
+	if d.relQueue {
+		return rel
+	}
+	return filepath.Join(d.Queue.Dir, rel)
+}
+
+// fn names queue file sub/<id> (sub/<id%split>/<id> for a split directory) for the
+// file system calls, as qpath does.
+func (d *Daemon) fn(sub string, id uint64) string {
+	b := make([]byte, 0, len(d.Queue.Dir)+len(sub)+26)
+	if !d.relQueue && d.Queue.Dir != "" {
+		b = append(b, d.Queue.Dir...)
+		if b[len(b)-1] != '/' {
+			b = append(b, '/')
+		}
+	}
+	return string(d.appendRel(b, sub, id))
+}
+
+// rel is sub/<id> relative to the queue, for log lines.
+func (d *Daemon) rel(sub string, id uint64) string {
+	return string(d.appendRel(make([]byte, 0, len(sub)+24), sub, id))
+}
+
+func (d *Daemon) appendRel(b []byte, sub string, id uint64) []byte {
+	b = append(b, sub...)
+	b = append(b, '/')
+	if queue.IsSplit(sub) {
+		b = strconv.AppendUint(b, id%uint64(d.Queue.Split), 10)
+		b = append(b, '/')
+	}
+	return strconv.AppendUint(b, id, 10)
+}
 
 func exists(path string) (bool, error) {
 	_, err := os.Stat(path)
@@ -403,12 +484,12 @@ func exists(path string) (bool, error) {
 
 // getInfo returns a message's envelope sender and its birth (info/<id>'s mtime).
 func (d *Daemon) getInfo(id uint64) (sender string, birth int64, ok bool) {
-	f, err := os.Open(d.fn("info", id))
+	f, err := openRawFile(d.fn("info", id))
 	if err != nil {
 		return "", 0, false
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	mtime, err := f.mtime()
 	if err != nil {
 		return "", 0, false
 	}
@@ -416,7 +497,7 @@ func (d *Daemon) getInfo(id uint64) (sender string, birth int64, ok bool) {
 	if err != nil || len(rec) == 0 || rec[0] != 'F' {
 		return "", 0, false
 	}
-	return string(rec[1 : len(rec)-1]), st.ModTime().Unix(), true
+	return string(rec[1 : len(rec)-1]), mtime, true
 }
 
 // readRecord returns the next \0-terminated record with its terminator. io.EOF means no
@@ -478,7 +559,7 @@ func (d *Daemon) cleanupDo() {
 			d.cleanupTime = d.recent + sleepCleanup
 			return
 		}
-		names, err := readNames(filepath.Join(d.Queue.Dir, "mess", strconv.Itoa(d.cleanupSub)))
+		names, err := readNames(d.qpath("mess/" + strconv.Itoa(d.cleanupSub)))
 		if err != nil {
 			d.Log.Alert("unable to opendir mess/" + strconv.Itoa(d.cleanupSub) + ", skipping")
 			continue
@@ -537,6 +618,9 @@ type pqElt struct {
 	id    uint64
 	dt    int64
 	fresh bool // just preprocessed, counted in Daemon.fresh until passed
+	// chansGone (in pqdon): jobClose has just removed the last channel file and seen
+	// the other one absent, so messDone need not stat them again.
+	chansGone bool
 }
 
 type prioq []pqElt
@@ -606,7 +690,7 @@ func (d *Daemon) pqAdd(id uint64) {
 func (d *Daemon) pqStart() {
 	for i := 0; i < d.Queue.Split; i++ {
 		dir := filepath.Join(d.Queue.Dir, "info", strconv.Itoa(i))
-		names, err := readNames(dir)
+		names, err := readNames(d.qpath("info/" + strconv.Itoa(i)))
 		if err != nil {
 			d.Log.Alert("unable to opendir " + dir + ", skipping")
 			continue
@@ -688,7 +772,7 @@ func (d *Daemon) jobClose(j int) {
 					break
 				}
 			}
-			d.pqdon.insert(pqElt{id: jo.id, dt: now()})
+			d.pqdon.insert(pqElt{id: jo.id, dt: now(), chansGone: true})
 			return
 		}
 	}
@@ -740,14 +824,7 @@ func (d *Daemon) delStart(j int, mpos int64, recip string) {
 // markDone overwrites a recipient's T with D: it will not be delivered again.
 func (d *Daemon) markDone(c int, id uint64, pos int64) {
 	fn := d.fn(chanDir[c], id)
-	f, err := os.OpenFile(fn, os.O_WRONLY, 0)
-	if err == nil {
-		_, err = f.WriteAt([]byte{'D'}, pos)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
+	if err := writeAtRaw(fn, []byte{'D'}, pos); err != nil {
 		d.Log.Warning("trouble marking " + fn + "; message will be delivered twice!")
 	}
 }
@@ -782,6 +859,7 @@ func (d *Daemon) addBounce(id uint64, recip, report string) {
 			}
 		}
 		d.Log.Alert("unable to append to bounce message; HELP! sleeping...")
+		d.flushLog()
 		time.Sleep(10 * time.Second)
 	}
 }
@@ -884,7 +962,7 @@ func (d *Daemon) passDo() {
 			break
 		}
 		d.pqdon.delMin()
-		d.messDone(pe.id)
+		d.messDone(pe.id, pe.chansGone)
 	}
 }
 
@@ -910,7 +988,7 @@ func (d *Daemon) passDoChan(c int) bool {
 			pe.fresh = false
 		}
 		fn := d.fn(chanDir[c], pe.id)
-		f, err := os.Open(fn)
+		f, err := openRawFile(fn)
 		if err != nil {
 			d.passTrouble(c, pe, fn)
 			return false
@@ -971,9 +1049,14 @@ func (d *Daemon) passTrouble(c int, pe pqElt, fn string) {
 
 // messDone finishes a message whose channel files are gone: it queues the bounce, if
 // any, then removes info/ and asks qmail-clean to remove the message.
-func (d *Daemon) messDone(id uint64) {
+//
+// Like qmail, it first makes sure no channel file or todo/ entry is left. chansGone
+// says jobClose has just checked the channel files (removing the last one and
+// finding the other absent), so they are not statted again: only preprocessing
+// creates them, and only from a todo/ entry, which is still checked.
+func (d *Daemon) messDone(id uint64, chansGone bool) {
 	fail := func() { d.pqdon.insert(pqElt{id: id, dt: now() + sleepSysfail}) }
-	for c := 0; c < nchan; c++ {
+	for c := 0; c < nchan && !chansGone; c++ {
 		ok, err := exists(d.fn(chanDir[c], id))
 		if ok {
 			return // false alarm
@@ -1088,9 +1171,10 @@ func (d *Daemon) todoDo() {
 				return
 			}
 			d.triggered = false
-			f, err := os.Open(filepath.Join(d.Queue.Dir, "todo"))
+			f, err := os.Open(d.qpath("todo"))
 			if err != nil {
 				d.Log.Alert("unable to opendir todo, sleeping...")
+				d.flushLog()
 				time.Sleep(10 * time.Second)
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,7 +21,8 @@ import (
 // qmail-lspawn, qmail-local and qmail-clean) and logs the delivery rate per window of
 // NOTQMAIL_SEND_DRAIN_WINDOW messages (default N/10), and qmail-send's CPU time and
 // peak RSS. It asserts only that every message is delivered exactly once and the queue
-// ends empty.
+// ends empty. With NOTQMAIL_SEND_DRAIN_STRACE=FILE it also counts qmail-send's system
+// calls with strace -f -c -o FILE (divide by N for calls per message).
 func TestDrainBacklog(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("NOTQMAIL_SEND_DRAIN"))
 	if n <= 0 {
@@ -56,6 +58,17 @@ func TestDrainBacklog(t *testing.T) {
 	mta := h.StartMTA(t, sandbox.MTAOptions{Guard: time.Hour})
 	var sendPID int
 	mta.WaitFor("qmail-send", func() bool { sendPID = mta.SendPID(); return sendPID != 0 })
+	if out := os.Getenv("NOTQMAIL_SEND_DRAIN_STRACE"); out != "" {
+		st := exec.Command("strace", "-f", "-c", "-o", out, "-p", strconv.Itoa(sendPID))
+		if err := st.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// strace writes its summary when qmail-send exits, or when stopped here.
+		defer func() {
+			st.Process.Signal(os.Interrupt)
+			st.Wait()
+		}()
+	}
 	log := mta.Log()
 	t0 := time.Now()
 	last, lastDone := t0, 0

@@ -184,7 +184,8 @@ func TestHugeLifetimeDoesNotBounce(t *testing.T) {
 	}
 }
 
-// tapWriter records each write to qmail-clean in the sync recorder's sequence.
+// tapWriter records each request written to qmail-clean in the sync recorder's
+// sequence (one write may carry several).
 type tapWriter struct {
 	w io.Writer
 	r *syncRecorder
@@ -192,7 +193,9 @@ type tapWriter struct {
 
 func (t tapWriter) Write(p []byte) (int, error) {
 	t.r.mu.Lock()
-	t.r.names = append(t.r.names, "clean:"+string(bytes.TrimRight(p, "\x00")))
+	for _, req := range bytes.Split(bytes.TrimRight(p, "\x00"), []byte{0}) {
+		t.r.names = append(t.r.names, "clean:"+string(req))
+	}
 	t.r.mu.Unlock()
 	return t.w.Write(p)
 }

@@ -100,3 +100,45 @@ func (l Logger) TripleBounce(bounceFile string) { l.line("triple bounce: discard
 
 // Exiting is the last line of a clean shutdown.
 func (l Logger) Exiting() { l.line("status: exiting") }
+
+// pipeBuf is PIPE_BUF on Linux: a write to a pipe of at most this many bytes is
+// atomic, so lines batched into one write still never interleave with another
+// writer's.
+const pipeBuf = 4096
+
+// logBuffer collects whole log lines so that qmail-send writes them once per round of
+// its main loop (before it waits) instead of once per line; the lines and their order
+// are unchanged. Only the main loop writes to it.
+type logBuffer struct {
+	w   io.Writer
+	buf []byte
+}
+
+// Write takes one or more whole lines.
+func (b *logBuffer) Write(p []byte) (int, error) {
+	if len(b.buf)+len(p) > pipeBuf {
+		b.flush()
+	}
+	if len(p) > pipeBuf {
+		return b.w.Write(p) // alone, as it would have gone unbuffered
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// flush writes out the lines collected so far.
+func (b *logBuffer) flush() {
+	if len(b.buf) == 0 {
+		return
+	}
+	b.w.Write(b.buf) // a dead logger must not stop deliveries
+	b.buf = b.buf[:0]
+}
+
+// flushLog writes out the log lines of this round of the main loop; it is called
+// before anything that may wait.
+func (d *Daemon) flushLog() {
+	if d.logBuf != nil {
+		d.logBuf.flush()
+	}
+}

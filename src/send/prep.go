@@ -2,11 +2,10 @@ package send
 
 import (
 	"bufio"
-	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // Preprocessing runs beside the main loop: up to prepMax messages at once are read
@@ -54,7 +53,7 @@ func (d *Daemon) prepWorker(work <-chan uint64) {
 // A crash anywhere in between leaves todo/ in place, and the next run starts over.
 func (d *Daemon) prepare(id uint64) (res prepResult) {
 	res.id = id
-	todo, err := os.Open(d.fn("todo", id))
+	todo, err := openRawFile(d.fn("todo", id))
 	if err != nil {
 		res.warning = "unable to open " + d.rel("todo", id)
 		return
@@ -66,8 +65,10 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 		return
 	}
 	res.size = st.Size()
+	// Files left by an interrupted run go, as in qmail. They are rare, so they are
+	// unlinked rather than kept as spares: one system call for the usual absent file.
 	for _, sub := range []string{"local", "remote", "info"} {
-		if err := d.spares.remove(d.fn(sub, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := syscall.Unlink(d.fn(sub, id)); err != nil && err != syscall.ENOENT {
 			res.warning = "unable to unlink " + d.rel(sub, id)
 			return
 		}
@@ -95,6 +96,8 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 
 	var chanBuf [nchan]*bufio.Writer
 	var chanFile [nchan]*os.File
+	var infoLen int64
+	var chanLen [nchan]int64 // what is written to each file, for trimTo
 	r := bufio.NewReaderSize(todo, 4096)
 	for {
 		rec, err := readRecord(r)
@@ -122,6 +125,7 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 				res.warning = "trouble writing to " + d.rel("info", id)
 				return
 			}
+			infoLen += int64(len(rec))
 			// qmail logs at the F record, with the u and p records read so far.
 			if !res.info {
 				res.info, res.sender = true, body
@@ -142,12 +146,13 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 			chanBuf[c].WriteByte('T')
 			chanBuf[c].WriteString(addr)
 			chanBuf[c].WriteByte(0)
+			chanLen[c] += int64(len(addr)) + 2
 		default:
 			res.warning = "unknown record type in " + d.rel("todo", id)
 			return
 		}
 	}
-	if err := trim(info); err != nil {
+	if err := trimTo(info, infoLen); err != nil {
 		res.warning = "trouble writing to " + d.rel("info", id)
 		return
 	}
@@ -157,7 +162,7 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 		}
 		err := chanBuf[c].Flush()
 		if err == nil {
-			err = trim(chanFile[c])
+			err = trimTo(chanFile[c], chanLen[c])
 		}
 		if err != nil {
 			res.warning = "trouble writing to " + d.rel(chanDir[c], id)
@@ -273,11 +278,15 @@ func (d *Daemon) startClean() {
 	}
 	go func() {
 		dead := false
+		var buf []byte
 		for cmd := range cc.out {
 			if dead {
 				continue
 			}
-			if _, err := io.WriteString(d.Clean.W, cmd+"\x00"); err != nil {
+			buf = append(append(buf[:0], cmd...), 0)
+			// Requests already waiting go out in one write: qmail-clean reads a stream.
+			buf = drainInto(buf, cc.out, []byte{0})
+			if _, err := d.Clean.W.Write(buf); err != nil {
 				dead = true
 				cc.mu.Lock()
 				cc.dead = true
@@ -350,4 +359,18 @@ func (d *Daemon) cleanAnswers() {
 		}
 		d.cleanPending = nil
 	}
+}
+
+// trimTo cuts f, of which the first n bytes have been written, to n bytes: a spare's
+// old data beyond them goes. (trim, for a file of unknown length written so far, asks
+// for the file offset first.)
+func trimTo(f *os.File, n int64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != n {
+		return f.Truncate(n)
+	}
+	return nil
 }
