@@ -3,6 +3,7 @@ package smtpd
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -10,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/notqmail/notqmail/src/certs"
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/rcpthosts"
+	"github.com/notqmail/notqmail/src/spp"
 )
 
 // DefaultTimeout is timeoutsmtpd's default.
@@ -160,14 +163,92 @@ type ConfigCache struct {
 	cur    *controls
 	loaded time.Time
 	onRead func() // tests: called for each reading of the control files
+
+	// The plugins files and the default certificate, kept for MaxAge like the
+	// control files: a session would otherwise open or stat them each time.
+	spp       map[string]heldPlugins
+	cert      *certs.Store // nil: there was no certificate
+	certAt    time.Time    // when cert was read; zero: never
+	onSPPRead func(path string)
+}
+
+type heldPlugins struct {
+	r  *spp.Runner // nil: no such file
+	at time.Time
+}
+
+// maxHeldPlugins bounds the plugins files kept ($SPPCONFFILE can name one per
+// access rule); past it the oldest readings are dropped.
+const maxHeldPlugins = 16
+
+func (cc *ConfigCache) maxAge() time.Duration {
+	if cc.MaxAge <= 0 {
+		return DefaultConfigAge
+	}
+	return cc.MaxAge
+}
+
+// plugins is spp.Load(path), read at most once per MaxAge. The Runner is shared:
+// the caller copies it before setting its fields. A failed reading is not kept.
+func (cc *ConfigCache) plugins(path string) (*spp.Runner, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if h, ok := cc.spp[path]; ok && time.Since(h.at) < cc.maxAge() {
+		return h.r, nil
+	}
+	if cc.onSPPRead != nil {
+		cc.onSPPRead(path)
+	}
+	r, err := spp.Load(path)
+	if err != nil {
+		delete(cc.spp, path)
+		return nil, err
+	}
+	if cc.spp == nil {
+		cc.spp = map[string]heldPlugins{}
+	}
+	if len(cc.spp) >= maxHeldPlugins {
+		for p, h := range cc.spp {
+			if time.Since(h.at) >= cc.maxAge() {
+				delete(cc.spp, p)
+			}
+		}
+		if len(cc.spp) >= maxHeldPlugins {
+			clear(cc.spp)
+		}
+	}
+	cc.spp[path] = heldPlugins{r, time.Now()}
+	return r, nil
+}
+
+// certs is certs.OpenDefault for the sessions of a listener that started without
+// a certificate, read at most once per MaxAge: STARTTLS is offered within MaxAge of
+// servercert.pem appearing. A reading that fails otherwise is not kept.
+func (cc *ConfigCache) certs(log io.Writer) (*certs.Store, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if !cc.certAt.IsZero() && time.Since(cc.certAt) < cc.maxAge() {
+		if cc.cert == nil {
+			return nil, certs.ErrNoCertificate
+		}
+		return cc.cert, nil
+	}
+	st, err := certs.OpenDefault(cc.Control)
+	switch {
+	case err == nil:
+		st.Log = log
+		cc.cert, cc.certAt = st, time.Now()
+	case errors.Is(err, certs.ErrNoCertificate):
+		cc.cert, cc.certAt = nil, time.Now()
+	default:
+		cc.cert, cc.certAt = nil, time.Time{}
+	}
+	return st, err
 }
 
 // Load is the package's Load, with the control files read at most once per MaxAge.
 func (cc *ConfigCache) Load(lookup func(string) (string, bool)) (*Config, func(), error) {
-	age := cc.MaxAge
-	if age <= 0 {
-		age = DefaultConfigAge
-	}
+	age := cc.maxAge()
 	cc.mu.Lock()
 	c := cc.cur
 	if c == nil || time.Since(cc.loaded) >= age {

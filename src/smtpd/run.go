@@ -112,10 +112,18 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 	// A pipe (sendmail -bs) is local: no TLS, and no complaint to the user that
 	// the certificate is unreadable.
 	if store == nil && isNetwork(conn) {
-		st, err := certs.OpenDefault(ctl)
+		var st *certs.Store
+		var err error
+		if opt.Configs != nil {
+			st, err = opt.Configs.certs(log)
+		} else {
+			st, err = certs.OpenDefault(ctl)
+		}
 		switch {
 		case err == nil:
-			st.Log = log
+			if opt.Configs == nil {
+				st.Log = log
+			}
 			store = st
 		case errors.Is(err, certs.ErrNoCertificate):
 		default:
@@ -132,7 +140,7 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 	case store != nil:
 		cfg.TLS = store.Config()
 	}
-	if err := loadPlugins(cfg, ctl, qhome, env, list, log); err != nil {
+	if err := loadPlugins(cfg, ctl, opt.Configs, qhome, env, list, log); err != nil {
 		if log != nil {
 			io.WriteString(log, "qmail-smtpd "+id+": unable to read plugins: "+sanitize(err.Error())+"\n")
 		}
@@ -144,7 +152,7 @@ func Run(conn io.ReadWriter, opt RunOptions) {
 
 // loadPlugins sets cfg.Plugins from control/smtpplugins ($SPPCONFFILE instead when
 // set, relative to the qmail home; $NOSPP turns plugins off), as qmail-spp does.
-func loadPlugins(cfg *Config, ctl control.Dir, qhome string, env Env, list []string, log io.Writer) error {
+func loadPlugins(cfg *Config, ctl control.Dir, cc *ConfigCache, qhome string, env Env, list []string, log io.Writer) error {
 	if _, off := env.Lookup("NOSPP"); off {
 		return nil
 	}
@@ -155,10 +163,17 @@ func loadPlugins(cfg *Config, ctl control.Dir, qhome string, env Env, list []str
 			path = filepath.Join(qhome, p)
 		}
 	}
-	r, err := spp.Load(path)
+	var r *spp.Runner
+	var err error
+	if cc != nil {
+		r, err = cc.plugins(path)
+	} else {
+		r, err = spp.Load(path)
+	}
 	if err != nil || r == nil {
 		return err
 	}
+	r = &spp.Runner{Sections: r.Sections} // shared with other sessions: a copy to set
 	r.Dir = qhome
 	r.Timeout = cfg.Timeout
 	r.Stderr = log
