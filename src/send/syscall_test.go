@@ -1,0 +1,211 @@
+package send
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/notqmail/notqmail/src/queue"
+)
+
+// stopAndKeep stops the daemon and waits for Run to return, leaving its result for
+// the harness's own cleanup; the daemon's fields can then be read without a race.
+func stopAndKeep(t *testing.T, h *harness) {
+	t.Helper()
+	h.sigs <- syscall.SIGTERM
+	err := <-h.done
+	h.done <- err
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// Run in the queue directory, as qmail-send runs, the daemon names queue files
+// relative to it; deliveries, bounces and clean-up work the same.
+func TestRelativeQueuePaths(t *testing.T) {
+	q := makeQueue(t)
+	os.MkdirAll(filepath.Join(q.Dir, queue.SpareS), 0700)
+	t.Chdir(q.Dir)
+	h := startDaemon(t, q, 604800)
+	ok := enqueue(t, q, "joe@remote.example", "ok1@here.example", "ok2@far.example")
+	bad := enqueue(t, q, "joe@remote.example", "perm@here.example", "ok3@far.example")
+	h.pull()
+	waitFor(t, h, "messages to leave the queue", func() bool { return gone(q, ok) && gone(q, bad) })
+	stopAndKeep(t, h)
+	if !h.d.relQueue {
+		t.Error("daemon in its queue directory does not use relative paths")
+	}
+	if got, want := h.d.fn("local", 1234), "local/"+fmt.Sprint(1234%queue.DefaultSplit)+"/1234"; got != want {
+		t.Errorf("fn = %q, want %q", got, want)
+	}
+	if got := h.d.fn("todo", 1234); got != "todo/1234" {
+		t.Errorf("fn = %q, want todo/1234", got)
+	}
+	for _, r := range []string{"ok1@here.example", "perm@here.example"} {
+		if n := h.spawn[Local].count(r); n != 1 {
+			t.Errorf("%s tried %d times", r, n)
+		}
+	}
+	for _, r := range []string{"ok2@far.example", "ok3@far.example"} {
+		if n := h.spawn[Remote].count(r); n != 1 {
+			t.Errorf("%s tried %d times", r, n)
+		}
+	}
+	if b := h.inj.all(); len(b) != 1 || !strings.Contains(b[0].msg, "<perm@here.example>:\n") {
+		t.Errorf("bounces: %+v", b)
+	}
+	// Spares recycled into spare/s by relative path are real entries there.
+	ents, err := os.ReadDir(filepath.Join(q.Dir, queue.SpareS))
+	if err != nil || len(ents) == 0 {
+		t.Errorf("spare/s after deliveries: %d entries, %v", len(ents), err)
+	}
+	log := h.log.String()
+	for _, want := range []string{fmt.Sprintf("end msg %d\n", ok), fmt.Sprintf("end msg %d\n", bad), fmt.Sprintf("bounce msg %d qp 4242\n", bad)} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// Run elsewhere (tests, or a queue reached another way), the daemon keeps absolute
+// paths, which name the same files as queue.Queue.Path.
+func TestAbsoluteQueuePathsElsewhere(t *testing.T) {
+	q := makeQueue(t)
+	t.Chdir(t.TempDir())
+	h := startDaemon(t, q, 604800)
+	id := enqueue(t, q, "joe@remote.example", "ok@here.example")
+	h.pull()
+	waitFor(t, h, "message to leave the queue", func() bool { return gone(q, id) })
+	stopAndKeep(t, h)
+	if h.d.relQueue {
+		t.Error("relative paths outside the queue directory")
+	}
+	for _, sub := range []string{"local", "info", "todo", "bounce", "mess"} {
+		if got, want := h.d.fn(sub, 98765), q.Path(sub, 98765); got != want {
+			t.Errorf("fn(%s) = %q, want %q", sub, got, want)
+		}
+		if got, want := h.d.rel(sub, 98765), q.Rel(sub, 98765); got != want {
+			t.Errorf("rel(%s) = %q, want %q", sub, got, want)
+		}
+	}
+}
+
+func TestInDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if !inDir(dir) || !inDir(".") {
+		t.Error("inDir false for the working directory")
+	}
+	if inDir(t.TempDir()) || inDir(filepath.Join(dir, "missing")) {
+		t.Error("inDir true for another directory")
+	}
+}
+
+// rawFile reads a file as os.File does: whole records through bufio, then io.EOF;
+// its mtime is the file's.
+func TestRawFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	want := bytes.Repeat([]byte("Tsomeone@example.org\x00"), 1000) // several reads' worth
+	if err := os.WriteFile(p, want, 0600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := openRawFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(bufio.NewReaderSize(f, 4096))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(want))
+	}
+	if n, err := f.Read(make([]byte, 10)); n != 0 || err != io.EOF {
+		t.Errorf("read after the end: %d, %v", n, err)
+	}
+	st, _ := os.Stat(p)
+	if m, err := f.mtime(); err != nil || m != st.ModTime().Unix() {
+		t.Errorf("mtime %d, %v; want %d", m, err, st.ModTime().Unix())
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := f.Read(make([]byte, 1)); err == nil {
+		t.Error("read after Close succeeded")
+	}
+	if _, err := openRawFile(p + "-missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("opening a missing file: %v", err)
+	}
+}
+
+// writeAtRaw patches a byte in place, as markDone needs, and fails on a missing file.
+func TestWriteAtRaw(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "local")
+	os.WriteFile(p, []byte("Ta@x\x00Tb@y\x00"), 0600)
+	if err := writeAtRaw(p, []byte{'D'}, 5); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "Ta@x\x00Db@y\x00" {
+		t.Errorf("after writeAtRaw: %q", b)
+	}
+	if err := writeAtRaw(p+"-missing", []byte{'D'}, 0); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("writing a missing file: %v", err)
+	}
+}
+
+// writeRecorder keeps each write separately.
+type writeRecorder struct{ writes [][]byte }
+
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// logBuffer writes the lines it was given, in order and unchanged, in writes of whole
+// lines no longer than PIPE_BUF (a longer line alone), and nothing before flush.
+func TestLogBuffer(t *testing.T) {
+	rec := &writeRecorder{}
+	b := &logBuffer{w: rec}
+	l := Logger{W: b}
+	var want bytes.Buffer
+	plain := Logger{W: &want}
+	long := strings.Repeat("x", 5000)
+	for i := 0; i < 200; i++ {
+		for _, lg := range []Logger{l, plain} {
+			lg.NewMsg(uint64(i))
+			lg.Starting(uint64(i), uint64(i), Local, "a@b")
+			if i == 100 {
+				lg.Warning(long)
+			}
+		}
+		if i == 0 && len(rec.writes) != 0 {
+			t.Fatal("lines written before flush")
+		}
+	}
+	b.flush()
+	b.flush() // nothing left: no empty write
+	var got []byte
+	for _, w := range rec.writes {
+		if len(w) == 0 || w[len(w)-1] != '\n' {
+			t.Errorf("write of %d bytes does not end a line", len(w))
+		}
+		if len(w) > pipeBuf && strings.Count(string(w), "\n") != 1 {
+			t.Errorf("write of %d bytes (%d lines) beyond PIPE_BUF", len(w), strings.Count(string(w), "\n"))
+		}
+		got = append(got, w...)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Error("batched log differs from the line-by-line log")
+	}
+	if len(rec.writes) >= 400 {
+		t.Errorf("%d writes for 401 lines: not batched", len(rec.writes))
+	}
+}
