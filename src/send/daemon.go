@@ -218,6 +218,7 @@ func (d *Daemon) Run() error {
 	d.commits = newCommits(sy)
 	defer d.commits.close()
 	d.spares = openSpares(d.qpath(queue.SpareS), umaskedMode(), d.commits)
+	defer d.spares.startTopUp(spareLowWater)()
 	d.prepBusy = map[uint64]bool{}
 	d.prepWork = make(chan uint64, prepMax)
 	for i := 0; i < prepWorkers; i++ {
@@ -621,6 +622,16 @@ type pqElt struct {
 	// chansGone (in pqdon): jobClose has just removed the last channel file and seen
 	// the other one absent, so messDone need not stat them again.
 	chansGone bool
+	// info (fresh only): what preprocessing wrote to info/, so that the message's
+	// first pass need not read it back. Others read info/, as qmail does.
+	info *msgInfo
+}
+
+// msgInfo is what info/<id> says: the envelope sender and the message's birth (the
+// file's mtime).
+type msgInfo struct {
+	sender string
+	birth  int64
 }
 
 type prioq []pqElt
@@ -993,7 +1004,13 @@ func (d *Daemon) passDoChan(c int) bool {
 			d.passTrouble(c, pe, fn)
 			return false
 		}
-		sender, birth, ok := d.getInfo(pe.id)
+		var sender string
+		var birth int64
+		if pe.info != nil {
+			sender, birth, ok = pe.info.sender, pe.info.birth, true
+		} else {
+			sender, birth, ok = d.getInfo(pe.id)
+		}
 		if !ok {
 			f.Close()
 			d.passTrouble(c, pe, fn)

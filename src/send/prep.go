@@ -37,6 +37,7 @@ type prepResult struct {
 	infoUid uint64
 	warning string // non-empty: preprocessing failed; todo/ stays for the next scan
 	chans   [nchan]bool
+	birth   int64 // info/'s mtime as written (with info: the first pass needs no read)
 }
 
 // prepWorker preprocesses the messages sent on work until it is closed.
@@ -152,7 +153,7 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 			return
 		}
 	}
-	if err := trimTo(info, infoLen); err != nil {
+	if err := trimTo(info, infoLen, &res.birth); err != nil {
 		res.warning = "trouble writing to " + d.rel("info", id)
 		return
 	}
@@ -162,7 +163,7 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 		}
 		err := chanBuf[c].Flush()
 		if err == nil {
-			err = trimTo(chanFile[c], chanLen[c])
+			err = trimTo(chanFile[c], chanLen[c], nil)
 		}
 		if err != nil {
 			res.warning = "trouble writing to " + d.rel(chanDir[c], id)
@@ -197,7 +198,11 @@ func (d *Daemon) prepared(r prepResult) {
 		delete(d.prepBusy, r.id)
 		return
 	}
-	if !d.cleanSend("todo/"+num(r.id), cleanReq{todo: true, id: r.id, chans: r.chans}) {
+	req := cleanReq{todo: true, id: r.id, chans: r.chans}
+	if r.info {
+		req.info = &msgInfo{sender: r.sender, birth: r.birth}
+	}
+	if !d.cleanSend("todo/"+num(r.id), req) {
 		delete(d.prepBusy, r.id)
 	}
 }
@@ -215,6 +220,7 @@ func (d *Daemon) todoRemoved(req cleanReq, ok bool) {
 			e := pe
 			if d.concurrency[c] > 0 {
 				e.fresh = true
+				e.info = req.info
 				d.fresh[c]++
 			}
 			d.pqch[c].insert(e)
@@ -253,6 +259,7 @@ type cleanReq struct {
 	todo  bool // a todo/ request from preprocessing
 	id    uint64
 	chans [nchan]bool
+	info  *msgInfo
 }
 
 // cleanConn carries requests to qmail-clean and its one-byte answers back. Answers
@@ -363,14 +370,27 @@ func (d *Daemon) cleanAnswers() {
 
 // trimTo cuts f, of which the first n bytes have been written, to n bytes: a spare's
 // old data beyond them goes. (trim, for a file of unknown length written so far, asks
-// for the file offset first.)
-func trimTo(f *os.File, n int64) error {
+// for the file offset first.) If mtime is not nil, it is set to the file's final
+// modification time.
+func trimTo(f *os.File, n int64, mtime *int64) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	if st.Size() != n {
-		return f.Truncate(n)
+		if err := f.Truncate(n); err != nil {
+			return err
+		}
+		if mtime == nil {
+			return nil
+		}
+		// The truncation set a new mtime.
+		if st, err = f.Stat(); err != nil {
+			return err
+		}
+	}
+	if mtime != nil {
+		*mtime = st.ModTime().Unix()
 	}
 	return nil
 }

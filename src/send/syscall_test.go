@@ -209,3 +209,33 @@ func TestLogBuffer(t *testing.T) {
 		t.Errorf("%d writes for 401 lines: not batched", len(rec.writes))
 	}
 }
+
+// What preprocessing hands the first pass instead of info/ is what info/ says: the
+// sender, and the birth as info/'s final mtime, for new files and for spares cut to
+// length alike.
+func TestPreparedInfoMatchesInfoFile(t *testing.T) {
+	q := makeQueue(t)
+	makeSpares(t, q, 2) // longer old data: the first two info/ files are truncated
+	rw := &Rewriter{EnvNoAtHost: "here.example", Locals: map[string]bool{"here.example": true},
+		PercentHack: map[string]bool{}, VirtualDoms: map[string]string{}}
+	d := &Daemon{Queue: q, Config: &Config{Rewriter: rw}}
+	sy, err := openSyncer(q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.commits = newCommits(sy)
+	defer d.commits.close()
+	d.spares = openSpares(filepath.Join(q.Dir, queue.SpareS), umaskedMode(), d.commits)
+	for i, sender := range []string{"joe@remote.example", "", "a-much-longer-sender-address-than-the-others@remote.example"} {
+		id := enqueue(t, q, sender, fmt.Sprintf("ok%d@here.example", i))
+		res := d.prepare(id)
+		if res.warning != "" {
+			t.Fatalf("prepare %d: %s", id, res.warning)
+		}
+		snd, birth, ok := d.getInfo(id)
+		if !ok || !res.info || res.sender != snd || res.birth != birth {
+			t.Errorf("message %d: prepared sender %q birth %d (info %v); info/ says %q, %d (%v)",
+				id, res.sender, res.birth, res.info, snd, birth, ok)
+		}
+	}
+}
