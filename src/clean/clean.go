@@ -9,8 +9,11 @@
 //
 // Beyond qmail, Serve does not free the inodes it removes: a file whose last name goes
 // is moved aside into spare/q and, once the removals are known to be on disk (every
-// FlushInterval), truncated and renamed to spare/q/<inode number> (queue.Recycler), for
-// qmail-queued to reuse; spare/q is kept to at most queue.MaxSpares files.
+// FlushInterval), renamed to spare/q/<inode number> (queue.Recycler), for qmail-queued
+// to reuse; spare/q is kept to at most queue.MaxSpares files. A spare keeps its old
+// contents until qmail-queued overwrites it: spare/q is qmailq's alone, like mess/.
+// Serve's paths are relative to q.Dir: with q.Dir "." (qmail-clean runs in the queue
+// directory) each file operation walks two or three components, not the whole path.
 package clean
 
 import (
@@ -142,23 +145,27 @@ func handle(q queue.Queue, rec *queue.Recycler, req string) byte {
 		}
 		return nil
 	}
-	var files []string
-	var removers []func(string) error
+	intd, other := q.Path("intd", id), ""
+	if prefix == "foop" {
+		other = q.Path("mess", id)
+	} else {
+		other = q.Path("todo", id)
+	}
 	switch {
-	case rec == nil && prefix == "todo":
-		files, removers = []string{q.Path("intd", id), q.Path("todo", id)}, []func(string) error{remove, remove}
 	case rec == nil:
-		files, removers = []string{q.Path("intd", id), q.Path("mess", id)}, []func(string) error{remove, remove}
+		if remove(intd) != nil || remove(other) != nil {
+			return '!'
+		}
 	case prefix == "todo":
 		// intd/ and todo/ are one file: todo/ goes first, so that intd/ is its last
 		// name and can be recycled. intd/ without todo/ is harmless: it goes with the
 		// message.
-		files, removers = []string{q.Path("todo", id), q.Path("intd", id)}, []func(string) error{remove, rec.Recycle}
+		if remove(other) != nil || rec.Recycle(intd) != nil {
+			return '!'
+		}
 	default:
-		files, removers = []string{q.Path("intd", id), q.Path("mess", id)}, []func(string) error{rec.Recycle, rec.Recycle}
-	}
-	for i, f := range files {
-		if err := removers[i](f); err != nil {
+		// mess/<split>/<id> is named by its inode number: no need to look at it.
+		if rec.Recycle(intd) != nil || rec.RecycleInode(other, id) != nil {
 			return '!'
 		}
 	}

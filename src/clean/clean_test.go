@@ -31,6 +31,15 @@ func touch(t *testing.T, p string) {
 	}
 }
 
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func gone(p string) bool { _, err := os.Stat(p); return os.IsNotExist(err) }
 
 func TestServeProtocol(t *testing.T) {
@@ -94,8 +103,10 @@ func TestCleanPids(t *testing.T) {
 	}
 }
 
-// TestServeRecycles: with spare/q present, finished files become empty spares named
-// by their inode numbers instead of being unlinked, up to the bound.
+// TestServeRecycles: with spare/q present, finished files become spares named by
+// their inode numbers instead of being unlinked, up to the bound; they keep their
+// contents (qmail-queued overwrites and trims them), and a queued message can be made
+// of them.
 func TestServeRecycles(t *testing.T) {
 	q := testQueue(t)
 	spare := filepath.Join(q.Dir, queue.SpareQ)
@@ -109,18 +120,26 @@ func TestServeRecycles(t *testing.T) {
 		}
 		return fi.Sys().(*syscall.Stat_t).Ino
 	}
-	// Message 1 was preprocessed (todo request), then delivered (foop request).
-	intd, todo, mess := q.Path("intd", 1), q.Path("todo", 1), q.Path("mess", 1)
+	// A message as qmail-queue leaves it: mess/ named by its inode number, which is
+	// the id of intd/ and todo/. It was preprocessed (todo request), then delivered
+	// (foop request).
+	tmp := filepath.Join(q.Dir, "pid", "tmp")
+	os.WriteFile(tmp, []byte("Subject: secret\n\nmail\n"), 0644)
+	id := ino(tmp)
+	intd, todo, mess := q.Path("intd", id), q.Path("todo", id), q.Path("mess", id)
+	if err := os.Rename(tmp, mess); err != nil {
+		t.Fatal(err)
+	}
 	os.WriteFile(intd, []byte("u0\x00p1\x00Fa\x00Tb\x00"), 0644)
 	os.Link(intd, todo)
-	os.WriteFile(mess, []byte("Subject: secret\n\nmail\n"), 0644)
-	envIno, messIno := ino(intd), ino(mess)
+	envIno := ino(intd)
 
 	// Without idle top-ups, so that spare/q holds only what was recycled.
 	defer func(n int) { spareLowWater = n }(spareLowWater)
 	spareLowWater = 0
 	var out bytes.Buffer
-	if err := Serve(q, bytes.NewBufferString("todo/1\x00foop/1\x00"), &out); err != nil {
+	n := strconv.FormatUint(id, 10)
+	if err := Serve(q, bytes.NewBufferString("todo/"+n+"\x00foop/"+n+"\x00"), &out); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != "++" {
@@ -131,16 +150,43 @@ func TestServeRecycles(t *testing.T) {
 			t.Errorf("%s still there", p)
 		}
 	}
-	for _, n := range []uint64{envIno, messIno} {
+	for _, n := range []uint64{envIno, id} {
 		p := filepath.Join(spare, strconv.FormatUint(n, 10))
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Errorf("inode %d not recycled: %v", n, err)
 			continue
 		}
-		if fi.Size() != 0 || ino(p) != n {
+		if fi.Size() == 0 || ino(p) != n {
 			t.Errorf("spare %s: size %d inode %d", p, fi.Size(), ino(p))
 		}
+	}
+	// The next message is made of them, with none of the old contents.
+	if err := queue.EnqueueWith(q, bytes.NewBufferString("new\n"), bytes.NewBufferString("Fc\x00Td\x00\x00"),
+		queue.Caller{UID: 1, PID: 2, Invoked: "by uid 1", Time: time.Now()},
+		queue.Options{Spares: queue.NewSpares(q), PidName: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := q.Todo()
+	if err != nil || len(ids) != 1 || (ids[0] != id && ids[0] != envIno) {
+		t.Fatalf("queued %v (%v), want a message made of the spares %d, %d", ids, err, id, envIno)
+	}
+	for _, sub := range []string{"mess", "todo"} {
+		b, _ := os.ReadFile(q.Path(sub, ids[0]))
+		if bytes.Contains(b, []byte("secret")) || bytes.Contains(b, []byte("Fa\x00")) {
+			t.Errorf("%s of the new message holds old data: %q", sub, b)
+		}
+	}
+	if !bytes.HasSuffix(mustRead(t, q.Path("mess", ids[0])), []byte("\nnew\n")) {
+		t.Errorf("mess: %q", mustRead(t, q.Path("mess", ids[0])))
+	}
+	if got := string(mustRead(t, q.Path("todo", ids[0]))); got != "u1\x00p2\x00Fc\x00Td\x00" {
+		t.Errorf("todo: %q", got)
+	}
+	n = strconv.FormatUint(ids[0], 10)
+	out.Reset()
+	if err := Serve(q, bytes.NewBufferString("todo/"+n+"\x00foop/"+n+"\x00"), &out); err != nil || out.String() != "++" {
+		t.Fatalf("second message: %q %v", out.String(), err)
 	}
 
 	// The bound: spare/q full, the next file is unlinked.

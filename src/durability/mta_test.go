@@ -273,12 +273,10 @@ func TestRecyclingWaitsForDurableRemoval(t *testing.T) {
 			names[p[1]] = true
 		}
 	}
-	destroy := find(ev, unlink.Seq, func(e Event) bool {
-		return IsModify(e) && names[e.FDPath()]
-	})
+	destroy := reusable(ev, q, names, unlink.Seq)
 	if destroy == nil {
 		// Only unlinked, as qmail does: its data stays until it has no name.
-		if find(ev, unlink.Seq, func(e Event) bool {
+		if find(ev, unlink.Seq+1, func(e Event) bool {
 			p := e.Paths(q.Dir)
 			return (e.Call == "unlink" || e.Call == "unlinkat") && e.OK() && len(p) == 1 && names[p[0]]
 		}) == nil {
@@ -288,10 +286,10 @@ func TestRecyclingWaitsForDurableRemoval(t *testing.T) {
 	}
 	checkIDReuse(t, tr, q, todo)
 	if seq, err := DirSyncedBetween(ev, todoDir, unlink.Seq, destroy.Seq); err == nil {
-		t.Logf("todo/%s removed at #%d, synced at #%d (%s), emptied at #%d",
+		t.Logf("todo/%s removed at #%d, synced at #%d (%s), made reusable at #%d",
 			filepath.Base(todo), unlink.Seq, seq, ev[seq].Call, destroy.Seq)
 	} else {
-		t.Errorf("the envelope of %s is changed (#%d: %s) before its removal from todo/ (#%d) is on disk: %v",
+		t.Errorf("the envelope of %s is changed or made a spare (#%d: %s) before its removal from todo/ (#%d) is on disk: %v",
 			todo, destroy.Seq, destroy.Line, unlink.Seq, err)
 	}
 }
@@ -559,7 +557,7 @@ func checkIDReuse(t *testing.T, tr *traced, q queue.Queue, todo string) {
 			names[p[1]] = true
 		}
 	}
-	empty := find(ev, 0, func(e Event) bool { return e.Call == "ftruncate" && e.OK() && names[e.FDPath()] })
+	empty := reusable(ev, q, names, 0)
 	if empty == nil {
 		return // unlinked, not reused
 	}
@@ -575,16 +573,35 @@ func checkIDReuse(t *testing.T, tr *traced, q queue.Queue, todo string) {
 			}
 		}
 		if gone == nil {
-			t.Errorf("mess/%d was emptied for reuse (#%d) while %s/%d was still there", id, empty.Seq, sub, id)
+			t.Errorf("mess/%d was made reusable (#%d) while %s/%d was still there", id, empty.Seq, sub, id)
 			continue
 		}
 		if seq, err := DirSyncedBetween(ev, filepath.Dir(p), gone.Seq, empty.Seq); err == nil {
-			t.Logf("%s/%d removed at #%d, synced at #%d (%s); mess/%d emptied at #%d", sub, id, gone.Seq, seq, ev[seq].Call, id, empty.Seq)
+			t.Logf("%s/%d removed at #%d, synced at #%d (%s); mess/%d made reusable at #%d", sub, id, gone.Seq, seq, ev[seq].Call, id, empty.Seq)
 		} else {
-			t.Errorf("mess/%d was emptied for reuse (#%d) before the removal of %s/%d (#%d) was on disk: %v",
+			t.Errorf("mess/%d was made reusable (#%d) before the removal of %s/%d (#%d) was on disk: %v",
 				id, empty.Seq, sub, id, gone.Seq, err)
 		}
 	}
+}
+
+// reusable returns the first event from from on that lets a queue writer overwrite
+// the file known by names: a change of its contents (a write or truncation) or its
+// rename into spare/q under its inode number, where qmail-queued may take it (a name
+// starting with a dot is only set aside). It returns nil when there is none.
+func reusable(ev []Event, q queue.Queue, names map[string]bool, from int) *Event {
+	spareQ := filepath.Join(q.Dir, queue.SpareQ)
+	return find(ev, from, func(e Event) bool {
+		if !e.OK() {
+			return false
+		}
+		if IsModify(e) {
+			return names[e.FDPath()]
+		}
+		p := e.Paths(q.Dir)
+		return IsLink(e) && len(p) == 2 && names[p[0]] && filepath.Dir(p[1]) == spareQ &&
+			!strings.HasPrefix(filepath.Base(p[1]), ".")
+	})
 }
 
 // twoRounds traces a whole MTA through two rounds of n/2 messages each, every other

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -167,33 +166,46 @@ func EnqueueWith(q Queue, msg, env io.Reader, c Caller, o Options) error {
 type enqueue struct {
 	q              Queue
 	o              Options
+	c              Caller
 	pidfn          string
-	messfn, intdfn string
-	mess, intd     *os.File
+	messfn, intdfn string // names made so far, removed on failure
+	mess, intd     *qfile
+	intdPath       string // intd/<id>, once the id is known
+	openErr        error  // why a file could not be made at its first write
 }
 
 func (e *enqueue) run(msg, env io.Reader, c Caller) error {
-	mess, ino, err := e.openMess(c)
-	if err != nil {
-		return err
+	e.c = c
+	if e.o.Spares == nil {
+		// As qmail-queue: the pid/ file first, before the message is read.
+		if err := e.openMess(); err != nil {
+			return err
+		}
 	}
-	messfn := e.messfn
-
 	mw := writers.Get().(*bufio.Writer)
-	mw.Reset(mess)
+	mw.Reset((*messWriter)(e))
 	defer func() { mw.Reset(nil); writers.Put(mw) }()
 	w := mw
 	if _, err := w.WriteString(ReceivedLine(c)); err != nil {
-		return fail(ExitWrite, "writing %s: %v", messfn, err)
+		return e.writeErr("message", err)
 	}
 	if err := copyMessage(w, msg); err != nil {
+		if e.openErr != nil {
+			return e.openErr
+		}
 		return err
 	}
 	if err := w.Flush(); err != nil {
-		return fail(ExitWrite, "writing %s: %v", messfn, err)
+		return e.writeErr("message", err)
+	}
+	mess, messfn := e.mess, e.messfn
+	// Before the sync: a crash before it leaves no todo/ entry, so old data of a
+	// reused spare is never read as part of this message.
+	if err := mess.trim(); err != nil {
+		return fail(ExitWrite, "truncating %s: %v", messfn, err)
 	}
 	if e.o.Sync == nil {
-		if err := mess.Sync(); err != nil {
+		if err := mess.sync(); err != nil {
 			return fail(ExitWrite, "syncing %s: %v", messfn, err)
 		}
 		// Beyond qmail, which relies on synchronous directory updates: make the mess/
@@ -204,21 +216,25 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 		}
 	}
 
-	intdfn := e.q.Path("intd", ino)
-	intd, err := e.openIntd(intdfn)
-	if err != nil {
+	e.intdPath = e.q.Path("intd", mess.ino)
+	intdfn := e.intdPath
+	iw := bufio.NewWriterSize((*intdWriter)(e), 4096)
+	iw.WriteString("u" + strconv.Itoa(c.UID) + "\x00p" + strconv.Itoa(c.PID) + "\x00")
+	if err := CopyEnvelope(iw, bufio.NewReaderSize(env, 4096)); err != nil {
+		if e.openErr != nil {
+			return e.openErr
+		}
 		return err
 	}
-	w = bufio.NewWriterSize(intd, 4096)
-	fmt.Fprintf(w, "u%d\x00p%d\x00", c.UID, c.PID)
-	if err := CopyEnvelope(w, bufio.NewReaderSize(env, 4096)); err != nil {
-		return err
+	if err := iw.Flush(); err != nil {
+		return e.writeErr(intdfn, err)
 	}
-	if err := w.Flush(); err != nil {
-		return fail(ExitWrite, "writing %s: %v", intdfn, err)
+	intd := e.intd
+	if err := intd.trim(); err != nil {
+		return fail(ExitWrite, "truncating %s: %v", intdfn, err)
 	}
 	if e.o.Sync == nil {
-		if err := intd.Sync(); err != nil {
+		if err := intd.sync(); err != nil {
 			return fail(ExitWrite, "syncing %s: %v", intdfn, err)
 		}
 	} else if err := e.o.Sync.Sync(); err != nil {
@@ -226,7 +242,7 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 		// nothing points at them until the todo/ link, so their order does not matter.
 		return fail(ExitWrite, "syncing %s and %s: %v", messfn, intdfn, err)
 	}
-	todofn := e.q.Path("todo", ino)
+	todofn := e.q.Path("todo", mess.ino)
 	if !c.Deadline.IsZero() && !time.Now().Before(c.Deadline) {
 		return fail(ExitTimeout, "timed out before queueing the message")
 	}
@@ -234,8 +250,8 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 		return fail(ExitTodo, "unable to link %s to %s: %v", intdfn, todofn, err)
 	}
 	// Queued: from here on nothing may be undone; qmail-send may already be at work.
-	e.mess.Close()
-	e.intd.Close()
+	e.mess.close()
+	e.intd.close()
 	e.mess, e.intd, e.messfn, e.intdfn = nil, nil, "", ""
 	// Make the todo/ entry durable before reporting success. If that fails the message
 	// stays queued but the caller hears of a failure: a possible duplicate, never a loss.
@@ -252,96 +268,197 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	return nil
 }
 
+// writeErr is the error for a failed write of what: the file's own failure (exit 64,
+// 65 or 63) when it could not be made, else a write error.
+func (e *enqueue) writeErr(what string, err error) error {
+	if e.openErr != nil {
+		return e.openErr
+	}
+	return fail(ExitWrite, "writing %s: %v", what, err)
+}
+
+// messWriter and intdWriter write the message's files, making each at its first
+// write. A reused spare holds another message's data until it is overwritten, so it is
+// taken only once there is data for it, and not while a client is still sending: then
+// the old data is under a mess/ or intd/ name for as short a time as possible (qmail-
+// qfix reads the writer's pid from a mess/ or intd/ file without todo/).
+type (
+	messWriter enqueue
+	intdWriter enqueue
+)
+
+func (w *messWriter) Write(p []byte) (int, error) {
+	e := (*enqueue)(w)
+	if e.mess == nil {
+		if e.openErr == nil {
+			e.openErr = e.openMess()
+		}
+		if e.openErr != nil {
+			return 0, e.openErr
+		}
+	}
+	return e.mess.Write(p)
+}
+
+func (w *intdWriter) Write(p []byte) (int, error) {
+	e := (*enqueue)(w)
+	if e.intd == nil {
+		if e.openErr == nil {
+			e.openErr = e.openIntd(e.intdPath)
+		}
+		if e.openErr != nil {
+			return 0, e.openErr
+		}
+	}
+	return e.intd.Write(p)
+}
+
+// qfile is a queue file written from offset 0 through a bare descriptor. Not an
+// *os.File: making one registers a regular file with the runtime's poller, which costs
+// fcntl and (failing) epoll_ctl calls for every file.
+type qfile struct {
+	fd   int
+	name string
+	ino  uint64
+	n    int64 // bytes written
+	old  int64 // its size when opened: a reused spare's old data
+}
+
+func (f *qfile) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := syscall.Write(f.fd, p[done:])
+		if n > 0 {
+			done += n
+			f.n += int64(n)
+		}
+		switch {
+		case err == syscall.EINTR:
+		case err != nil:
+			return done, &os.PathError{Op: "write", Path: f.name, Err: err}
+		case n <= 0:
+			return done, io.ErrShortWrite
+		}
+	}
+	return done, nil
+}
+
+// trim cuts the file to what has been written: a reused spare's old data beyond it
+// goes. A file that is not longer is left alone (no ftruncate call).
+func (f *qfile) trim() error {
+	if f.old <= f.n {
+		return nil
+	}
+	if err := syscall.Ftruncate(f.fd, f.n); err != nil {
+		return err
+	}
+	f.old = f.n
+	return nil
+}
+
+func (f *qfile) sync() error {
+	for {
+		err := syscall.Fsync(f.fd)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+func (f *qfile) close() { syscall.Close(f.fd) }
+
 // syncDir flushes a directory's entries to disk.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	for {
+		err = syscall.Fsync(fd)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	syscall.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "sync", Path: dir, Err: err}
+	}
+	return nil
+}
+
+// openMess makes the message's file in mess/ and sets e.mess: a spare renamed into
+// place, else a new pid/ file linked to mess/ and unlinked from pid/, as qmail-queue
+// does.
+func (e *enqueue) openMess() error {
+	if e.o.Spares != nil {
+		f, err := e.o.Spares.take(func(ino uint64) string { return e.q.Path("mess", ino) }, false)
+		if err != nil {
+			return fail(ExitMess, "unable to move a spare file to mess/: %v", err)
+		}
+		if f != nil {
+			e.mess, e.messfn = f, f.name
+			return nil
+		}
+	}
+	mess, err := e.openPid()
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// openMess makes the message's file in mess/ and returns it open with its inode
-// number: a spare renamed into place, else a new pid/ file linked to mess/ and
-// unlinked from pid/, as qmail-queue does.
-func (e *enqueue) openMess(c Caller) (*os.File, uint64, error) {
-	if e.o.Spares != nil {
-		f, ino, p, ok, err := e.o.Spares.take(func(ino uint64) string { return e.q.Path("mess", ino) })
-		if err != nil {
-			return nil, 0, fail(ExitMess, "unable to move a spare file to mess/: %v", err)
-		}
-		if ok {
-			e.mess, e.messfn = f, p
-			return f, ino, nil
-		}
-	}
-	mess, err := e.openPid(c)
-	if err != nil {
-		return nil, 0, err
-	}
 	e.mess = mess
-	fi, err := mess.Stat()
-	if err != nil {
-		return nil, 0, fail(ExitPid, "unable to stat %s: %v", e.pidfn, err)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(mess.fd, &st); err != nil {
+		return fail(ExitPid, "unable to stat %s: %v", e.pidfn, err)
 	}
-	ino := fi.Sys().(*syscall.Stat_t).Ino
-	messfn := e.q.Path("mess", ino)
+	mess.ino = st.Ino
+	messfn := e.q.Path("mess", st.Ino)
 	if err := os.Link(e.pidfn, messfn); err != nil {
-		return nil, 0, fail(ExitMess, "unable to link %s to %s: %v", e.pidfn, messfn, err)
+		return fail(ExitMess, "unable to link %s to %s: %v", e.pidfn, messfn, err)
 	}
 	e.messfn = messfn
+	mess.name = messfn
 	if err := os.Remove(e.pidfn); err != nil {
-		return nil, 0, fail(ExitPid, "unable to remove %s: %v", e.pidfn, err)
+		return fail(ExitPid, "unable to remove %s: %v", e.pidfn, err)
 	}
 	e.pidfn = ""
-	return mess, ino, nil
+	return nil
 }
 
-// openIntd makes intd/<id>, which must not exist yet: a spare renamed into place,
-// else a new file.
-func (e *enqueue) openIntd(intdfn string) (*os.File, error) {
+// openIntd makes intd/<id>, which must not exist yet, and sets e.intd: a spare
+// renamed into place (never over an existing file, as O_EXCL), else a new file.
+func (e *enqueue) openIntd(intdfn string) error {
 	if e.o.Spares != nil {
-		// rename replaces silently where O_EXCL would refuse: a left-over intd/ file
-		// of an earlier message with this inode number must stop us just the same.
-		if _, err := os.Lstat(intdfn); err == nil {
-			return nil, fail(ExitIntd, "unable to create %s: %v", intdfn, fs.ErrExist)
-		}
-		f, _, p, ok, err := e.o.Spares.take(func(uint64) string { return intdfn })
+		f, err := e.o.Spares.take(func(uint64) string { return intdfn }, true)
 		if err != nil {
-			return nil, fail(ExitIntd, "unable to move a spare file to %s: %v", intdfn, err)
+			return fail(ExitIntd, "unable to create %s: %v", intdfn, err)
 		}
-		if ok {
-			e.intd, e.intdfn = f, p
-			return f, nil
+		if f != nil {
+			e.intd, e.intdfn = f, f.name
+			return nil
 		}
 	}
-	intd, err := os.OpenFile(intdfn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+	fd, err := syscall.Open(intdfn, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0644)
 	if err != nil {
-		return nil, fail(ExitIntd, "unable to create %s: %v", intdfn, err)
+		return fail(ExitIntd, "unable to create %s: %v", intdfn, err)
 	}
-	e.intd, e.intdfn = intd, intdfn
-	return intd, nil
+	e.intd, e.intdfn = &qfile{fd: fd, name: intdfn}, intdfn
+	return nil
 }
 
 // openPid creates pid/<pid>.<time>.<seq> exclusively, seq 1..9.
-func (e *enqueue) openPid(c Caller) (*os.File, error) {
+func (e *enqueue) openPid() (*qfile, error) {
 	var last error
 	for seq := 1; seq < 10; seq++ {
-		base := fmt.Sprintf("%d.%d", c.PID, c.Time.Unix())
+		base := fmt.Sprintf("%d.%d", e.c.PID, e.c.Time.Unix())
 		if e.o.PidName != "" {
 			base = e.o.PidName
 		}
 		fn := filepath.Join(e.q.Dir, "pid", fmt.Sprintf("%s.%d", base, seq))
-		f, err := os.OpenFile(fn, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0644)
+		fd, err := syscall.Open(fn, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0644)
 		if err == nil {
 			e.pidfn = fn
-			return f, nil
+			return &qfile{fd: fd, name: fn}, nil
 		}
-		last = err
+		last = &os.PathError{Op: "open", Path: fn, Err: err}
 	}
 	return nil, fail(ExitPid, "unable to create a pid file: %v", last)
 }
@@ -350,15 +467,15 @@ func (e *enqueue) openPid(c Caller) (*os.File, error) {
 // cannot be removed holds no partial message.
 func (e *enqueue) cleanup() {
 	if e.intd != nil {
-		e.intd.Truncate(0)
-		e.intd.Close()
+		syscall.Ftruncate(e.intd.fd, 0)
+		e.intd.close()
 	}
 	if e.intdfn != "" {
 		os.Remove(e.intdfn)
 	}
 	if e.mess != nil {
-		e.mess.Truncate(0)
-		e.mess.Close()
+		syscall.Ftruncate(e.mess.fd, 0)
+		e.mess.close()
 	}
 	if e.messfn != "" {
 		os.Remove(e.messfn)

@@ -8,28 +8,35 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // MaxSpares bounds spare/q: qmail-clean unlinks a finished file instead of recycling
 // it once spare/q holds this many.
 const MaxSpares = 2000
 
-// Spares hands out the empty files of spare/q to a long-running queue writer
-// (qmail-queued). Every spare is an empty file owned by the writer's uid and named by
-// its own inode number; a name that breaks these rules is unlinked, never used. It is
-// safe for concurrent use; concurrent takers race only through rename, which one of
-// them wins.
+// Spares hands out the files of spare/q to a long-running queue writer (qmail-queued).
+// Every spare is a regular file owned by the writer's uid, with one name, named by its
+// own inode number; it keeps the data of the message or envelope it last held (so that
+// its blocks are not freed, with a discard on a file system mounted with -o discard, only
+// to be allocated again by the next message), which the writer overwrites from offset 0
+// and trims to what it wrote before the sync that precedes the todo/ link. A name that
+// breaks these rules is unlinked, never used. It is safe for concurrent use, and
+// concurrent takers (goroutines or processes) race only through rename, which one of them
+// wins.
 type Spares struct {
 	q     Queue
+	uid   int // the writer's, which a spare must belong to
 	mu    sync.Mutex
 	names []string // candidates from the last readdir, not yet tried
 	empty time.Time
 }
 
 // NewSpares returns the spares of q's spare/q.
-func NewSpares(q Queue) *Spares { return &Spares{q: q} }
+func NewSpares(q Queue) *Spares { return &Spares{q: q, uid: os.Geteuid()} }
 
 // emptyRetry is how long take trusts that spare/q is empty before reading it again,
 // so that an empty spare/q costs one readdir per interval, not one per message.
@@ -42,112 +49,167 @@ func (s *Spares) next() (string, bool) {
 		if time.Since(s.empty) < emptyRetry {
 			return "", false
 		}
-		f, err := os.Open(filepath.Join(s.q.Dir, SpareQ))
-		if err != nil {
+		s.names = readSpares(filepath.Join(s.q.Dir, SpareQ))
+		if len(s.names) == 0 {
 			s.empty = time.Now()
 			return "", false
 		}
-		names, _ := f.Readdirnames(512)
-		f.Close()
-		if len(names) == 0 {
-			s.empty = time.Now()
-			return "", false
-		}
-		s.names = names
 	}
 	n := s.names[len(s.names)-1]
 	s.names = s.names[:len(s.names)-1]
 	return n, true
 }
 
+// readSpares returns up to 512 names of dir that may be spares: regular files (by the
+// directory entry's type, which costs no stat) not starting with a dot. Other entries
+// are removed where they can be, since a taker renames a name before it looks at the
+// file.
+func readSpares(dir string) []string {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	ents, _ := f.ReadDir(512)
+	f.Close()
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		n := e.Name()
+		switch {
+		case strings.HasPrefix(n, "."):
+			// moved aside by qmail-clean, not a spare yet
+		case e.Type().IsRegular():
+			names = append(names, n)
+		default:
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+	return names
+}
+
 // take renames a spare to the path dst returns for the spare's inode number and
-// returns it opened for writing, with mode 0644 and access and modification times of
-// now, so that qmail-send's 36-hour rule for files without todo/ starts afresh. It
-// returns ok=false when no usable spare is left (the caller then creates a file), and
-// an error only when the rename to dst failed for another reason than a lost race.
-func (s *Spares) take(dst func(ino uint64) string) (f *os.File, ino uint64, path string, ok bool, err error) {
+// returns it opened for writing from offset 0, with mode 0644 and access and
+// modification times of now, so that qmail-send's 36-hour rule for files without todo/
+// starts afresh; the file still holds its old data, whose size it reports. It returns
+// nil when no usable spare is left (the caller then creates a file), and an error only
+// when the rename to dst failed for another reason than a lost race or a bad spare; with
+// fixed set (dst does not depend on the spare), an existing dst is such an error.
+func (s *Spares) take(dst func(ino uint64) string, fixed bool) (*qfile, error) {
 	dir := filepath.Join(s.q.Dir, SpareQ)
 	for range 64 {
 		name, more := s.next()
 		if !more {
-			return nil, 0, "", false, nil
-		}
-		if strings.HasPrefix(name, ".") {
-			continue // moved aside by qmail-clean, not a spare yet
+			return nil, nil
 		}
 		p := filepath.Join(dir, name)
-		f, ino, usable := openSpare(p, name)
-		if f == nil {
-			if !usable {
-				os.Remove(p)
-			}
+		id, err := strconv.ParseUint(name, 10, 64)
+		if err != nil || strconv.FormatUint(id, 10) != name {
+			os.Remove(p)
 			continue
 		}
-		to := dst(ino)
-		if rerr := os.Rename(p, to); rerr != nil {
-			f.Close()
-			if errors.Is(rerr, fs.ErrNotExist) {
-				if _, serr := os.Lstat(p); errors.Is(serr, fs.ErrNotExist) {
-					continue // another taker won it
-				}
-			}
-			return nil, 0, "", false, rerr
+		to := dst(id)
+		// Renamed before it is opened: the winner of a race between takers owns what
+		// it opens at its own name. Never over an existing name, which for mess/ could
+		// be a queued message if the spare is misnamed.
+		switch err := renameNoReplace(p, to); {
+		case err == nil:
+		case errors.Is(err, syscall.ENOENT):
+			continue // another taker won it, or it vanished
+		case errors.Is(err, syscall.EEXIST) && !fixed:
+			os.Remove(p) // its number names a file already: not a spare
+			continue
+		default:
+			return nil, &os.LinkError{Op: "rename", Old: p, New: to, Err: err}
 		}
-		return f, ino, to, true, nil
+		if f := openSpare(to, id, s.uid); f != nil {
+			return f, nil
+		}
+		os.Remove(to)
 	}
-	return nil, 0, "", false, nil
+	return nil, nil
 }
 
-// openSpare opens spare/q/<name> and prepares it for reuse. It returns a nil file
-// with usable=false when the name is not a usable spare (wrong type, owner, link
-// count, not empty, or a name that is not its inode number) and should be unlinked,
-// and with usable=true when it vanished meanwhile. A spare is never truncated here:
-// a non-empty one may be a message that a concurrent taker has just renamed into use.
-func openSpare(p, name string) (f *os.File, ino uint64, usable bool) {
-	id, err := strconv.ParseUint(name, 10, 64)
-	if err != nil || strconv.FormatUint(id, 10) != name {
-		return nil, 0, false
-	}
-	// O_NONBLOCK: a FIFO planted here must not block the open.
-	f, err = os.OpenFile(p, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// openSpare opens the spare just renamed to p and readies it for reuse. It returns nil
+// when the file is not a usable spare: not a regular file of ours with one name whose
+// inode number is id, owned by uid. A second name (an old name that came back after a crash, before
+// the rename out of it was on disk) would let two messages share one inode.
+func openSpare(p string, id uint64, uid int) *qfile {
+	// O_NONBLOCK: a FIFO must not block the open.
+	fd, err := syscall.Open(p, syscall.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, 0, errors.Is(err, fs.ErrNotExist)
+		return nil
 	}
-	fi, err := f.Stat()
-	st, isSt := fi.Sys().(*syscall.Stat_t)
-	if err != nil || !isSt || !fi.Mode().IsRegular() || st.Ino != id || st.Nlink != 1 || st.Size != 0 || int(st.Uid) != os.Geteuid() {
-		f.Close()
-		return nil, 0, false
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Ino != id ||
+		st.Nlink != 1 || int(st.Uid) != uid {
+		syscall.Close(fd)
+		return nil
 	}
-	if fi.Mode().Perm() != 0644 {
-		if err := f.Chmod(0644); err != nil {
-			f.Close()
-			return nil, 0, false
-		}
+	if st.Mode&0o7777 != 0644 && syscall.Fchmod(fd, 0644) != nil {
+		syscall.Close(fd)
+		return nil
 	}
-	now := time.Now()
-	tv := []syscall.Timeval{syscall.NsecToTimeval(now.UnixNano()), syscall.NsecToTimeval(now.UnixNano())}
-	if err := syscall.Futimes(int(f.Fd()), tv); err != nil {
-		f.Close()
-		return nil, 0, false
+	// utimensat(fd, NULL, NULL, 0): both times to now, through the descriptor.
+	if _, _, e := syscall.Syscall6(syscall.SYS_UTIMENSAT, uintptr(fd), 0, 0, 0, 0, 0); e != 0 {
+		syscall.Close(fd)
+		return nil
 	}
-	return f, id, true
+	return &qfile{fd: fd, name: p, ino: id, old: st.Size}
 }
+
+// renameNoReplace renames old to new unless new exists (EEXIST): renameat2(2) with
+// RENAME_NOREPLACE, or where that is not available an lstat and a rename, which only
+// the queue writer itself could race.
+func renameNoReplace(old, new string) error {
+	if sysRenameat2 != 0 && !noRenameat2.Load() {
+		o, err := syscall.BytePtrFromString(old)
+		if err != nil {
+			return err
+		}
+		n, err := syscall.BytePtrFromString(new)
+		if err != nil {
+			return err
+		}
+		const renameNoreplace = 1
+		cwd := -100 // AT_FDCWD
+		_, _, e := syscall.Syscall6(sysRenameat2, uintptr(cwd), uintptr(unsafe.Pointer(o)),
+			uintptr(cwd), uintptr(unsafe.Pointer(n)), renameNoreplace, 0)
+		if e == 0 {
+			return nil
+		}
+		if e != syscall.ENOSYS && e != syscall.EINVAL {
+			return e
+		}
+		noRenameat2.Store(true) // an old kernel or a file system without the flag
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(new, &st); err == nil {
+		return syscall.EEXIST
+	}
+	return syscall.Rename(old, new)
+}
+
+var noRenameat2 atomic.Bool
 
 // Recycler turns finished queue files into spares of spare/q (for qmail-clean).
 //
-// An inode must not be emptied and reused while a name that pointed to it, or another
-// file of the same message id, may still come back after a crash: on a file system
-// that does not order metadata updates (ext4 without a journal, which itself waits a
-// minute before reusing a freed inode for this reason), a removed todo/<id> could
-// return pointing to an emptied envelope, or a removed local/<id> could return and
+// An inode must not be reused while a name that pointed to it, or another file of the
+// same message id, may still come back after a crash: on a file system that does not
+// order metadata updates (ext4 without a journal, which itself waits a minute before
+// reusing a freed inode for this reason), a removed todo/<id> could return pointing to
+// an envelope rewritten for another message, or a removed local/<id> could return and
 // send a new message that reuses the id to an old message's recipients. So Recycle
 // only moves a file aside, to spare/q/.<inode number>, with its contents; Flush, called
 // every second or so, makes the file system's state durable (todo/ and syncfs(2),
 // which covers qmail-send's removals in directories qmailq cannot open) and then
-// truncates the files moved aside before the previous Flush and renames each to
-// spare/q/<inode number>. Waiting one Flush more covers what qmail-send removes just
-// after qmail-clean's answer (info/<id>).
+// renames the files moved aside before the previous Flush to spare/q/<inode number>,
+// where a writer may take them. Waiting one Flush more covers what qmail-send removes
+// just after qmail-clean's answer (info/<id>).
+//
+// A spare keeps its old contents (mail, or an envelope) until a writer overwrites and
+// trims it: spare/q is qmailq's alone (mode 0700), like mess/ and intd/, and emptying
+// the file would free its blocks only for the next message to allocate them again.
+// The Recycler does not check what it moves: a writer checks a spare before it uses
+// it (Spares.take), and unlinks a bad one.
 //
 // It keeps spare/q at most Max entries, counting them by readdir at the start and
 // every recount operations, and unlinks files beyond that. It is safe for concurrent
@@ -158,8 +220,19 @@ type Recycler struct {
 	mu      sync.Mutex
 	count   int
 	ops     int
-	pending []string // moved aside since the last Flush
-	ready   []string // moved aside before the last Flush: spares at the next one
+	pending []string     // moved aside since the last Flush
+	ready   []string     // moved aside before the last Flush: spares at the next one
+	uid     atomic.Int64 // 1 + the process's effective uid, once known
+}
+
+// euid returns the process's effective uid, asked of the kernel once.
+func (r *Recycler) euid() int {
+	u := r.uid.Load()
+	if u == 0 {
+		u = int64(os.Geteuid()) + 1
+		r.uid.Store(u)
+	}
+	return int(u - 1)
 }
 
 // recount is how many Recycle calls pass between two counts of spare/q, which its
@@ -171,6 +244,23 @@ const recount = 256
 // spare/q is full, or anything fails) the name is unlinked. A missing p is not an
 // error.
 func (r *Recycler) Recycle(p string) error {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		if err == syscall.ENOENT {
+			return nil
+		}
+		return remove(p)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 || int(st.Uid) != r.euid() {
+		return remove(p)
+	}
+	return r.RecycleInode(p, st.Ino)
+}
+
+// RecycleInode is Recycle for a name known to be a file with inode number ino, such
+// as mess/<split>/<ino>: it is moved aside without a look at it. If it is not what
+// its name says, the writer that takes it finds out and unlinks it.
+func (r *Recycler) RecycleInode(p string, ino uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ops%recount == 0 {
@@ -182,32 +272,28 @@ func (r *Recycler) Recycle(p string) error {
 		limit = MaxSpares
 	}
 	if r.count < limit {
-		if name, ok := r.moveAside(p); ok {
+		name := "." + strconv.FormatUint(ino, 10)
+		// syscall.Rename: os.Rename would stat the new name first.
+		err := syscall.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name))
+		if err == nil {
 			r.count++
 			r.pending = append(r.pending, name)
 			return nil
 		}
 	}
+	return remove(p)
+}
+
+// remove unlinks p as os.Remove does, with one syscall when it succeeds; a missing p
+// is not an error.
+func remove(p string) error {
+	if err := syscall.Unlink(p); err == nil || err == syscall.ENOENT {
+		return nil
+	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
-}
-
-func (r *Recycler) moveAside(p string) (string, bool) {
-	fi, err := os.Lstat(p)
-	if err != nil || !fi.Mode().IsRegular() {
-		return "", false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
-		return "", false
-	}
-	name := "." + strconv.FormatUint(st.Ino, 10)
-	if os.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name)) != nil {
-		return "", false
-	}
-	return name, true
 }
 
 // Recover takes up files moved aside by an earlier run that ended before it could
@@ -234,10 +320,8 @@ func (r *Recycler) Recover() {
 }
 
 // Flush makes the file system's state durable and then turns the files moved aside
-// before the previous Flush into spares: truncated, so that no mail content stays
-// behind, and renamed to their inode numbers. A file that is no longer the only name
-// of its inode is only unlinked. Calling Flush twice turns every file moved aside
-// into a spare.
+// before the previous Flush into spares: each is renamed to its inode number, with
+// its contents. Calling Flush twice turns every file moved aside into a spare.
 func (r *Recycler) Flush() {
 	r.mu.Lock()
 	batch := r.ready
@@ -260,33 +344,12 @@ func (r *Recycler) Flush() {
 	dir := filepath.Join(r.Q.Dir, SpareQ)
 	for _, name := range batch {
 		p := filepath.Join(dir, name)
-		if !finishSpare(p, name[1:], dir) {
-			os.Remove(p)
+		ino, err := strconv.ParseUint(name[1:], 10, 64)
+		if err != nil || strconv.FormatUint(ino, 10) != name[1:] ||
+			syscall.Rename(p, filepath.Join(dir, name[1:])) != nil {
+			remove(p) // not one of ours (".new.*" of an interrupted TopUp)
 		}
 	}
-}
-
-// finishSpare truncates the file moved aside at p and renames it to spare/q/<ino>.
-func finishSpare(p, ino, dir string) bool {
-	f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || !fi.Mode().IsRegular() || st.Nlink != 1 || strconv.FormatUint(st.Ino, 10) != ino {
-		return false
-	}
-	// Truncate first: a crash before the rename leaves an empty file, never a spare
-	// holding mail.
-	if f.Truncate(0) != nil {
-		return false
-	}
-	return os.Rename(p, filepath.Join(dir, ino)) == nil
 }
 
 func countSpares(q Queue) int {

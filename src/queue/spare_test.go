@@ -50,17 +50,37 @@ func spareNames(t *testing.T, q Queue) []string {
 	return n
 }
 
+// makeFullSpare puts a spare holding old data into spare/q, as qmail-clean leaves a
+// finished file there.
+func makeFullSpare(t *testing.T, q Queue, data string) uint64 {
+	t.Helper()
+	ino := makeSpare(t, q)
+	if err := os.WriteFile(filepath.Join(q.Dir, SpareQ, strconv.FormatUint(ino, 10)), []byte(data), 0600); err != nil {
+		t.Fatal(err)
+	}
+	return ino
+}
+
 func TestEnqueueWithSpares(t *testing.T) {
 	q := newQueue(t, 23)
-	a, b := makeSpare(t, q), makeSpare(t, q)
-	// Garbage that must never be used: a name that is not its inode, a non-empty
-	// file, a directory.
+	// Two spares holding old data: one longer than what it gets (cut to length), one
+	// shorter (overwritten).
+	oldMail := strings.Repeat("old mail, never to be seen again\n", 200)
+	a, b := makeFullSpare(t, q, oldMail), makeFullSpare(t, q, "u1\x00")
+	// Garbage that must never be used: a name that is not its inode, a directory, a
+	// FIFO, a file with a second name.
 	bogus := filepath.Join(q.Dir, SpareQ, "12345")
-	os.WriteFile(bogus, nil, 0644)
-	full := filepath.Join(q.Dir, SpareQ, "full")
-	os.WriteFile(full, []byte("old mail"), 0644)
-	fullIno := inode(t, full)
-	os.Rename(full, filepath.Join(q.Dir, SpareQ, strconv.FormatUint(fullIno, 10)))
+	os.WriteFile(bogus, []byte("bogus"), 0644)
+	os.Mkdir(filepath.Join(q.Dir, SpareQ, "777"), 0700)
+	fifo := filepath.Join(q.Dir, SpareQ, "fifo")
+	if err := syscall.Mkfifo(fifo, 0600); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(fifo, filepath.Join(q.Dir, SpareQ, strconv.FormatUint(inode(t, fifo), 10)))
+	linked := filepath.Join(q.Dir, "linked")
+	os.WriteFile(linked, []byte("another file's data"), 0644)
+	linkedSpare := filepath.Join(q.Dir, SpareQ, strconv.FormatUint(inode(t, linked), 10))
+	os.Link(linked, linkedSpare)
 
 	before := time.Now().Add(-time.Second)
 	err := EnqueueWith(q, strings.NewReader("Subject: x\n\nhi\n"), strings.NewReader(testEnv), testCaller,
@@ -80,14 +100,12 @@ func TestEnqueueWithSpares(t *testing.T) {
 	if ino := inode(t, messfn); ino != id {
 		t.Errorf("mess/ inode %d, id %d", ino, id)
 	}
-	mess, _ := os.ReadFile(messfn)
 	want := "Received: (qmail 4242 invoked by uid 7); 5 Jan 2026 01:02:03 -0000\nSubject: x\n\nhi\n"
-	if string(mess) != want {
+	if mess, _ := os.ReadFile(messfn); string(mess) != want {
 		t.Errorf("mess = %q, want %q", mess, want)
 	}
-	todo, _ := os.ReadFile(q.Path("todo", id))
-	if wantEnv := "u7\x00p4242\x00" + testEnv[:len(testEnv)-1]; string(todo) != wantEnv {
-		t.Errorf("todo = %q, want %q", todo, wantEnv)
+	if todo, _ := os.ReadFile(q.Path("todo", id)); string(todo) != "u7\x00p4242\x00"+testEnv[:len(testEnv)-1] {
+		t.Errorf("todo = %q, want %q", todo, "u7\x00p4242\x00"+testEnv[:len(testEnv)-1])
 	}
 	for _, p := range []string{messfn, q.Path("intd", id)} {
 		fi, err := os.Stat(p)
@@ -102,11 +120,9 @@ func TestEnqueueWithSpares(t *testing.T) {
 			t.Errorf("%s atime %v mtime %v: not renewed", p, at, fi.ModTime())
 		}
 	}
-	// intd/ is the other spare; both spares are used, the garbage is gone and
-	// nothing went through pid/.
-	other := a + b - id
-	if ino := inode(t, q.Path("intd", id)); ino != other {
-		t.Errorf("intd inode %d, want the spare %d", ino, other)
+	// intd/ is the other spare; both spares are used and nothing went through pid/.
+	if ino := inode(t, q.Path("intd", id)); ino != a+b-id {
+		t.Errorf("intd inode %d, want the spare %d", ino, a+b-id)
 	}
 	for _, n := range spareNames(t, q) {
 		if n == strconv.FormatUint(a, 10) || n == strconv.FormatUint(b, 10) {
@@ -117,29 +133,50 @@ func TestEnqueueWithSpares(t *testing.T) {
 		t.Errorf("pid/ not empty: %v", ents)
 	}
 
-	// With spare/q empty, files are created as Enqueue does.
-	if err := EnqueueWith(q, strings.NewReader("two\n"), strings.NewReader(testEnv), testCaller,
-		Options{Spares: NewSpares(q), PidName: "svc.2"}); err != nil {
-		t.Fatal(err)
-	}
-	ids, _ = q.Todo()
-	if len(ids) != 2 {
-		t.Fatalf("todo: %v", ids)
-	}
-	// The non-empty spare was not used as it was: no message holds its old mail.
-	// (Its inode number may come back, once unlinked, for a newly created file.)
-	for _, id := range ids {
-		b, err := os.ReadFile(q.Path("mess", id))
-		if err != nil {
+	// A spare named by the queued message's id (not its inode: that is the message)
+	// must not replace the message's file.
+	intruder := filepath.Join(q.Dir, "intruder")
+	os.WriteFile(intruder, []byte("intruder"), 0644)
+	os.Rename(intruder, filepath.Join(q.Dir, SpareQ, strconv.FormatUint(id, 10)))
+
+	// With no usable spare left, files are created as Enqueue does.
+	for i := range 2 {
+		if err := EnqueueWith(q, strings.NewReader("two\n"), strings.NewReader(testEnv), testCaller,
+			Options{Spares: NewSpares(q), PidName: "svc." + strconv.Itoa(i+2)}); err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(b), "old mail") {
-			t.Errorf("message %d holds the non-empty spare's contents: %q", id, b)
+	}
+	ids, _ = q.Todo()
+	if len(ids) != 3 {
+		t.Fatalf("todo: %v", ids)
+	}
+	if mess, _ := os.ReadFile(messfn); string(mess) != want {
+		t.Errorf("after the intruder, mess/%d = %q, want %q", id, mess, want)
+	}
+	// No message holds a bad spare's data. (A bad spare's inode number may come back,
+	// once unlinked, for a newly created file.)
+	for _, id := range ids {
+		for _, sub := range []string{"mess", "todo"} {
+			b, err := os.ReadFile(q.Path(sub, id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := string(b); strings.Contains(s, "old mail") || strings.Contains(s, "bogus") ||
+				strings.Contains(s, "intruder") || strings.Contains(s, "another file") {
+				t.Errorf("%s of message %d holds a spare's old data: %q", sub, id, b)
+			}
 		}
 	}
-	// Looking for a spare went past the garbage, which is unlinked.
+	if b, _ := os.ReadFile(linked); string(b) != "another file's data" {
+		t.Errorf("the spare with a second name was changed: %q", b)
+	}
+	// Looking for a spare went past the garbage, which is unlinked; the queue holds
+	// only the three messages.
 	if n := spareNames(t, q); len(n) != 0 {
 		t.Errorf("spare/q left: %v", n)
+	}
+	if f := files(t, q); len(f) != 10 {
+		t.Errorf("queue files: %v, want 3 each in mess/, intd/ and todo/, and linked", f)
 	}
 }
 
@@ -152,8 +189,12 @@ func TestEnqueueWithSparesFailureLeavesNothing(t *testing.T) {
 	if Code(err) != ExitRead {
 		t.Fatalf("err %v, want exit %d", err, ExitRead)
 	}
-	if f := files(t, q); len(f) != 0 {
-		t.Errorf("left behind: %v", f)
+	// The envelope's spare is taken at its first write, which never came: it is
+	// still a spare.
+	for _, f := range files(t, q) {
+		if !strings.HasPrefix(f, SpareQ+"/") {
+			t.Errorf("left behind: %s", f)
+		}
 	}
 }
 
@@ -189,15 +230,17 @@ func TestRecycler(t *testing.T) {
 		t.Errorf("spares after one Flush: %v", n)
 	}
 	r.Flush()
+	// Spares now, named by their inodes, still holding their data: a writer
+	// overwrites and trims them.
 	names = spareNames(t, q)
 	for _, n := range names {
 		p := filepath.Join(q.Dir, SpareQ, n)
-		fi, err := os.Stat(p)
+		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Size() != 0 || strconv.FormatUint(inode(t, p), 10) != n {
-			t.Errorf("spare %s: size %d inode %d", n, fi.Size(), inode(t, p))
+		if string(b) != "secret mail" || strconv.FormatUint(inode(t, p), 10) != n {
+			t.Errorf("spare %s: %q, inode %d", n, b, inode(t, p))
 		}
 	}
 	// A file with two names (intd/ and todo/) is never truncated: only the name goes.
@@ -215,7 +258,11 @@ func TestRecycler(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 	// A file moved aside that gained a second name meanwhile (a crash before the
-	// removal of its old name was on disk, repaired by fsck) only loses that name.
+	// removal of its old name was on disk, repaired by fsck) is never written: the
+	// writer that takes it sees the second name and unlinks the spare's.
+	for _, n := range spareNames(t, q) {
+		os.Remove(filepath.Join(q.Dir, SpareQ, n))
+	}
 	p := filepath.Join(q.Dir, "mess", "1", "x")
 	os.WriteFile(p, []byte("mail"), 0644)
 	r2.Recycle(p)
@@ -223,11 +270,18 @@ func TestRecycler(t *testing.T) {
 	os.Link(aside, p)
 	r2.Flush()
 	r2.Flush()
+	if err := EnqueueWith(q, strings.NewReader("new\n"), strings.NewReader(testEnv), testCaller,
+		Options{Spares: NewSpares(q), PidName: "svc.1"}); err != nil {
+		t.Fatal(err)
+	}
 	if b, _ := os.ReadFile(p); string(b) != "mail" {
-		t.Errorf("a file with another name was emptied: %q", b)
+		t.Errorf("a file with another name was written: %q", b)
 	}
 	if _, err := os.Lstat(aside); err == nil {
 		t.Errorf("%s still there", aside)
+	}
+	if n := spareNames(t, q); len(n) != 0 {
+		t.Errorf("spare/q after a message took the spares: %v", n)
 	}
 	// A restarted Recycler finds the files moved aside by its predecessor.
 	p = filepath.Join(q.Dir, "mess", "1", "y")
@@ -237,8 +291,17 @@ func TestRecycler(t *testing.T) {
 	r3 := &Recycler{Q: q}
 	r3.Recover()
 	r3.Flush()
-	if fi, err := os.Stat(filepath.Join(q.Dir, SpareQ, strconv.FormatUint(ino, 10))); err != nil || fi.Size() != 0 {
-		t.Errorf("recovered spare: %v", err)
+	if b, err := os.ReadFile(filepath.Join(q.Dir, SpareQ, strconv.FormatUint(ino, 10))); err != nil || string(b) != "mail" {
+		t.Errorf("recovered spare: %q %v", b, err)
+	}
+	// Files that are not moved-aside queue files (an interrupted TopUp's) go.
+	junk := filepath.Join(q.Dir, SpareQ, ".new.1.2")
+	os.WriteFile(junk, nil, 0644)
+	r4 := &Recycler{Q: q}
+	r4.Recover()
+	r4.Flush()
+	if n := spareNames(t, q); len(n) != 1 || n[0] != strconv.FormatUint(ino, 10) {
+		t.Errorf("spare/q after recovering .new.1.2: %v", n)
 	}
 }
 

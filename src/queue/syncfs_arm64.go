@@ -2,4 +2,7 @@ package queue
 
 import "syscall"
 
-const sysSyncfs = syscall.SYS_SYNCFS
+const (
+	sysSyncfs    = syscall.SYS_SYNCFS
+	sysRenameat2 = syscall.SYS_RENAMEAT2
+)

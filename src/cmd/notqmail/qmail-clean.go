@@ -16,6 +16,7 @@ func cleanMain(args []string) int {
 	if err := os.Chdir(q.Dir); err != nil {
 		return 111
 	}
+	q.Dir = "." // short relative paths: a walk of two or three components per call
 	signal.Ignore(syscall.SIGPIPE)
 	if err := clean.Serve(q, pipeFile(0, "qmail-send"), pipeFile(1, "qmail-send")); err != nil {
 		return 100
