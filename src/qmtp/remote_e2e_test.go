@@ -9,22 +9,31 @@ import (
 )
 
 // One sandbox's qmail-remote delivers 100 messages by QMTP (control/qmtproutes) to
-// another sandbox's qmail-qmtpd, which delivers them all.
+// another sandbox's qmail-qmtpd, which delivers them all. The first 40 are queued
+// before the sender's qmail-send starts, as after a restart: it then runs as many
+// deliveries at once as concurrencyremote allows.
 func TestRemoteDeliversByQMTP(t *testing.T) {
 	dst := sandbox.New(t, sandbox.Options{Domain: "qmtp.example"})
 	src := sandbox.New(t, sandbox.Options{Domain: "sender.example"})
 	log := &sandbox.Log{}
 	addr := freePort(t)
-	daemon(t, dst, log, "qmail-qmtpd", "-l", addr, "-H", "qmtp.example")
+	// qmail-send runs up to concurrencyremote (20) deliveries to the one host at
+	// once. Past -i connections from one address (default 10) qmail-qmtpd refuses
+	// them, and each refused message is deferred ("connection died") for 400 s. With
+	// -i as large as -c none is refused: extra connections wait for a free slot in the
+	// kernel's backlog, as under tcpserver, which has no per-address limit.
+	daemon(t, dst, log, "qmail-qmtpd", "-l", addr, "-c", "40", "-i", "40", "-H", "qmtp.example")
 	daemon(t, dst, log, "qmail-start", "./Maildir/")
 	waitListening(t, addr, log)
 	host, port, _ := strings.Cut(addr, ":")
 	route := ":" + host + ":" + port + "\n"
 	writeControl(t, src, "qmtproutes", "qmtp.example"+route+"elsewhere.example"+route)
-	daemon(t, src, log, "qmail-start", "./Maildir/")
 
-	const n = 100
+	const n, backlog = 100, 40
 	for i := 0; i < n; i++ {
+		if i == backlog {
+			daemon(t, src, log, "qmail-start", "./Maildir/")
+		}
 		rcpts := []string{"alice@qmtp.example"}
 		if i == 0 {
 			// Not in the destination's rcpthosts: refused, and bounced to the sender.
