@@ -218,6 +218,7 @@ func (d *Daemon) Run() error {
 	d.commits = newCommits(sy)
 	defer d.commits.close()
 	d.spares = openSpares(d.qpath(queue.SpareS), umaskedMode(), d.commits)
+	defer d.spares.startTopUp(spareLowWater)()
 	d.prepBusy = map[uint64]bool{}
 	d.prepWork = make(chan uint64, prepMax)
 	for i := 0; i < prepWorkers; i++ {

@@ -73,6 +73,78 @@ func openSpares(dir string, mode os.FileMode, syncs *commits) *spares {
 	return s
 }
 
+// spareLowWater is how many spares qmail-send keeps in spare/s from its start: it
+// makes new ones until the pool holds that many, so that the first burst of mail
+// reuses inodes instead of allocating them (a variable for tests).
+var spareLowWater = 1024
+
+// startTopUp makes new empty spares in the background until the pool holds low, and
+// returns a function that stops it early and waits for it. It runs beside the
+// daemon's work rather than before it: a thousand creates take seconds on the file
+// systems spares are for, and mail that arrives meanwhile must not wait, nor queue
+// up into a burst of deliveries when qmail-send finally starts.
+func (s *spares) startTopUp(low int) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.topUp(low, quit)
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// topUp adds new empty spares until the pool holds low or quit is closed, and
+// returns how many it made. Each is created under a temporary name, renamed to its
+// inode number and queued with the generation of the first sync that covers its
+// name, as a recycled spare is: pop takes it only once that sync has completed, so
+// a crash cannot leave a second name for a file in use.
+func (s *spares) topUp(low int, quit <-chan struct{}) int {
+	if s.dir == "" {
+		return 0
+	}
+	tmp := filepath.Join(s.dir, ".new")
+	os.Remove(tmp) // left by a run that stopped here; spare/s is ours alone
+	n := 0
+	for {
+		select {
+		case <-quit:
+			return n
+		default:
+		}
+		s.mu.Lock()
+		full := len(s.queue) >= low || len(s.queue)+s.reserved >= spareMax
+		s.mu.Unlock()
+		if full {
+			return n
+		}
+		gen := s.syncs.mark() // taken before the create: a sync call from then on covers it
+		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, s.mode)
+		if err != nil {
+			return n
+		}
+		fi, err := f.Stat()
+		f.Close()
+		var name string
+		if err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				name = strconv.FormatUint(st.Ino, 10)
+			}
+		}
+		// syscall.Rename: os.Rename would stat the target first.
+		if name == "" || syscall.Rename(tmp, filepath.Join(s.dir, name)) != nil {
+			os.Remove(tmp)
+			return n
+		}
+		s.mu.Lock()
+		s.queue = append(s.queue, spare{name: name, gen: gen})
+		s.mu.Unlock()
+		n++
+	}
+}
+
 func (s *spares) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

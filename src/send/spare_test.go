@@ -423,3 +423,130 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 		t.Errorf("after one sync: %d spares left, syncs %v", s.count(), r.names[n:])
 	}
 }
+
+// topUp fills the pool with new empty spares named by their inodes, clears a
+// temporary file a stopped run left, and hands a new spare out only once a sync
+// started after its creation has completed, as for a recycled one.
+func TestSpareTopUp(t *testing.T) {
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "s")
+	if err := os.Mkdir(sdir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sdir, ".new"), []byte("left"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	syncs := testCommits(t)
+	s := openSpares(sdir, 0640, syncs)
+	if n := s.topUp(5, nil); n != 5 {
+		t.Fatalf("topUp made %d, want 5", n)
+	}
+	if n := s.topUp(5, nil); n != 0 {
+		t.Fatalf("second topUp made %d", n)
+	}
+	ents, err := os.ReadDir(sdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 5 {
+		t.Fatalf("spare dir: %v", ents)
+	}
+	made := map[uint64]bool{}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ino := fi.Sys().(*syscall.Stat_t).Ino
+		if strconv.FormatUint(ino, 10) != e.Name() || fi.Size() != 0 || fi.Mode().Perm() != 0640 {
+			t.Errorf("spare %s: inode %d size %d mode %v", e.Name(), ino, fi.Size(), fi.Mode())
+		}
+		made[ino] = true
+	}
+	// No sync since they were made: their names may not be on disk yet.
+	f, err := s.create(filepath.Join(dir, "first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if made[inode(t, filepath.Join(dir, "first"))] || s.count() != 5 {
+		t.Fatal("a new spare was used before a sync covered its name")
+	}
+	if err := syncs.sync(); err != nil {
+		t.Fatal(err)
+	}
+	f, err = s.create(filepath.Join(dir, "second"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if !made[inode(t, filepath.Join(dir, "second"))] || s.count() != 4 {
+		t.Fatal("create did not take a topped-up spare after the sync")
+	}
+}
+
+// The background top-up stops when asked, leaving only named spares that the pool
+// knows, and a pool that already holds enough gets none.
+func TestSpareTopUpStops(t *testing.T) {
+	sdir := filepath.Join(t.TempDir(), "s")
+	if err := os.Mkdir(sdir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	s := openSpares(sdir, 0600, testCommits(t))
+	quit := make(chan struct{})
+	close(quit)
+	if n := s.topUp(10, quit); n != 0 {
+		t.Fatalf("a stopped topUp made %d", n)
+	}
+	stop := s.startTopUp(spareMax) // more than it can make before stop
+	stop()
+	ents, err := os.ReadDir(sdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != s.count() {
+		t.Fatalf("%d files in spare/s, %d spares known", len(ents), s.count())
+	}
+	for _, e := range ents {
+		if _, ok := parseID(e.Name()); !ok {
+			t.Errorf("left %s", e.Name())
+		}
+	}
+	have := s.count()
+	s.startTopUp(have)()
+	if s.count() != have {
+		t.Errorf("a full pool grew from %d to %d", have, s.count())
+	}
+}
+
+// qmail-send tops spare/s up after its start while it delivers: a message queued at
+// once is delivered without waiting for the top-up, and spare/s then holds
+// spareLowWater spares, all named by their inodes.
+func TestDaemonTopsUpSpares(t *testing.T) {
+	old := spareLowWater
+	t.Cleanup(func() { spareLowWater = old }) // after the daemon's stop
+	spareLowWater = 300
+	q := makeQueue(t)
+	makeSpares(t, q, 0)
+	h := startDaemon(t, q, 604800)
+	id := enqueue(t, q, "joe@remote.example", "ok1@here.example")
+	h.pull()
+	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
+	sdir := filepath.Join(q.Dir, queue.SpareS)
+	var ents []os.DirEntry
+	waitFor(t, h, "the top-up", func() bool {
+		ents, _ = os.ReadDir(sdir)
+		return len(ents) >= spareLowWater
+	})
+	if len(ents) > spareLowWater+2 { // the message's info/ and local/ came back too
+		t.Errorf("spare/s holds %d", len(ents))
+	}
+	for _, e := range ents {
+		if _, ok := parseID(e.Name()); !ok {
+			t.Errorf("spare/s holds %s", e.Name())
+		}
+	}
+	if h.spawn[Local].count("ok1@here.example") != 1 {
+		t.Error("not delivered once")
+	}
+}
