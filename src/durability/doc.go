@@ -31,12 +31,15 @@
 //     recipient is marked done; the bounce message queued durably (mess/, intd/, todo/
 //     synced) before bounce/<id> is removed.
 //   - recycling (qmail-clean's spare/q): the envelope file (intd/ = todo/) is not
-//     emptied until the unlink of todo/<id> is on disk, and a finished mess/ file,
+//     made a spare (renamed to spare/q/<inode>, where qmail-queued may rewrite it) or
+//     changed until the unlink of todo/<id> is on disk, and a finished mess/ file,
 //     whose inode number becomes the next message's id, not until the removals of its
 //     info/ and local/ files are: otherwise a crash on a file system that does not
-//     order metadata writes (ext4 without a journal) could bring back an empty todo/
-//     entry (whose preprocessing would empty info/ and local/) or join an old
-//     message's files to a new one.
+//     order metadata writes (ext4 without a journal) could bring back a todo/ entry
+//     holding another envelope (whose preprocessing would replace info/ and local/)
+//     or join an old message's files to a new one. A spare keeps its old data, and
+//     qmail-queued cuts a reused one to what it wrote before the sync that precedes
+//     the todo/ link.
 //   - qmail-send's own reuse (spare/s): a finished info/, local/ or remote/ file is
 //     written as another message's file only once its removal is on disk, else a crash
 //     could bring back local/<id> of a message still queued (for remote recipients)

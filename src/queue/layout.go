@@ -22,9 +22,11 @@ var (
 	UnsplitDirs = []string{"pid", "intd", "todo", "bounce"}
 )
 
-// Spare directories hold emptied queue files, named by their inode number, that
+// Spare directories hold finished queue files, named by their inode number, that
 // are renamed back into use instead of creating new ones: SpareQ for qmailq's files
-// (mess/, intd/), SpareS for qmails's (info/, local/, remote/). Reusing an inode
+// (mess/, intd/), SpareS for qmails's (info/, local/, remote/). A spare may still hold
+// its old contents, which its next user overwrites and cuts to length; both
+// directories are mode 0700, like the files they hold. Reusing an inode
 // costs a rename; allocating and freeing one costs far more on some file systems
 // (ext4 without a journal scans every recently freed inode of the block group on
 // each create). qmail itself ignores these directories; qmail-qfix creates them.
