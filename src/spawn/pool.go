@@ -58,12 +58,31 @@ type workerResult struct {
 	crashed bool
 }
 
+// request is a delivery in flight on a worker: where its result goes, and the read
+// end of its output pipe, whose reading the result bounds.
+type request struct {
+	ch  chan workerResult
+	out *os.File
+}
+
+// finish hands a delivery its result. Its output is read from then on for at most
+// outputGrace (none after a crash): something a program left running in the
+// background may hold the pipe, but not the delivery, like exec's WaitDelay.
+func (q request) finish(res workerResult) {
+	grace := outputGrace
+	if res.crashed {
+		grace = 0
+	}
+	q.out.SetReadDeadline(time.Now().Add(grace))
+	q.ch <- res
+}
+
 type worker struct {
 	key      poolKey
 	conn     *net.UnixConn
 	cmd      *exec.Cmd
 	elem     *list.Element
-	pending  map[uint64]chan workerResult
+	pending  map[uint64]request
 	inflight int
 	uses     int
 	idleAt   time.Time   // when it last became idle
@@ -114,7 +133,7 @@ func (p *Pool) deliver(prog string, uid, gid int, creds bool, dir string, args [
 	r := os.NewFile(uintptr(pfd[0]), "qmail-local output")
 	defer r.Close()
 
-	w, ch := p.get(poolKey{uid, gid}, prog, creds, dir, id)
+	w, ch := p.get(poolKey{uid, gid}, prog, creds, dir, id, r)
 	if w == nil {
 		syscall.Close(pfd[1])
 		return nil, 0, false, false
@@ -128,34 +147,24 @@ func (p *Pool) deliver(prog string, uid, gid int, creds bool, dir string, args [
 		return nil, 0, false, false
 	}
 
-	done := make(chan []byte, 1)
-	go func() {
-		c := &collector{limit: truncReport}
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			c.Write(buf[:n])
-			if err != nil {
-				break
-			}
+	// The output is read here, to its end or, once the result has come (which
+	// sets a deadline on r: request.finish), to that deadline.
+	c := &collector{limit: truncReport}
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		c.Write(buf[:n])
+		if err != nil {
+			break
 		}
-		done <- c.out
-	}()
-	res := <-ch
-	// Like exec's WaitDelay: something a program left running in the background
-	// may hold the pipe, but not the delivery.
-	grace := outputGrace
-	if res.crashed {
-		grace = 0
 	}
-	r.SetReadDeadline(time.Now().Add(grace))
-	out = <-done
-	return out, res.code, res.crashed, true
+	res := <-ch
+	return c.out, res.code, res.crashed, true
 }
 
 // get returns a worker for key with the request id registered on it, starting one if
 // needed; nil if there is none to be had.
-func (p *Pool) get(key poolKey, prog string, creds bool, dir string, id uint64) (*worker, chan workerResult) {
+func (p *Pool) get(key poolKey, prog string, creds bool, dir string, id uint64, out *os.File) (*worker, chan workerResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.workers == nil {
@@ -177,7 +186,7 @@ func (p *Pool) get(key poolKey, prog string, creds bool, dir string, id uint64) 
 		p.lru.MoveToBack(w.elem)
 	}
 	ch := make(chan workerResult, 1)
-	w.pending[id] = ch
+	w.pending[id] = request{ch, out}
 	w.inflight++
 	w.uses++
 	if w.uses >= p.uses() {
@@ -245,7 +254,7 @@ func (p *Pool) start(key poolKey, prog string, creds bool, dir string) (*worker,
 		conn.Close()
 		return nil, err
 	}
-	w := &worker{key: key, conn: conn, cmd: cmd, pending: map[uint64]chan workerResult{}}
+	w := &worker{key: key, conn: conn, cmd: cmd, pending: map[uint64]request{}}
 	p.running.Add(1)
 	go p.read(w)
 	return w, nil
@@ -266,11 +275,10 @@ func (p *Pool) read(w *worker) {
 			break // a broken worker: kill it below, its deliveries crashed
 		}
 		p.mu.Lock()
-		ch := w.pending[id]
-		if ch != nil {
+		if q, ok := w.pending[id]; ok {
 			delete(w.pending, id)
 			w.inflight--
-			ch <- workerResult{code: code}
+			q.finish(workerResult{code: code})
 			p.idleLocked(w)
 		}
 		p.mu.Unlock()
@@ -280,9 +288,9 @@ func (p *Pool) read(w *worker) {
 	if !w.retiring {
 		p.retireLocked(w)
 	}
-	for id, ch := range w.pending {
+	for id, q := range w.pending {
 		delete(w.pending, id)
-		ch <- workerResult{crashed: true}
+		q.finish(workerResult{crashed: true})
 	}
 	w.inflight = 0
 	p.mu.Unlock()
