@@ -71,6 +71,7 @@ type Daemon struct {
 	cmds        [nchan]chan []byte
 	events      chan event
 	masterDelID uint64
+	keptFiles   int // jobs with a channel file kept open
 
 	jobs  []job
 	pass  [nchan]passState
@@ -118,7 +119,17 @@ type job struct {
 	numTodo int
 	hitEOF  bool
 	dying   bool
+	// f is the channel file its pass reads, kept open for markDone until the last
+	// delivery is done (for up to keepMax jobs), so each needs no open and close.
+	f *rawFile
+	// noOther: preprocessing made no file for the other channel, just now, so
+	// jobClose need not look for one.
+	noOther bool
 }
+
+// keepMax bounds the channel files jobs keep open, well within the descriptor limit
+// whatever the concurrency.
+var keepMax = 128 // a variable for tests
 
 type delivery struct {
 	used  bool
@@ -260,6 +271,13 @@ func (d *Daemon) Run() error {
 		d.cleanupDo()
 	}
 	d.pqFinish()
+	for j := range d.jobs {
+		if d.jobs[j].f != nil {
+			d.jobs[j].f.Close() // deliveries a lost spawner will not report
+			d.jobs[j].f = nil
+			d.keptFiles--
+		}
+	}
 	for c := 0; c < nchan; c++ {
 		close(d.cmds[c])
 	}
@@ -485,7 +503,7 @@ func exists(path string) (bool, error) {
 
 // getInfo returns a message's envelope sender and its birth (info/<id>'s mtime).
 func (d *Daemon) getInfo(id uint64) (sender string, birth int64, ok bool) {
-	f, err := openRawFile(d.fn("info", id))
+	f, err := openRawFile(d.fn("info", id), false)
 	if err != nil {
 		return "", 0, false
 	}
@@ -632,6 +650,7 @@ type pqElt struct {
 type msgInfo struct {
 	sender string
 	birth  int64
+	chans  [nchan]bool // the channel files preprocessing made; the others it removed
 }
 
 type prioq []pqElt
@@ -763,6 +782,11 @@ func (d *Daemon) jobClose(j int) {
 	if jo.refs > 0 {
 		return
 	}
+	if jo.f != nil {
+		jo.f.Close()
+		jo.f = nil
+		d.keptFiles--
+	}
 	pe := pqElt{id: jo.id, dt: jo.retry}
 	if jo.hitEOF && jo.numTodo == 0 {
 		fn := d.fn(chanDir[jo.channel], jo.id)
@@ -771,7 +795,7 @@ func (d *Daemon) jobClose(j int) {
 			pe.dt = now() + sleepSysfail
 		} else {
 			for c := 0; c < nchan; c++ {
-				if c == jo.channel {
+				if c == jo.channel || jo.noOther {
 					continue
 				}
 				ok, err := exists(d.fn(chanDir[c], jo.id))
@@ -830,6 +854,17 @@ func (d *Daemon) delStart(j int, mpos int64, recip string) {
 
 	d.Log.Starting(d.masterDelID, id, c, recip)
 	d.logStatus()
+}
+
+// markJobDone is markDone through the channel file the job's pass kept open, if any.
+func (d *Daemon) markJobDone(jo *job, pos int64) {
+	if jo.f == nil {
+		d.markDone(jo.channel, jo.id, pos)
+		return
+	}
+	if err := jo.f.writeAt([]byte{'D'}, pos); err != nil {
+		d.Log.Warning("trouble marking " + d.fn(chanDir[jo.channel], jo.id) + "; message will be delivered twice!")
+	}
 }
 
 // markDone overwrites a recipient's T with D: it will not be delivered again.
@@ -909,11 +944,11 @@ func (d *Daemon) delReport(c int, data []byte) {
 		d.Log.Result(del.delID, kind, text)
 		switch kind {
 		case 'K':
-			d.markDone(c, jo.id, del.mpos)
+			d.markJobDone(jo, del.mpos)
 			jo.numTodo--
 		case 'D':
 			d.addBounce(jo.id, del.recip, text)
-			d.markDone(c, jo.id, del.mpos)
+			d.markJobDone(jo, del.mpos)
 			jo.numTodo--
 		}
 		d.jobClose(del.job)
@@ -999,15 +1034,18 @@ func (d *Daemon) passDoChan(c int) bool {
 			pe.fresh = false
 		}
 		fn := d.fn(chanDir[c], pe.id)
-		f, err := openRawFile(fn)
+		// Read-write: the job may keep it for markDone.
+		f, err := openRawFile(fn, true)
 		if err != nil {
 			d.passTrouble(c, pe, fn)
 			return false
 		}
 		var sender string
 		var birth int64
+		noOther := false
 		if pe.info != nil {
 			sender, birth, ok = pe.info.sender, pe.info.birth, true
+			noOther = !pe.info.chans[1-c]
 		} else {
 			sender, birth, ok = d.getInfo(pe.id)
 		}
@@ -1023,6 +1061,11 @@ func (d *Daemon) passDoChan(c int) bool {
 		// Not birth+Lifetime, which overflows for a huge control/queuelifetime.
 		jo.dying = d.recent-birth > d.Config.Lifetime
 		jo.sender = sender
+		jo.noOther = noOther
+		if d.keptFiles < keepMax {
+			jo.f = f // deliveries mark their recipients through it
+			d.keptFiles++
+		}
 	}
 	if !d.delAvail(c) {
 		return false
@@ -1054,7 +1097,9 @@ func (d *Daemon) passDoChan(c int) bool {
 
 func (d *Daemon) passEnd(c int) {
 	p := &d.pass[c]
-	p.f.Close()
+	if d.jobs[p.job].f != p.f {
+		p.f.Close()
+	} // else the job closes it when its last delivery is done
 	d.jobClose(p.job)
 	*p = passState{}
 }

@@ -54,7 +54,7 @@ func (d *Daemon) prepWorker(work <-chan uint64) {
 // A crash anywhere in between leaves todo/ in place, and the next run starts over.
 func (d *Daemon) prepare(id uint64) (res prepResult) {
 	res.id = id
-	todo, err := openRawFile(d.fn("todo", id))
+	todo, err := openRawFile(d.fn("todo", id), false)
 	if err != nil {
 		res.warning = "unable to open " + d.rel("todo", id)
 		return
@@ -200,7 +200,7 @@ func (d *Daemon) prepared(r prepResult) {
 	}
 	req := cleanReq{todo: true, id: r.id, chans: r.chans}
 	if r.info {
-		req.info = &msgInfo{sender: r.sender, birth: r.birth}
+		req.info = &msgInfo{sender: r.sender, birth: r.birth, chans: r.chans}
 	}
 	if !d.cleanSend("todo/"+num(r.id), req) {
 		delete(d.prepBusy, r.id)

@@ -27,14 +27,26 @@ func openRaw(path string, flags int) (int, error) {
 	}
 }
 
-// rawFile is a regular file open for reading on a bare descriptor.
+// rawFile is a regular file open on a bare descriptor, read from its start.
+//
+// The files it is used for do not grow while they are read (todo/ is complete when
+// qmail-queue links it there; a channel file is written in full before it is
+// scheduled, and only patched in place afterwards), and a regular file's read(2)
+// returns fewer bytes than asked only at its end: so a short read is taken as the
+// end, saving the read that would return 0.
 type rawFile struct {
 	fd   int
 	path string
+	eof  bool // a short read has reached the end
 }
 
-func openRawFile(path string) (*rawFile, error) {
-	fd, err := openRaw(path, syscall.O_RDONLY)
+// openRawFile opens path for reading, or also for writing with rw.
+func openRawFile(path string, rw bool) (*rawFile, error) {
+	flags := syscall.O_RDONLY
+	if rw {
+		flags = syscall.O_RDWR
+	}
+	fd, err := openRaw(path, flags)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +61,9 @@ func (f *rawFile) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	if f.eof {
+		return 0, io.EOF
+	}
 	for {
 		n, err := syscall.Read(f.fd, b)
 		if err == syscall.EINTR {
@@ -60,8 +75,37 @@ func (f *rawFile) Read(b []byte) (int, error) {
 		if n == 0 {
 			return 0, io.EOF
 		}
+		f.eof = n < len(b)
 		return n, nil
 	}
+}
+
+// writeAt writes b at offset off, as pwrite(2) does, without moving the read offset.
+func (f *rawFile) writeAt(b []byte, off int64) error {
+	if f.fd < 0 {
+		return os.ErrClosed
+	}
+	if err := pwriteAll(f.fd, b, off); err != nil {
+		return &os.PathError{Op: "write", Path: f.path, Err: err}
+	}
+	return nil
+}
+
+// pwriteAll writes all of b at off, retrying on EINTR and short writes.
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := syscall.Pwrite(fd, b, off)
+		switch {
+		case err == syscall.EINTR:
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		default:
+			b, off = b[n:], off+int64(n)
+		}
+	}
+	return nil
 }
 
 // mtime returns the file's modification time, in seconds.
@@ -94,18 +138,7 @@ func writeAtRaw(path string, b []byte, off int64) error {
 	if err != nil {
 		return err
 	}
-	for len(b) > 0 && err == nil {
-		var n int
-		n, err = syscall.Pwrite(fd, b, off)
-		switch {
-		case err == syscall.EINTR:
-			err = nil
-		case err == nil && n == 0:
-			err = io.ErrShortWrite
-		case err == nil:
-			b, off = b[n:], off+int64(n)
-		}
-	}
+	err = pwriteAll(fd, b, off)
 	if cerr := syscall.Close(fd); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -117,7 +117,7 @@ func TestRawFile(t *testing.T) {
 	if err := os.WriteFile(p, want, 0600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := openRawFile(p)
+	f, err := openRawFile(p, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestRawFile(t *testing.T) {
 	if _, err := f.Read(make([]byte, 1)); err == nil {
 		t.Error("read after Close succeeded")
 	}
-	if _, err := openRawFile(p + "-missing"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := openRawFile(p+"-missing", false); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("opening a missing file: %v", err)
 	}
 }
@@ -237,5 +237,37 @@ func TestPreparedInfoMatchesInfoFile(t *testing.T) {
 			t.Errorf("message %d: prepared sender %q birth %d (info %v); info/ says %q, %d (%v)",
 				id, res.sender, res.birth, res.info, snd, birth, ok)
 		}
+	}
+}
+
+// A delivered recipient is marked D in its channel file whether the job kept the
+// file open from its pass or has to open it again (beyond keepMax); a deferred one
+// stays T.
+func TestMarkDoneKeptOrReopened(t *testing.T) {
+	for _, keep := range []int{128, 0} {
+		t.Run(fmt.Sprint("keepMax=", keep), func(t *testing.T) {
+			old := keepMax
+			keepMax = keep
+			t.Cleanup(func() { keepMax = old })
+			q := makeQueue(t)
+			h := startDaemon(t, q, 604800)
+			id := enqueue(t, q, "joe@remote.example", "ok1@here.example", "temp1@here.example", "ok2@here.example")
+			h.pull()
+			want := "Dok1@here.example\x00Ttemp1@here.example\x00Dok2@here.example\x00"
+			waitFor(t, h, "two recipients marked done", func() bool {
+				b, _ := os.ReadFile(q.Path("local", id))
+				return string(b) == want
+			})
+			waitFor(t, h, "the deferral", func() bool {
+				return strings.Contains(h.log.String(), ": deferral: Temporary_failure_here./")
+			})
+			stopAndKeep(t, h)
+			if b, _ := os.ReadFile(q.Path("local", id)); string(b) != want {
+				t.Errorf("local file %q, want %q", b, want)
+			}
+			if h.d.keptFiles != 0 {
+				t.Errorf("%d channel files still kept after every delivery finished", h.d.keptFiles)
+			}
+		})
 	}
 }
