@@ -178,7 +178,7 @@ type heldPlugins struct {
 }
 
 // maxHeldPlugins bounds the plugins files kept ($SPPCONFFILE can name one per
-// access rule); past it the oldest readings are dropped.
+// access rule); past it the expired readings are dropped, or else all of them.
 const maxHeldPlugins = 16
 
 func (cc *ConfigCache) maxAge() time.Duration {
