@@ -79,7 +79,9 @@ func openSpares(dir string, mode os.FileMode, syncs *commits) *spares {
 var spareLowWater = 1024
 
 // startTopUp makes new empty spares in the background until the pool holds low, and
-// returns a function that stops it early and waits for it. It runs beside the
+// returns the function that ends qmail-send's use of the pool: it stops the top-up,
+// waits for it and then, if the name of a spare may not be on disk yet, syncs, since
+// the next run takes the spares it finds as synced. The top-up runs beside the
 // daemon's work rather than before it: a thousand creates take seconds on the file
 // systems spares are for, and mail that arrives meanwhile must not wait, nor queue
 // up into a burst of deliveries when qmail-send finally starts.
@@ -93,7 +95,22 @@ func (s *spares) startTopUp(low int) (stop func()) {
 	return func() {
 		close(quit)
 		<-done
+		if s.unsynced() {
+			s.syncs.sync() // a failure leaves the risk the next run would take anyway
+		}
 	}
+}
+
+// unsynced reports whether a spare in the pool was named after the last sync.
+func (s *spares) unsynced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range s.queue {
+		if sp.gen != 0 && !s.syncs.covered(sp.gen) {
+			return true
+		}
+	}
+	return false
 }
 
 // topUp adds new empty spares until the pool holds low or quit is closed, and

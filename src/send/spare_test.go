@@ -550,3 +550,33 @@ func TestDaemonTopsUpSpares(t *testing.T) {
 		t.Error("not delivered once")
 	}
 }
+
+// Ending the pool's use syncs when a spare was named after the last sync, since the
+// next run takes the spares it finds as synced; with none such it does not sync.
+func TestSpareStopSyncsNewNames(t *testing.T) {
+	sdir := filepath.Join(t.TempDir(), "s")
+	if err := os.Mkdir(sdir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	r := &syncRecorder{}
+	recordSyncs(t, r)
+	syncs := testCommits(t)
+	s := openSpares(sdir, 0600, syncs)
+	syncsSeen := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.names)
+	}
+	s.topUp(3, nil)
+	if !s.unsynced() || syncsSeen() != 0 {
+		t.Fatalf("after the top-up: unsynced %v, %d syncs", s.unsynced(), syncsSeen())
+	}
+	s.startTopUp(3)() // the pool is full: stop only syncs
+	if s.count() != 3 || syncsSeen() != 1 || s.unsynced() {
+		t.Fatalf("after the stop: %d spares, %d syncs, unsynced %v", s.count(), syncsSeen(), s.unsynced())
+	}
+	s.startTopUp(3)() // nothing new: no sync
+	if syncsSeen() != 1 {
+		t.Errorf("%d syncs after a stop with nothing new", syncsSeen())
+	}
+}
