@@ -26,6 +26,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/notqmail/notqmail/src/queueclient"
@@ -129,7 +130,18 @@ type Plugins func(stage spp.Stage, set map[string]string, unset map[string]bool)
 func Serve(conn io.ReadWriter, cfg *Config) {
 	s := newSession(conn, cfg)
 	s.run()
+	s.br.Reset(nil)
+	s.bw.Reset(nil)
+	readers.Put(s.br)
+	writers.Put(s.bw)
 }
+
+// The sessions' buffers are reused: a listener would otherwise allocate and clear
+// 20 KiB for every connection.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
 
 type deadliner interface {
 	SetReadDeadline(time.Time) error
@@ -182,14 +194,16 @@ func newSession(conn io.ReadWriter, cfg *Config) *session {
 	s := &session{
 		cfg:       cfg,
 		conn:      conn,
-		br:        bufio.NewReaderSize(conn, readBufferSize),
-		bw:        bufio.NewWriterSize(conn, 4096),
+		br:        readers.Get().(*bufio.Reader),
+		bw:        writers.Get().(*bufio.Writer),
 		relay:     cfg.RelayClient,
 		relaySet:  cfg.RelaySet,
 		pluginEnv: map[string]string{},
 		later:     map[spp.Stage]string{},
 		unset:     map[string]bool{},
 	}
+	s.br.Reset(conn)
+	s.bw.Reset(conn)
 	if d, ok := conn.(deadliner); ok {
 		s.dl = d
 	}

@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -79,8 +78,8 @@ func (s *session) handshake() error {
 	st := tc.ConnectionState()
 	s.tls = &st
 	s.conn, s.dl = tc, tc
-	s.br = bufio.NewReaderSize(tc, readBufferSize)
-	s.bw = bufio.NewWriterSize(tc, 4096)
+	s.br.Reset(tc)
+	s.bw.Reset(tc)
 	s.logf("tls remote=%s version=%s cipher=%s sni=%s", safe(s.remoteIP()),
 		tlsVersion(st.Version), tls.CipherSuiteName(st.CipherSuite), strconv.Quote(sanitize(st.ServerName)))
 	return nil
