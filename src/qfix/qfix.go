@@ -723,14 +723,24 @@ func presentRels(q queue.Queue, id uint64) []string {
 // writerAlive reports whether the qmail-queue that writes message id may still be at
 // work: its pid from intd/ (p record) or from the Received line it put first in
 // mess/; without either, whether the file is younger than qmail-queue's time limit.
+// A dead pid in intd/ is checked against mess/, which is complete before intd/ is
+// made: qmail-queued makes intd/ from a spare of spare/q, which holds an old
+// envelope, with an old pid, until its first write just after.
 func (c *checker) writerAlive(q queue.Queue, id uint64, fromIntd bool) bool {
+	found := false
 	if fromIntd {
 		if pid, ok := intdPid(q.Path("intd", id)); ok {
-			return alive(pid)
+			if alive(pid) {
+				return true
+			}
+			found = true
 		}
 	}
 	if pid, ok := messPid(q.Path("mess", id)); ok {
 		return alive(pid)
+	}
+	if found {
+		return false
 	}
 	fn := q.Path("mess", id)
 	if fromIntd {
