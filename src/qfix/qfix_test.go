@@ -530,3 +530,28 @@ func TestPartlyHeldMessageLeftAlone(t *testing.T) {
 		t.Error("qmail-qfix removed part of a message being held")
 	}
 }
+
+// An intd/ file that qmail-queued has just made from a reused spare may still hold
+// the old envelope, with a dead writer's pid, until its first write: the message's
+// mess/ file, complete by then, names the live writer, and the files stay.
+func TestIntdWithStalePidFromSpare(t *testing.T) {
+	q := newQueue(t, queue.DefaultSplit)
+	id := enqueue(t, q, os.Getpid(), "a@example.net")
+	os.Remove(q.Path("todo", id))
+	write(t, q.Path("intd", id), fmt.Sprintf("u0\x00p%d\x00Fold@example.org\x00Told@example.net\x00", deadPID))
+	if r := run(t, q, true, 0); len(r.Problems) > 0 {
+		t.Fatalf("a message being queued reported:\n%s", problems(r))
+	}
+	for _, p := range []string{q.Path("mess", id), q.Path("intd", id)} {
+		if !exists(p) {
+			t.Errorf("%s removed", p)
+		}
+	}
+	// Both dead: a writer that is gone; its files go.
+	enqueueDead := enqueue(t, q, deadPID, "b@example.net")
+	os.Remove(q.Path("todo", enqueueDead))
+	run(t, q, true, 0)
+	if exists(q.Path("intd", enqueueDead)) || exists(q.Path("mess", enqueueDead)) {
+		t.Errorf("files of a dead writer's message %d left", enqueueDead)
+	}
+}
