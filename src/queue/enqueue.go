@@ -149,8 +149,12 @@ type Syncer interface {
 // EnqueueWith is Enqueue with options; the files, their contents and the order in
 // which they are made durable and linked are the same.
 func EnqueueWith(q Queue, msg, env io.Reader, c Caller, o Options) error {
-	if fi, err := os.Stat(q.Dir); err != nil || !fi.IsDir() {
-		return fail(ExitQueueDir, "unable to use queue directory %s: %v", q.Dir, err)
+	// The working directory (".", a long-running writer's) needs no look: it is there
+	// while we are in it.
+	if q.Dir != "." {
+		if fi, err := os.Stat(q.Dir); err != nil || !fi.IsDir() {
+			return fail(ExitQueueDir, "unable to use queue directory %s: %v", q.Dir, err)
+		}
 	}
 	if q.Split < 1 {
 		return fail(ExitBug, "queue split %d", q.Split)

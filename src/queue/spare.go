@@ -88,8 +88,9 @@ func readSpares(dir string) []string {
 
 // take renames a spare to the path dst returns for the spare's inode number and
 // returns it opened for writing from offset 0, with mode 0644 and access and
-// modification times of now, so that qmail-send's 36-hour rule for files without todo/
-// starts afresh; the file still holds its old data, whose size it reports. It returns
+// modification times of now (or of the last hour), so that qmail-send's 36-hour rule
+// for files without todo/ starts afresh; the file still holds its old data, whose size
+// it reports. It returns
 // nil when no usable spare is left (the caller then creates a file), and an error only
 // when the rename to dst failed for another reason than a lost race or a bad spare; with
 // fixed set (dst does not depend on the spare), an existing dst is such an error.
@@ -148,13 +149,24 @@ func openSpare(p string, id uint64, uid int) *qfile {
 		syscall.Close(fd)
 		return nil
 	}
-	// utimensat(fd, NULL, NULL, 0): both times to now, through the descriptor.
-	if _, _, e := syscall.Syscall6(syscall.SYS_UTIMENSAT, uintptr(fd), 0, 0, 0, 0, 0); e != 0 {
-		syscall.Close(fd)
-		return nil
+	// Times of now: qmail-send removes a mess/ file without todo/ or info/ 36 hours
+	// after its last access, which must not come while it is written (at most Death).
+	// A spare used within the last hour (the usual case) is young enough as it is:
+	// its first write sets its modification time.
+	if now := time.Now().Unix(); now-st.Atim.Sec > spareFresh || now-st.Mtim.Sec > spareFresh {
+		// utimensat(fd, NULL, NULL, 0): both times to now, through the descriptor.
+		if _, _, e := syscall.Syscall6(syscall.SYS_UTIMENSAT, uintptr(fd), 0, 0, 0, 0, 0); e != 0 {
+			syscall.Close(fd)
+			return nil
+		}
 	}
 	return &qfile{fd: fd, name: p, ino: id, old: st.Size}
 }
+
+// spareFresh is the age in seconds up to which a spare's access and modification
+// times are left as they are when it is taken: with Death (24 hours) it stays well
+// within qmail-send's 36 hours.
+const spareFresh = 3600
 
 // renameNoReplace renames old to new unless new exists (EEXIST): renameat2(2) with
 // RENAME_NOREPLACE, or where that is not available an lstat and a rename, which only
