@@ -24,8 +24,10 @@ var openSyncer = func(dir string) (syncer, error) { return groupsync.Open(dir) }
 // message would otherwise fsync three files and three directories.
 //
 // It also numbers the syncs, so that a change (a spare renamed out of info/) can be
-// known durable without a sync of its own: mark before the change names the first
+// known durable without a sync of its own: mark after the change names the first
 // sync call that covers it, and covered says whether one such call has succeeded.
+// (A mark taken before the change would not do: the sync call it names may start
+// its syncfs before the change is made.)
 type commits struct {
 	s syncer
 
@@ -53,8 +55,9 @@ func (c *commits) sync() error {
 	return err
 }
 
-// mark returns the generation of a change made after mark returns: the number of
-// the first sync call that covers it.
+// mark returns the generation of a change completed before mark is called: the
+// number of the first sync call that covers it, since that call takes its number,
+// and then starts its syncfs, after mark returns.
 func (c *commits) mark() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

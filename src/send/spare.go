@@ -137,7 +137,6 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 		if full {
 			return n
 		}
-		gen := s.syncs.mark() // taken before the create: a sync call from then on covers it
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, s.mode)
 		if err != nil {
 			return n
@@ -155,6 +154,7 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 			os.Remove(tmp)
 			return n
 		}
+		gen := s.syncs.mark() // taken after the rename: a sync call from then on covers it
 		s.mu.Lock()
 		s.queue = append(s.queue, spare{name: name, gen: gen})
 		s.mu.Unlock()
@@ -269,8 +269,8 @@ func (s *spares) remove(path string) error {
 	if full {
 		return os.Remove(path)
 	}
-	gen := s.syncs.mark() // taken before the rename: a sync call from then on covers it
 	name, err := s.stash(path)
+	gen := s.syncs.mark() // taken after the rename: a sync call from then on covers it
 	s.mu.Lock()
 	s.reserved--
 	if err == nil {
