@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -42,6 +43,8 @@ type spares struct {
 	mu       sync.Mutex
 	queue    []spare // spare/s entries known to be there, oldest first, at most spareMax
 	reserved int     // releases in progress, counted against spareMax
+
+	lastUse atomic.Int64 // when create or remove last ran (UnixNano); 0: never
 }
 
 type spare struct {
@@ -78,13 +81,18 @@ func openSpares(dir string, mode os.FileMode, syncs *commits) *spares {
 // reuses inodes instead of allocating them (a variable for tests).
 var spareLowWater = 1024
 
+// topUpIdle is how long the pool must go unused before the top-up makes spares: a
+// create costs as much CPU as the file it would save, so it is done in quiet spells,
+// not while mail is flowing (a variable for tests).
+var topUpIdle = time.Second
+
 // startTopUp makes new empty spares in the background until the pool holds low, and
 // returns the function that ends qmail-send's use of the pool: it stops the top-up,
 // waits for it and then, if the name of a spare may not be on disk yet, syncs, since
 // the next run takes the spares it finds as synced. The top-up runs beside the
-// daemon's work rather than before it: a thousand creates take seconds on the file
-// systems spares are for, and mail that arrives meanwhile must not wait, nor queue
-// up into a burst of deliveries when qmail-send finally starts.
+// daemon's work, in its quiet spells, rather than before it: a thousand creates take
+// seconds on the file systems spares are for, and mail that arrives meanwhile must
+// not wait, nor queue up into a burst of deliveries when qmail-send finally starts.
 func (s *spares) startTopUp(low int) (stop func()) {
 	quit := make(chan struct{})
 	done := make(chan struct{})
@@ -114,10 +122,11 @@ func (s *spares) unsynced() bool {
 }
 
 // topUp adds new empty spares until the pool holds low or quit is closed, and
-// returns how many it made. Each is created under a temporary name, renamed to its
-// inode number and queued with the generation of the first sync that covers its
-// name, as a recycled spare is: pop takes it only once that sync has completed, so
-// a crash cannot leave a second name for a file in use.
+// returns how many it made; it waits while the pool was used in the last topUpIdle.
+// Each is created under a temporary name, renamed to its inode number and queued
+// with the generation of the first sync that covers its name, as a recycled spare
+// is: pop takes it only once that sync has completed, so a crash cannot leave a
+// second name for a file in use.
 func (s *spares) topUp(low int, quit <-chan struct{}) int {
 	if s.dir == "" {
 		return 0
@@ -126,6 +135,18 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 	os.Remove(tmp) // left by a run that stopped here; spare/s is ours alone
 	n := 0
 	for {
+		if last := s.lastUse.Load(); last != 0 {
+			if wait := time.Until(time.Unix(0, last).Add(topUpIdle)); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-quit:
+					t.Stop()
+					return n
+				case <-t.C:
+				}
+				continue
+			}
+		}
 		select {
 		case <-quit:
 			return n
@@ -198,6 +219,7 @@ func (s *spares) pop() (sp spare, must, ok bool) {
 // and times a newly created file gets. It takes a spare when there is one: the file
 // may then hold old data past what the caller writes, so the caller must trim it.
 func (s *spares) create(path string) (*os.File, error) {
+	s.lastUse.Store(time.Now().UnixNano())
 	for s.dir != "" {
 		sp, must, ok := s.pop()
 		if !ok {
@@ -257,6 +279,7 @@ func (s *spares) adopt(src, name, path string) *os.File {
 // spare/s, unless spare/s is full, missing or the rename fails, when it
 // is unlinked. A missing path yields the error os.Remove gives.
 func (s *spares) remove(path string) error {
+	s.lastUse.Store(time.Now().UnixNano())
 	if s.dir == "" {
 		return os.Remove(path)
 	}

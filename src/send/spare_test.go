@@ -580,3 +580,31 @@ func TestSpareStopSyncsNewNames(t *testing.T) {
 		t.Errorf("%d syncs after a stop with nothing new", syncsSeen())
 	}
 }
+
+// The top-up makes no spare while the pool is in use: a create costs as much as the
+// file it would save, so it waits for a quiet spell.
+func TestSpareTopUpWaitsWhileUsed(t *testing.T) {
+	old := topUpIdle
+	t.Cleanup(func() { topUpIdle = old })
+	topUpIdle = time.Hour
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "s")
+	if err := os.Mkdir(sdir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	s := openSpares(sdir, 0600, testCommits(t))
+	f, err := s.create(filepath.Join(dir, "info"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	quit := make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(quit) })
+	if n := s.topUp(10, quit); n != 0 || s.count() != 0 {
+		t.Errorf("made %d spares (pool %d) right after a create", n, s.count())
+	}
+	topUpIdle = 0
+	if n := s.topUp(10, nil); n != 10 {
+		t.Errorf("made %d once idle, want 10", n)
+	}
+}
