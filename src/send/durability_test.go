@@ -302,6 +302,10 @@ func (s *failingSyncer) Sync() error {
 // scheduled from files that may not be on disk, and the message is preprocessed
 // again and delivered once syncs work.
 func TestPreprocessSyncFailureKeepsTodo(t *testing.T) {
+	// The failing sync must be preprocessing's, not one a pool of new spares forces.
+	low := spareLowWater
+	t.Cleanup(func() { spareLowWater = low }) // after the daemon's stop
+	spareLowWater = 0
 	q := makeQueue(t)
 	old := openSyncer
 	openSyncer = func(dir string) (syncer, error) {
