@@ -20,7 +20,10 @@ var sleep = time.Sleep
 // Defaults for Config.
 const (
 	DefaultMaxConns = 40 // tcpserver's -c default
-	DefaultMaxPerIP = 10
+	// DefaultMaxPerIP is half the connection limit, as Postfix does, and no less than
+	// qmail-send's default concurrencyremote: a notqmail sending to a notqmail with
+	// both at their defaults must not have deliveries refused (and deferred).
+	DefaultMaxPerIP = 20
 )
 
 // Config is a listener's policy.

@@ -20,7 +20,7 @@ func smtpdMain(args []string) int {
 	fs := flag.NewFlagSet("qmail-smtpd", flag.ContinueOnError)
 	listen := fs.String("l", "", "listen on `host:port` instead of serving stdin/stdout")
 	maxConns := fs.Int("c", 0, "serve at most `n` connections at once (listener; default 40)")
-	maxPerIP := fs.Int("i", 0, "at most `n` connections from one address (listener; default 10)")
+	maxPerIP := fs.Int("i", 0, "at most `n` connections from one address (listener; default 20)")
 	rules := fs.String("x", "", "access rules `file` in tcprules format, text or .cdb (listener)")
 	localHost := fs.String("H", "", "TCPLOCALHOST `name` for listener sessions")
 	implicitTLS := fs.Bool("T", false, "TLS from the first byte (port 465; also $SMTPS)")
