@@ -14,8 +14,9 @@ import (
 	"unsafe"
 )
 
-// MaxSpares bounds spare/q: qmail-clean unlinks a finished file instead of recycling
-// it once spare/q holds this many.
+// MaxSpares bounds spare/q: beyond it, qmail-clean unlinks the files it has moved
+// aside (at Flush, off the request path) instead of making spares of them. Files
+// waiting there for a Flush are bounded by twice as many.
 const MaxSpares = 2000
 
 // Spares hands out the files of spare/q to a long-running queue writer (qmail-queued).
@@ -283,7 +284,12 @@ func (r *Recycler) RecycleInode(p string, ino uint64) error {
 	if limit == 0 {
 		limit = MaxSpares
 	}
-	if r.count < limit {
+	// Past limit the file is still moved aside, and Flush unlinks it: unlinking frees
+	// its blocks, which on a file system mounted with discard waits for the device,
+	// and that belongs in Flush, not here while qmail-send waits for the answer (a
+	// drain with no intake fills spare/q and then removes every message). Only past
+	// twice the limit, when Flush falls behind, is the name unlinked here.
+	if r.count < 2*limit {
 		name := "." + strconv.FormatUint(ino, 10)
 		// syscall.Rename: os.Rename would stat the new name first.
 		err := syscall.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name))
@@ -338,6 +344,12 @@ func (r *Recycler) Flush() {
 	r.mu.Lock()
 	batch := r.ready
 	r.ready, r.pending = r.pending, nil
+	limit := r.Max
+	if limit == 0 {
+		limit = MaxSpares
+	}
+	excess := r.count - limit // files moved aside past the limit: unlinked, not kept
+	excess = min(excess, len(batch))
 	r.mu.Unlock()
 	if len(batch) == 0 {
 		return
@@ -354,13 +366,22 @@ func (r *Recycler) Flush() {
 		return
 	}
 	dir := filepath.Join(r.Q.Dir, SpareQ)
-	for _, name := range batch {
+	for i, name := range batch {
 		p := filepath.Join(dir, name)
+		if i < excess {
+			remove(p) // its name is gone from the queue already; only the inode goes
+			continue
+		}
 		ino, err := strconv.ParseUint(name[1:], 10, 64)
 		if err != nil || strconv.FormatUint(ino, 10) != name[1:] ||
 			syscall.Rename(p, filepath.Join(dir, name[1:])) != nil {
 			remove(p) // not one of ours (".new.*" of an interrupted TopUp)
 		}
+	}
+	if excess > 0 {
+		r.mu.Lock()
+		r.count -= excess
+		r.mu.Unlock()
 	}
 }
 

@@ -215,10 +215,12 @@ func TestRecycler(t *testing.T) {
 			t.Errorf("%s still there", p)
 		}
 	}
-	// Moved aside with their contents until two Flushes have passed.
+	// Moved aside with their contents until two Flushes have passed, past Max too:
+	// unlinking frees blocks (a wait for the device under -o discard), which Flush
+	// does, not the request.
 	names := spareNames(t, q)
-	if len(names) != 3 {
-		t.Fatalf("spare/q = %v, want the first 3 of %v", names, made)
+	if len(names) != 5 {
+		t.Fatalf("spare/q = %v, want all 5 of %v moved aside", names, made)
 	}
 	for _, n := range names {
 		if b, _ := os.ReadFile(filepath.Join(q.Dir, SpareQ, n)); n[0] != '.' || string(b) != "secret mail" {
@@ -231,8 +233,11 @@ func TestRecycler(t *testing.T) {
 	}
 	r.Flush()
 	// Spares now, named by their inodes, still holding their data: a writer
-	// overwrites and trims them.
+	// overwrites and trims them. Only Max of them: the rest are gone.
 	names = spareNames(t, q)
+	if len(names) != 3 {
+		t.Fatalf("spare/q after two Flushes = %v, want 3", names)
+	}
 	for _, n := range names {
 		p := filepath.Join(q.Dir, SpareQ, n)
 		b, err := os.ReadFile(p)
@@ -419,5 +424,38 @@ func TestTopUp(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("message %d was not made from a topped-up spare %v", ids[0], names)
+	}
+}
+
+// Files moved aside wait for Flush, up to twice Max; past that, while Flush falls
+// behind, Recycle unlinks the name itself. Either way the name leaves the queue.
+func TestRecyclerBoundsFilesAside(t *testing.T) {
+	q := newQueue(t, 23)
+	r := &Recycler{Q: q, Max: 3}
+	for i := 0; i < 8; i++ {
+		p := filepath.Join(q.Dir, "mess", "0", "m"+strconv.Itoa(i))
+		if err := os.WriteFile(p, []byte("mail"), 0644); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Recycle(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s still there", p)
+		}
+	}
+	if names := spareNames(t, q); len(names) != 6 {
+		t.Fatalf("spare/q = %v, want 6 files moved aside (twice Max)", names)
+	}
+	r.Flush()
+	r.Flush()
+	names := spareNames(t, q)
+	if len(names) != 3 {
+		t.Fatalf("spare/q after two Flushes = %v, want Max = 3", names)
+	}
+	for _, n := range names {
+		if n[0] == '.' {
+			t.Errorf("%s still aside", n)
+		}
 	}
 }
