@@ -809,12 +809,10 @@ func TestClientFallbacks(t *testing.T) {
 	}
 }
 
-// TestConnectionCap: beyond MaxConns connections, a new one is closed without a
-// greeting (its client runs qmail-queue); once one is done, new ones are served.
-func TestConnectionCap(t *testing.T) {
-	h := sandbox.New(t, sandbox.Options{})
-	srv := &queued.Server{Queue: h.Queue(), QueueProgram: filepath.Join(h.Bin, "qmail-queue"), MaxConns: 1,
-		Alias: -1, Qmaild: -1, Qmails: -1, Log: func(s string) { t.Log(s) }}
+// serveInProcess runs srv in this process on a new socket until the test ends, and
+// returns the socket's path; Serve must then return without error.
+func serveInProcess(t *testing.T, srv *queued.Server) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "sock")
 	l, err := queued.Listen(sock)
 	if err != nil {
@@ -822,12 +820,22 @@ func TestConnectionCap(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
-	defer func() {
+	t.Cleanup(func() {
 		l.Close()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return sock
+}
+
+// TestConnectionCap: beyond MaxConns connections, a new one is closed without a
+// greeting (its client runs qmail-queue); once one is done, new ones are served.
+func TestConnectionCap(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	srv := &queued.Server{Queue: h.Queue(), QueueProgram: filepath.Join(h.Bin, "qmail-queue"), MaxConns: 1,
+		Alias: -1, Qmaild: -1, Qmails: -1, Log: func(s string) { t.Log(s) }}
+	sock := serveInProcess(t, srv)
 	greet := func() (net.Conn, bool) {
 		c, err := net.Dial("unix", sock)
 		if err != nil {
@@ -941,19 +949,7 @@ func TestGroupSyncFailure(t *testing.T) {
 			srv := &queued.Server{Queue: q, QueueProgram: filepath.Join(h.Bin, "qmail-queue"),
 				Alias: -1, Qmaild: -1, Qmails: -1, Sync: sy, Spares: queue.NewSpares(q),
 				Log: func(s string) { logMu.Lock(); logged.WriteString(s + "\n"); logMu.Unlock() }}
-			sock := filepath.Join(t.TempDir(), "sock")
-			l, err := queued.Listen(sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(l) }()
-			defer func() {
-				l.Close()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
+			sock := serveInProcess(t, srv)
 			c, err := net.Dial("unix", sock)
 			if err != nil {
 				t.Fatal(err)

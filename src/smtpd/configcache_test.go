@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,28 +49,12 @@ func serveCached(t *testing.T, cc *ConfigCache) string {
 // built-in listener does, and returns the address.
 func serveRun(t *testing.T, opt RunOptions) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				o := opt
-				o.Env = Env{Over: map[string]string{"TCPREMOTEIP": "127.0.0.1", "NOSPP": "1"}}
-				o.ID = "test"
-				Run(c, o)
-			})
-		}
-	}()
-	return ln.Addr().String()
+	return loopback(t, func(c net.Conn) {
+		o := opt
+		o.Env = Env{Over: map[string]string{"TCPREMOTEIP": "127.0.0.1", "NOSPP": "1"}}
+		o.ID = "test"
+		Run(c, o)
+	})
 }
 
 // rcptScript asks, in one SMTP session per domain in $DOMAINS, whether RCPT TO

@@ -106,6 +106,14 @@ func testConfig(q *memQueue) *Config {
 // copy of cfg made by mk, and returns the address.
 func serve(t *testing.T, mk func() *Config) string {
 	t.Helper()
+	return loopback(t, func(c net.Conn) { Serve(c, mk()) })
+}
+
+// loopback calls handle for every connection to a new loopback listener, each in its
+// own goroutine, closes the connection afterwards, and returns the address. The
+// listener closes, and the handlers are waited for, when the test ends.
+func loopback(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -118,12 +126,10 @@ func serve(t *testing.T, mk func() *Config) string {
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer c.Close()
-				Serve(c, mk())
-			}()
+				handle(c)
+			})
 		}
 	}()
 	return ln.Addr().String()
