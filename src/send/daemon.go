@@ -794,6 +794,9 @@ func (d *Daemon) jobClose(j int) {
 			d.Log.Warning("unable to unlink " + fn + "; will try again later")
 			pe.dt = now() + sleepSysfail
 		} else {
+			// chansGone lets messDone skip its own look at the channel files, only when
+			// this one is known to be gone and the other known to be absent.
+			gone := true
 			for c := 0; c < nchan; c++ {
 				if c == jo.channel || jo.noOther {
 					continue
@@ -804,10 +807,11 @@ func (d *Daemon) jobClose(j int) {
 				}
 				if err != nil {
 					d.Log.Warning("unable to stat " + d.fn(chanDir[c], jo.id))
+					gone = false // messDone looks again, and retries if it must
 					break
 				}
 			}
-			d.pqdon.insert(pqElt{id: jo.id, dt: now(), chansGone: true})
+			d.pqdon.insert(pqElt{id: jo.id, dt: now(), chansGone: gone})
 			return
 		}
 	}

@@ -37,7 +37,6 @@ func openRaw(path string, flags int) (int, error) {
 type rawFile struct {
 	fd   int
 	path string
-	eof  bool // a short read has reached the end
 }
 
 // openRawFile opens path for reading, or also for writing with rw.
@@ -61,9 +60,6 @@ func (f *rawFile) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if f.eof {
-		return 0, io.EOF
-	}
 	for {
 		n, err := syscall.Read(f.fd, b)
 		if err == syscall.EINTR {
@@ -75,7 +71,8 @@ func (f *rawFile) Read(b []byte) (int, error) {
 		if n == 0 {
 			return 0, io.EOF
 		}
-		f.eof = n < len(b)
+		// A short read is not taken as the end: only a read of nothing is, so a
+		// read cut short (a signal, a network file system) never drops records.
 		return n, nil
 	}
 }

@@ -2,15 +2,15 @@ package send
 
 import (
 	"os"
-	"syscall"
 )
 
 // OpenTrigger opens the trigger FIFO (queue/lock/trigger) and returns a channel that
 // receives a value whenever qmail-queue pulls it. The FIFO is opened read-write so it
 // never reports end of file, and writers' non-blocking opens always find a reader.
 func OpenTrigger(path string) (<-chan struct{}, error) {
-	// Non-blocking, so the reader parks in the poller instead of a thread in read(2).
-	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NONBLOCK, 0)
+	// os.OpenFile serves a FIFO through the poller already (on Linux): the reader
+	// parks instead of holding a thread in read(2).
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
