@@ -70,18 +70,25 @@ func readSpares(dir string) []string {
 	if err != nil {
 		return nil
 	}
-	ents, _ := f.ReadDir(512)
-	f.Close()
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		n := e.Name()
-		switch {
-		case strings.HasPrefix(n, "."):
-			// moved aside by qmail-clean, not a spare yet
-		case e.Type().IsRegular():
-			names = append(names, n)
-		default:
-			os.Remove(filepath.Join(dir, n))
+	defer f.Close()
+	var names []string
+	// Files moved aside (up to twice MaxSpares) may come first: read on until some
+	// spares turn up or the directory ends.
+	for len(names) == 0 {
+		ents, err := f.ReadDir(512)
+		for _, e := range ents {
+			n := e.Name()
+			switch {
+			case strings.HasPrefix(n, "."):
+				// moved aside by qmail-clean, not a spare yet
+			case e.Type().IsRegular():
+				names = append(names, n)
+			default:
+				os.Remove(filepath.Join(dir, n))
+			}
+		}
+		if err != nil || len(ents) == 0 {
+			break
 		}
 	}
 	return names
@@ -414,11 +421,19 @@ const SpareLowWater = 1024
 // while files moved aside wait for a Flush: then spares are coming anyway.
 func (r *Recycler) TopUp(low, max int) int {
 	r.mu.Lock()
-	if len(r.pending) > 0 || len(r.ready) > 0 {
-		r.mu.Unlock()
+	busy := len(r.pending) > 0 || len(r.ready) > 0
+	ops := r.ops
+	r.mu.Unlock()
+	if busy {
 		return 0
 	}
-	r.count = countSpares(r.Q)
+	// Counted without the lock, which qmail-clean's requests take; a request that
+	// came meanwhile has its own count, which is newer.
+	have := countSpares(r.Q)
+	r.mu.Lock()
+	if r.ops == ops {
+		r.count = have
+	}
 	need := min(low-r.count, max)
 	r.mu.Unlock()
 	dir := filepath.Join(r.Q.Dir, SpareQ)
@@ -435,8 +450,12 @@ func (r *Recycler) TopUp(low, max int) int {
 		}
 		fi, err := f.Stat()
 		f.Close()
+		if err != nil {
+			os.Remove(tmp)
+			break
+		}
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if err != nil || !ok {
+		if !ok {
 			os.Remove(tmp)
 			break
 		}
