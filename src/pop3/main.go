@@ -78,7 +78,7 @@ func PopupMain(args []string) int {
 		_, cfg.Plain = os.LookupEnv(PlaintextEnv)
 		return Popup(raw, in, out, cfg)
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := listener.Listen(*listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "qmail-popup:", err)
 		return 111

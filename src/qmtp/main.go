@@ -48,7 +48,7 @@ func ServerMain(prog string, serve func(Conn, ServerConfig), args []string) int 
 	}
 	var lns []net.Listener
 	if *listen != "" {
-		ln, err := net.Listen("tcp", *listen)
+		ln, err := listener.Listen(*listen)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
 			return 111

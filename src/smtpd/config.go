@@ -192,14 +192,20 @@ func (cc *ConfigCache) maxAge() time.Duration {
 // the caller copies it before setting its fields. A failed reading is not kept.
 func (cc *ConfigCache) plugins(path string) (*spp.Runner, error) {
 	cc.mu.Lock()
-	defer cc.mu.Unlock()
 	if h, ok := cc.spp[path]; ok && time.Since(h.at) < cc.maxAge() {
+		cc.mu.Unlock()
 		return h.r, nil
 	}
+	cc.mu.Unlock()
+	// Read without the lock every session takes: $SPPCONFFILE comes from the access
+	// rules and may name a file that blocks (a FIFO), which must hold up only the
+	// sessions that use it.
 	if cc.onSPPRead != nil {
 		cc.onSPPRead(path)
 	}
 	r, err := spp.Load(path)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
 	if err != nil {
 		delete(cc.spp, path)
 		return nil, err

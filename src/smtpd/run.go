@@ -173,7 +173,8 @@ func loadPlugins(cfg *Config, ctl control.Dir, cc *ConfigCache, qhome string, en
 	if err != nil || r == nil {
 		return err
 	}
-	r = &spp.Runner{Sections: r.Sections} // shared with other sessions: a copy to set
+	cp := *r // shared with other sessions: a copy to set
+	r = &cp
 	r.Dir = qhome
 	r.Timeout = cfg.Timeout
 	r.Stderr = log

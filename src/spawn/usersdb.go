@@ -42,18 +42,25 @@ func idOf(st *syscall.Stat_t) fileID {
 // lookup is users.Lookup on the file at path.
 func (u *usersCDB) lookup(path, local string) (users.Assignment, bool, error) {
 	r, err := u.reader(path)
+	if errors.Is(err, errNoUsersCDB) {
+		return users.Assignment{}, false, nil // as users.Lookup, without opening it again
+	}
 	if err != nil {
 		return users.Assignment{}, false, &users.Error{File: path, Msg: err.Error()}
 	}
 	if r == nil {
-		// No users/cdb (or one too big to hold): as qmail-lspawn.
+		// Too big to hold: read from the file, as qmail-lspawn does.
 		return users.Lookup(path, local)
 	}
 	return users.LookupIn(r, path, local)
 }
 
+// errNoUsersCDB is reader's answer when there is no users/cdb at all.
+var errNoUsersCDB = errors.New("no users/cdb")
+
 // reader returns the held cdb if it is still the file at path, else reads the file
-// anew; nil without an error means the caller should open the file itself.
+// anew; nil without an error means the caller should open the file itself (it is
+// too big to hold), and errNoUsersCDB that there is none.
 func (u *usersCDB) reader(path string) (*cdb.Reader, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -61,7 +68,7 @@ func (u *usersCDB) reader(path string) (*cdb.Reader, error) {
 	if err := syscall.Stat(path, &st); err != nil {
 		u.r = nil
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+			return nil, errNoUsersCDB
 		}
 		return nil, err
 	}
@@ -75,7 +82,7 @@ func (u *usersCDB) reader(path string) (*cdb.Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
+			return nil, errNoUsersCDB
 		}
 		return nil, err
 	}
