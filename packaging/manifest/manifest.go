@@ -7,6 +7,7 @@
 //	/usr/lib/notqmail/bin/notqmail       the multi-call binary, root:qmail 0755
 //	/usr/lib/notqmail/bin/<program>      a link to notqmail for every program it serves
 //	/usr/lib/notqmail/bin/qmail-queue    its own binary, qmailq:qmail 04711
+//	/usr/lib/notqmail/bin/qmail-smtpd    its own binary, root:qmail 0755
 //	/var/qmail/bin -> /usr/lib/notqmail/bin
 //	/etc/qmail/                          configuration (package conffiles)
 //	/var/qmail/control -> /etc/qmail
@@ -123,6 +124,9 @@ var Standalone = map[string]struct {
 	// setuid qmailq so that anyone can queue mail while only qmailq writes the queue
 	// (reference §1.5).
 	"qmail-queue": {0o4711, ids.Qmailq, ids.GroupQmail},
+	// Its own binary because tcpserver starts one per connection: a smaller program
+	// starts with fewer page faults and package initialisers (see qmail-smtpd(8)).
+	"qmail-smtpd": {0o755, "root", ids.GroupQmail},
 }
 
 // ConfigFiles are shipped in /etc/qmail from packaging/etc. Only files whose default

@@ -13,8 +13,8 @@ import (
 )
 
 // Binaries are the executables a sandbox's bin/ is made from: the multi-call binary
-// (linked under every program name it lists) and the separate qmail-queue.
-var Binaries = []string{"notqmail", "qmail-queue"}
+// (linked under every program name it lists) and the programs built on their own.
+var Binaries = []string{"notqmail", "qmail-queue", "qmail-smtpd"}
 
 const modulePath = "github.com/notqmail/notqmail"
 

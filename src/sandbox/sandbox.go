@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -263,7 +264,7 @@ func (h *Home) installBin(binDir string) error {
 		return err
 	}
 	for _, n := range names {
-		if n == "notqmail" || n == "qmail-queue" {
+		if n == "notqmail" || slices.Contains(Binaries, n) {
 			continue
 		}
 		if err := os.Symlink("notqmail", filepath.Join(h.Bin, n)); err != nil {

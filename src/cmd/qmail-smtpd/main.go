@@ -1,3 +1,9 @@
+// Command qmail-smtpd serves one SMTP session on stdin/stdout (under tcpserver), or
+// with -l or socket activation listens itself. See qmail-smtpd(8) and package smtpd.
+//
+// It is its own binary, not a name of the multi-call binary: tcpserver starts one
+// process per connection, and a program that links only what SMTP needs starts with
+// fewer page faults, type tables and package initialisers.
 package main
 
 import (
@@ -12,10 +18,14 @@ import (
 	"github.com/notqmail/notqmail/src/smtpd"
 )
 
-func init() { register("qmail-smtpd", smtpdMain) }
+func main() {
+	if err := home.EnterSandbox(); err != nil {
+		fmt.Fprintln(os.Stderr, "qmail-smtpd:", err)
+		os.Exit(111)
+	}
+	os.Exit(smtpdMain(os.Args[1:]))
+}
 
-// smtpdMain serves one SMTP session on stdin/stdout (under tcpserver), or with -l or
-// socket activation listens itself.
 func smtpdMain(args []string) int {
 	fs := flag.NewFlagSet("qmail-smtpd", flag.ContinueOnError)
 	listen := fs.String("l", "", "listen on `host:port` instead of serving stdin/stdout")
