@@ -58,6 +58,9 @@ type Options struct {
 	Postfix     bool // also run Postfix (default: when installed)
 	Port        int
 	Work        string // scratch directory; default a temp dir
+	// Quiet is how calm the machine must be before each measurement; the zero value
+	// means DefaultQuiet.
+	Quiet Quiet
 	// Report and JSON are where the results go; default Root/BENCHMARKS.md and
 	// Root/bench/results.json. Empty with NoWrite.
 	Report, JSON string
@@ -374,11 +377,20 @@ func (b *runner) measure(ctx context.Context, who string, f func(server) Measure
 	if err != nil {
 		m = Measurement{MTA: who, Error: err.Error()}
 	} else {
+		q := b.o.Quiet
+		if q == (Quiet{}) {
+			q = DefaultQuiet
+			if b.o.Quick {
+				q.Limit = 0 // a smoke test: note the pressure, wait for nothing
+			}
+		}
+		waited, state := q.settle(ctx, readPressure)
 		m = f(srv)
+		m.Settled = fmt.Sprintf("%s after %.0f s", state, waited.Seconds())
 		srv.Close()
 	}
 	load := loadavg()
-	fmt.Fprintf(b.o.Out, "    %-18s %-22s sessions %-3d %s  (load %s)\n", m.Scenario, m.MTA, m.Sessions, summary(m), load)
+	fmt.Fprintf(b.o.Out, "    %-18s %-22s sessions %-3d %s  (load %s; at start %s)\n", m.Scenario, m.MTA, m.Sessions, summary(m), load, m.Settled)
 	b.res.Machine.Loads = append(b.res.Machine.Loads, fmt.Sprintf("%s %s %d: %s", m.Scenario, m.MTA, m.Sessions, load))
 	b.res.Measurements = append(b.res.Measurements, m)
 }

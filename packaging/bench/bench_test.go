@@ -126,3 +126,46 @@ func TestRenderFromJSON(t *testing.T) {
 		t.Fatalf("rendered report (%v):\n%s", err, b)
 	}
 }
+
+func TestPressure(t *testing.T) {
+	text := "some avg10=6.79 avg60=13.05 avg300=25.06 total=5594642378\nfull avg10=4.65 avg60=4.69 avg300=10.29 total=2147892243\n"
+	got, err := pressure(text)
+	if err != nil || got != 6.79 {
+		t.Errorf("pressure = %v, %v; want 6.79", got, err)
+	}
+	for _, bad := range []string{"", "full avg10=1.00", "some avg10=x", "some avg60=1"} {
+		if _, err := pressure(bad); err == nil {
+			t.Errorf("pressure(%q) did not fail", bad)
+		}
+	}
+}
+
+func TestSettleWaitsForQuiet(t *testing.T) {
+	// Pressure falls below the limits on the third reading of each file.
+	reads := map[string]int{}
+	read := func(what string) (float64, error) {
+		reads[what]++
+		if reads[what] < 3 {
+			return 50, nil
+		}
+		return 0.5, nil
+	}
+	q := Quiet{CPU: 10, IO: 2, Limit: time.Minute}
+	_, state := q.settle(context.Background(), read)
+	if reads["cpu"] != 3 || reads["io"] != 3 {
+		t.Errorf("read cpu %d, io %d times; want 3 each", reads["cpu"], reads["io"])
+	}
+	if state != "cpu 0.5% io 0.5%" {
+		t.Errorf("settle state %q", state)
+	}
+	// A machine that never calms down is measured anyway after the limit, and says so.
+	busy := func(string) (float64, error) { return 90, nil }
+	if _, state := (Quiet{CPU: 10, IO: 2, Limit: time.Millisecond}).settle(context.Background(), busy); state != "cpu 90.0% io 90.0% (not quiet)" {
+		t.Errorf("busy machine: state %q", state)
+	}
+	// Without /proc/pressure there is nothing to wait for.
+	none := func(string) (float64, error) { return 0, os.ErrNotExist }
+	if waited, state := q.settle(context.Background(), none); waited != 0 || state != "no pressure information" {
+		t.Errorf("no pressure: %v %q", waited, state)
+	}
+}

@@ -30,7 +30,10 @@ func Markdown(r *Results) string {
 	p("| Postfix | %s (Debian package) |\n", m.Postfix)
 	p("| Go | %s |\n\n", m.Go)
 	p("The machine may be shared with other work, so the load average is given for every\n")
-	p("measurement below (at its end). Both MTAs ran in turn, alternately, in the\n")
+	p("measurement below (at its end). Before each measurement the run waits (up to a minute) until\n")
+	p("the kernel's pressure figures show the machine quiet (CPU under 10%%, I/O under 2%% of the last\n")
+	p("10 s), since the previous measurement's file deletions are still being discarded for a while;\n")
+	p("the load column gives the pressure at the start. Both MTAs ran in turn, alternately, in the\n")
 	p("same run, so both saw the same conditions on average; compare ratios more than absolute figures.\n\n")
 
 	if acc := acceptance(r); acc != "" {
@@ -97,7 +100,7 @@ func Markdown(r *Results) string {
 		}
 		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
 			rate(x.Accept), x.E2E, cpu(x.CPUms), mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
-			loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)])
+			withSettled(loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)], x.Settled))
 	}
 	p("\n")
 
@@ -112,6 +115,9 @@ func Markdown(r *Results) string {
 		}
 		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; peak RSS %s, %s peak %s.\n\n",
 			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
+		if x.Settled != "" {
+			p("Pressure when it started: %s.\n\n", x.Settled)
+		}
 		p("| window (%d messages) | delivered/s | %s RSS at its end |\n|---:|---:|---:|\n", x.WindowSize, daemonName(x.MTA))
 		for i, w := range x.Windows {
 			rss := ""
@@ -339,4 +345,12 @@ func acceptance(r *Results) string {
 		return ""
 	}
 	return b.String()
+}
+
+// withSettled adds a measurement's starting pressure (Measurement.Settled) to its load.
+func withSettled(load, settled string) string {
+	if settled == "" {
+		return load
+	}
+	return load + "; at start " + settled
 }

@@ -32,7 +32,10 @@ type Measurement struct {
 	Windows    []float64 `json:"windows_per_s,omitempty"`
 	WindowSize int       `json:"window_size,omitempty"`
 	DaemonRSS  []int64   `json:"queue_manager_rss_bytes_per_window,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	// Settled is how quiet the machine was when the measurement started, and how long
+	// the run waited for it (Quiet).
+	Settled string `json:"settled,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // message is the 4 KiB message the local injectors send (smtp-source makes its own
