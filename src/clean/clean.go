@@ -10,7 +10,8 @@
 // Beyond qmail, Serve does not free the inodes it removes: a file whose last name goes
 // is moved aside into spare/q and, once the removals are known to be on disk (every
 // FlushInterval), renamed to spare/q/<inode number> (queue.Recycler), for qmail-queued
-// to reuse; spare/q is kept to at most queue.MaxSpares files. A spare keeps its old
+// to reuse; spare/q is kept to at most queue.MaxSpares files, and topped up with
+// empty spares after a FlushInterval without requests. A spare keeps its old
 // contents until qmail-queued overwrites it: spare/q is qmailq's alone, like mess/.
 // Serve's paths are relative to q.Dir: with q.Dir "." (qmail-clean runs in the queue
 // directory) each file operation walks two or three components, not the whole path.
@@ -24,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +40,7 @@ const ossified = 129600 * time.Second
 var spareLowWater = queue.SpareLowWater
 
 // spareTopUpPerTick bounds the empty spares Serve creates per FlushInterval when idle.
-const spareTopUpPerTick = 256
+var spareTopUpPerTick = 256
 
 // FlushInterval is how often Serve makes spares of the files it has moved aside.
 const FlushInterval = time.Second
@@ -53,16 +55,22 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 	rec := &queue.Recycler{Q: q}
 	rec.Recover()
 	stop, stopped := make(chan struct{}), make(chan struct{})
+	var lastReq atomic.Int64 // when the last request came (UnixNano)
+	lastReq.Store(time.Now().UnixNano())
 	go func() {
 		defer close(stopped)
-		rec.TopUp(spareLowWater, spareLowWater)
 		t := time.NewTicker(FlushInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
 				rec.Flush()
-				rec.TopUp(spareLowWater, spareTopUpPerTick)
+				// Creates cost the file system as much as the ones they save, so they
+				// wait for a quiet spell: at the start of a drain of a backlog they
+				// would only compete with the removals, which fill spare/q anyway.
+				if time.Since(time.Unix(0, lastReq.Load())) >= FlushInterval {
+					rec.TopUp(spareLowWater, spareTopUpPerTick)
+				}
 			case <-stop:
 				return
 			}
@@ -88,6 +96,7 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 		if err != nil {
 			return nil
 		}
+		lastReq.Store(time.Now().UnixNano())
 		ans := handle(q, rec, req)
 		if _, err := w.Write([]byte{ans}); err != nil {
 			return err

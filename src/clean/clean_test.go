@@ -2,6 +2,7 @@ package clean
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -206,23 +207,41 @@ func TestServeRecycles(t *testing.T) {
 	}
 }
 
-// Serve tops spare/q up with empty spares at its start.
+// Serve tops spare/q up with empty spares, spareTopUpPerTick a time, once no request
+// has come for a FlushInterval (whether it holds back while requests keep coming is
+// a matter of timing, which tests do not assert).
 func TestServeTopsUpSpares(t *testing.T) {
 	q := testQueue(t)
-	defer func(n int) { spareLowWater = n }(spareLowWater)
-	spareLowWater = 50
-	if err := os.MkdirAll(filepath.Join(q.Dir, queue.SpareQ), 0700); err != nil {
+	defer func(n, m int) { spareLowWater, spareTopUpPerTick = n, m }(spareLowWater, spareTopUpPerTick)
+	spareLowWater, spareTopUpPerTick = 50, 20
+	dir := filepath.Join(q.Dir, queue.SpareQ)
+	if err := os.MkdirAll(dir, 0700); err != nil {
 		t.Fatal(err)
 	}
+	count := func() int {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	r, w := io.Pipe()
+	done := make(chan error, 1)
 	var out bytes.Buffer
-	if err := Serve(q, bytes.NewBufferString(""), &out); err != nil {
+	go func() { done <- Serve(q, r, &out) }()
+	if _, err := w.Write([]byte("foop/1\x00")); err != nil { // a message already gone
 		t.Fatal(err)
 	}
-	ents, err := os.ReadDir(filepath.Join(q.Dir, queue.SpareQ))
-	if err != nil {
+	// Quiet: topped up to the low mark, in steps.
+	deadline := time.Now().Add(time.Minute)
+	for count() < 50 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.Close()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if len(ents) != 50 {
-		t.Fatalf("spare/q holds %d files after Serve, want 50", len(ents))
+	if n := count(); n != 50 || out.String() != "+" {
+		t.Fatalf("spare/q holds %d files after a quiet spell, want 50; answers %q", n, out.String())
 	}
 }
