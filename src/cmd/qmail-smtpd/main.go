@@ -16,6 +16,7 @@ import (
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/smtpd"
+	"github.com/notqmail/notqmail/src/timerslack"
 )
 
 func main() {
@@ -38,6 +39,12 @@ func smtpdMain(args []string) int {
 	if err := fs.Parse(args); err != nil || fs.NArg() == 1 {
 		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name] [-T] [-S] [hostname checkpassword [args...]]")
 		return 100
+	}
+	if *listen != "" || os.Getenv("LISTEN_FDS") != "" {
+		// A listener is a daemon: coarse timers (timerslack explains why).
+		if err := timerslack.Reexec(); err != nil {
+			fmt.Fprintln(os.Stderr, "qmail-smtpd: warning: running with fine timers:", err)
+		}
 	}
 	// As with the qmail-smtpd AUTH patch: "hostname checkpassword subprogram..."
 	// turns on SMTP AUTH; the host name is accepted for compatibility.
