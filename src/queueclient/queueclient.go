@@ -22,7 +22,8 @@
 // refuses the connection or does not greet at once (qmail-queued busy, or
 // bin/qmail-queue replaced by a site's filter), and for a setuid caller (whose real
 // uid qmail-queue would record), bin/qmail-queue is run as described above. Either way
-// the caller sees the same results and errors.
+// the caller sees the same results and errors. After a message qmail-queued queued,
+// the connection is kept (MaxKept, KeepFor) for the process's next message.
 package queueclient
 
 import (
@@ -34,7 +35,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/notqmail/notqmail/src/home"
@@ -165,6 +169,7 @@ type Client struct {
 	closed   bool
 	customCh chan string
 	conn     *net.UnixConn // qmail-queued's connection; nil when running a program
+	keepAs   string        // conn's key in kept, where it goes after a success
 }
 
 // ErrFailed is returned by Write after Fail or after an earlier write error.
@@ -262,23 +267,110 @@ func (cf Config) Open() (*Client, error) {
 	return c, nil
 }
 
-// dial connects to qmail-queued and waits for its greeting; nil means "run the
-// program instead".
+// dial connects to qmail-queued, or takes a connection kept from an earlier message,
+// and waits for its greeting; nil means "run the program instead".
 func dial(home string) *Client {
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: queued.SocketPath(home), Net: "unix"})
+	path := queued.SocketPath(home)
+	// qmail-queued knows the caller by the ids it connected with (SO_PEERCRED): a
+	// connection is reused only by the ids that made it.
+	key := path + "\x00" + strconv.Itoa(os.Geteuid()) + "\x00" + strconv.Itoa(os.Getegid())
+	for {
+		conn := kept.take(key)
+		fresh := conn == nil
+		if fresh {
+			var err error
+			conn, err = net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+			if err != nil {
+				return nil
+			}
+		}
+		conn.SetReadDeadline(time.Now().Add(Greeting))
+		var b [1]byte
+		if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != queued.Ready || (!fresh && closed(conn)) {
+			conn.Close()
+			if fresh {
+				return nil
+			}
+			// A kept connection that qmail-queued has since closed (idle, restarted,
+			// or its qmail-queue replaced): try the next, then a new one.
+			continue
+		}
+		conn.SetReadDeadline(time.Time{})
+		c := &Client{conn: conn, keepAs: key}
+		c.w = bufio.NewWriterSize(chunker{conn}, queued.MaxChunk)
+		return c
+	}
+}
+
+// MaxKept bounds the connections to qmail-queued kept, per socket and ids, for later
+// messages.
+const MaxKept = 16
+
+// KeepFor is how long a connection is kept unused: well under the time qmail-queued
+// waits for a next message (queued.ReuseIdle), so that a message is never sent on a
+// connection qmail-queued is closing.
+const KeepFor = 20 * time.Second
+
+// closed reports whether qmail-queued has closed conn after its greeting (it stopped).
+func closed(conn *net.UnixConn) bool {
+	rc, err := conn.SyscallConn()
 	if err != nil {
+		return true
+	}
+	eof := false
+	rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		eof = n == 0 && err == nil
+		return true
+	})
+	return eof
+}
+
+// kept holds connections on which qmail-queued has queued a message and greeted again:
+// a process queueing one message after another (qmail-smtpd's listener, qmail-send's
+// bounces) then pays for a connection once, not per message.
+var kept = keptConns{m: map[string][]keptConn{}}
+
+type keptConns struct {
+	mu sync.Mutex
+	m  map[string][]keptConn
+}
+
+type keptConn struct {
+	c     *net.UnixConn
+	since time.Time
+}
+
+// take returns the connection kept last under key, closing those kept too long.
+func (k *keptConns) take(key string) *net.UnixConn {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l := k.m[key]
+	// Oldest first: those kept too long are a prefix.
+	for len(l) > 0 && time.Since(l[0].since) >= KeepFor {
+		l[0].c.Close()
+		l = l[1:]
+	}
+	if len(l) == 0 {
+		delete(k.m, key)
 		return nil
 	}
-	conn.SetReadDeadline(time.Now().Add(Greeting))
-	var b [1]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != queued.Ready {
-		conn.Close()
-		return nil
-	}
-	conn.SetReadDeadline(time.Time{})
-	c := &Client{conn: conn}
-	c.w = bufio.NewWriterSize(chunker{conn}, queued.MaxChunk)
+	c := l[len(l)-1].c
+	k.m[key] = l[:len(l)-1]
 	return c
+}
+
+func (k *keptConns) put(key string, c *net.UnixConn) {
+	k.mu.Lock()
+	if len(k.m[key]) < MaxKept {
+		k.m[key] = append(k.m[key], keptConn{c, time.Now()})
+		c = nil
+	}
+	k.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 }
 
 // chunker frames message data for qmail-queued, at most MaxChunk bytes a frame.
@@ -451,7 +543,14 @@ func (c *Client) Close() error {
 // by shutting down the connection, which qmail-queued answers with exit 54 as
 // qmail-queue answers an unterminated envelope.
 func (c *Client) closeConn() error {
-	defer c.conn.Close()
+	keep := false
+	defer func() {
+		if keep {
+			kept.put(c.keepAs, c.conn)
+		} else {
+			c.conn.Close()
+		}
+	}()
 	if !c.inEnv {
 		c.Fail()
 	}
@@ -471,6 +570,9 @@ func (c *Client) closeConn() error {
 	}
 	code := int(b[0])
 	if code == 0 && c.failed == nil {
+		// qmail-queued greets again after a message it queued, and the greeting is read
+		// when the connection is next used.
+		keep = true
 		return nil
 	}
 	return Text(code, "")

@@ -1,6 +1,6 @@
 // Package queued is qmail-queued: a long-running qmail-queue. It runs as qmailq,
-// listens on the unix socket QMAILHOME/run/qmail-queue, and queues one message per
-// connection exactly as qmail-queue would (package queue's Enqueue: the same Received
+// listens on the unix socket QMAILHOME/run/qmail-queue, and queues each message sent
+// on a connection (one, or several in turn) exactly as qmail-queue would (package queue's Enqueue: the same Received
 // line, envelope checks, files, durability order and exit codes), so that a program
 // queueing mail costs a connection instead of a process start. Concurrent messages
 // share their syncs (group commit, Server.Sync): one syncfs(2) makes the mess/ and
@@ -14,7 +14,9 @@
 //	client: chunks of the message, each a 4-byte big-endian length (1..MaxChunk) and
 //	        its bytes; a zero length ends the message
 //	client: the envelope, as on qmail-queue's fd 1: F<sender>\0 T<rcpt>\0 ... \0
-//	server: one byte, qmail-queue's exit code; then it closes the connection
+//	server: one byte, qmail-queue's exit code; then it closes the connection, except
+//	        after exit code 0, when it sends 'Q' again in the same write: the client
+//	        may then send the next message in the same way, or close
 //
 // A connection that ends or breaks before the envelope's final \0 queues nothing.
 package queued
@@ -83,6 +85,10 @@ type Server struct {
 	active   sync.WaitGroup
 	n        atomic.Int64
 	seq      atomic.Uint64
+
+	idleMu   sync.Mutex
+	idle     map[*net.UnixConn]bool // connections waiting for a next message
+	stopping bool
 }
 
 // progID identifies one version of bin/qmail-queue, so that a replacement is noticed.
@@ -139,7 +145,10 @@ func (s *Server) logf(format string, a ...any) {
 // Serve accepts connections until l is closed, then waits for the connections being
 // served. It returns nil when l was closed.
 func (s *Server) Serve(l *net.UnixListener) error {
-	defer s.active.Wait()
+	defer func() {
+		s.endIdle()
+		s.active.Wait()
+	}()
 	limit := int64(s.MaxConns)
 	if limit <= 0 {
 		limit = MaxConns
@@ -190,24 +199,73 @@ func Listen(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// serveConn queues one message.
+// serveConn queues the connection's messages: one, and then another each time the
+// client sends one after the exit code of the last that was queued (a client keeping
+// its connection for the next message).
 func (s *Server) serveConn(c *net.UnixConn) {
 	defer c.Close()
-	start := time.Now()
-	death := s.Death
-	if death <= 0 {
-		death = queue.Death
-	}
-	deadline := start.Round(0).Add(death)
-	c.SetDeadline(deadline)
 	cred, err := peerCred(c)
 	if err != nil {
 		s.logf("warning: unable to get the peer's credentials: %v", err)
 		return
 	}
-	if _, err := c.Write([]byte{Ready}); err != nil {
-		return
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	defer func() { br.Reset(nil); readers.Put(br) }()
+	for first := true; s.serveMessage(c, br, cred, first); first = false {
 	}
+}
+
+// exitReplaced refuses a message for now (qmail-queue's code 71, "temporarily
+// rejected") when bin/qmail-queue has been replaced since the connection was greeted.
+const exitReplaced = 71
+
+// ReuseIdle is how long a connection may wait for its next message. Clients keep a
+// connection for less (queueclient.KeepFor), so that they do not send a message on
+// one that is being closed.
+var ReuseIdle = time.Minute
+
+// serveMessage greets the client and queues one message. It reports whether the
+// message was queued, so that the connection can carry another.
+func (s *Server) serveMessage(c *net.UnixConn, br *bufio.Reader, cred *syscall.Ucred, first bool) bool {
+	if first {
+		if _, err := c.Write([]byte{Ready}); err != nil {
+			return false
+		}
+	}
+	// No files until the client has sent something: a connection that is idle or
+	// closed at once (a probe, a client that changed its mind, a kept connection not
+	// needed again) costs no queue work.
+	death := s.Death
+	if death <= 0 {
+		death = queue.Death
+	}
+	if first {
+		c.SetDeadline(time.Now().Add(death))
+	} else if !s.waitIdle(c, true) {
+		return false
+	}
+	_, err := br.Peek(1)
+	if !first {
+		s.waitIdle(c, false)
+	}
+	if err != nil {
+		if first && isTimeout(err) {
+			c.Write([]byte{queue.ExitTimeout})
+		}
+		return false
+	}
+	if !first && !s.Usable() {
+		// bin/qmail-queue was replaced after this connection was greeted again: the
+		// message must go through the replacement, so it is refused for now, and the
+		// client's next connection is turned away to run it.
+		c.Write([]byte{exitReplaced})
+		return false
+	}
+	// qmail-queue's life, and the Received line's time, start with the message.
+	start := time.Now()
+	deadline := start.Round(0).Add(death)
+	c.SetDeadline(deadline)
 	uid := int(cred.Uid)
 	if s.Sandbox && uid == 0 {
 		uid = s.SandboxUID
@@ -218,17 +276,6 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		Invoked:  queue.Invoked(uid, s.Alias, s.Qmaild, s.Qmails, s.Sandbox),
 		Time:     start,
 		Deadline: deadline,
-	}
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(c)
-	defer func() { br.Reset(nil); readers.Put(br) }()
-	// No files until the client has sent something: a connection that is idle or
-	// closed at once (a probe, a client that changed its mind) costs no queue work.
-	if _, err := br.Peek(1); err != nil {
-		if time.Now().After(deadline) {
-			c.Write([]byte{queue.ExitTimeout})
-		}
-		return
 	}
 	msg := &chunkReader{r: br}
 	opts := queue.Options{
@@ -248,7 +295,53 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	if time.Now().After(deadline) && code == queue.ExitRead {
 		code = queue.ExitTimeout
 	}
-	c.Write([]byte{byte(code)})
+	// Where a failed message's bytes end is unknown: no next message after it. A next
+	// message is welcome only as a new connection would be: a qmail-queue replaced
+	// meanwhile must see it, so the client is sent away to run it.
+	if code != queue.ExitOK || !s.Usable() {
+		c.Write([]byte{byte(code)})
+		return false
+	}
+	// The exit code and, in the same write, the greeting for a next message; a client
+	// that closes after the code (as every one used to) never reads it.
+	_, err = c.Write([]byte{byte(code), Ready})
+	return err == nil
+}
+
+// waitIdle registers c as waiting for a next message (for at most ReuseIdle), or no
+// longer waiting. It reports false when the server is stopping: a connection kept
+// for later must not hold up its shutdown.
+func (s *Server) waitIdle(c *net.UnixConn, waiting bool) bool {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	if !waiting {
+		delete(s.idle, c)
+		return true
+	}
+	if s.stopping {
+		return false
+	}
+	if s.idle == nil {
+		s.idle = map[*net.UnixConn]bool{}
+	}
+	s.idle[c] = true
+	c.SetDeadline(time.Now().Add(ReuseIdle))
+	return true
+}
+
+// endIdle wakes the connections waiting for a next message, which then close.
+func (s *Server) endIdle() {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	s.stopping = true
+	for c := range s.idle {
+		c.SetDeadline(time.Now())
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // readers are the connections' buffers, reused rather than 64 KiB of garbage each.

@@ -626,7 +626,7 @@ func TestDurabilityTrace(t *testing.T) {
 		if sock == "" {
 			t.Fatalf("message %d: no greeting before line %d", id, iMess)
 		}
-		iReply := find(iTodo, regexp.MustCompile(`write\(\d+<`+regexp.QuoteMeta(sock)+`>, "\\0", 1`))
+		iReply := find(iTodo, regexp.MustCompile(`write\(\d+<`+regexp.QuoteMeta(sock)+`>, "\\0(Q)?", [12]`))
 		if iReply < 0 {
 			t.Fatalf("message %d: no answer after the todo/ link at line %d:\n%s", id, iTodo, b)
 		}
@@ -995,5 +995,144 @@ func TestGroupSyncFailure(t *testing.T) {
 				logMu.Unlock()
 			}
 		})
+	}
+}
+
+// sendRaw sends one message and its envelope on c in qmail-queued's framing and
+// returns the bytes qmail-queued answers with before it closes or reaches want bytes.
+func sendRaw(t *testing.T, c net.Conn, body, env string, want int) []byte {
+	t.Helper()
+	var b []byte
+	hdr := make([]byte, 4)
+	binary.BigEndian.PutUint32(hdr, uint32(len(body)))
+	b = append(append(b, hdr...), body...)
+	b = append(b, 0, 0, 0, 0)
+	b = append(b, env...)
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	got := make([]byte, want)
+	n, _ := io.ReadFull(c, got)
+	return got[:n]
+}
+
+// TestMessagesShareConnection: after a message it queued, qmail-queued greets again
+// and queues the next message sent on the same connection; after a failure, or once
+// bin/qmail-queue has been replaced, it closes instead.
+func TestMessagesShareConnection(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	startService(t, h)
+	q := h.Queue()
+	c := dialService(t, h)
+	defer c.Close()
+	env := "Fbob@example.org\x00Talice@sandbox.example\x00\x00"
+	for i := range 3 {
+		if got := sendRaw(t, c, msg, env, 2); string(got) != "\x00Q" {
+			t.Fatalf("message %d: answer %q, want exit 0 and a new greeting", i, got)
+		}
+	}
+	if got := queuedMessages(t, q); len(got) != 3 {
+		t.Fatalf("%d messages queued, want 3", len(got))
+	}
+	// A bad envelope fails with its code, and then the connection ends.
+	if got := sendRaw(t, c, msg, "Xbad\x00\x00", 2); len(got) != 1 || got[0] != queue.ExitEnvelope {
+		t.Errorf("bad envelope: answer %q, want exit %d and the end", got, queue.ExitEnvelope)
+	}
+
+	// Replaced while a connection waits for its next message: that message is refused
+	// for now (a temporary code), not queued behind the replacement's back.
+	clearQueue(t, q)
+	c2 := dialService(t, h)
+	defer c2.Close()
+	if got := sendRaw(t, c2, msg, env, 2); string(got) != "\x00Q" {
+		t.Fatalf("answer %q, want exit 0 and a new greeting", got)
+	}
+	seen := replaceQueue(t, h)
+	if got := sendRaw(t, c2, msg, env, 2); len(got) != 1 || got[0] != 71 {
+		t.Errorf("after the replacement: answer %q, want exit 71 and the end", got)
+	}
+	if got := queuedMessages(t, q); len(got) != 1 {
+		t.Errorf("%d messages queued, want only the one before the replacement", len(got))
+	}
+	// A client's next message then goes through the replacement.
+	if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := filterSaw(t, seen); len(got) != 1 {
+		t.Errorf("filter saw %d messages, want 1", len(got))
+	}
+}
+
+// TestKeptConnectionsDoNotHoldUpShutdown: connections waiting for a next message are
+// closed when qmail-queued stops, at once, and the client's next message still
+// gets queued (on a new connection, or by bin/qmail-queue).
+func TestKeptConnectionsDoNotHoldUpShutdown(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	s := startService(t, h)
+	self := strconv.Itoa(os.Getpid())
+	for range 2 {
+		if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+			t.Fatal(err)
+		}
+		if pid := queuedBy(t, h); pid != self {
+			t.Fatalf("Received pid %s: not through qmail-queued", pid)
+		}
+	}
+	// The client keeps its connection now; stop must not wait for it (stop fails the
+	// test after a minute, ReuseIdle).
+	s.stop(t)
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("qmail-queued still running after stop")
+	}
+	if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatalf("next message after qmail-queued stopped: %v", err)
+	}
+	if pid := queuedBy(t, h); pid == self {
+		t.Error("queued through a stopped qmail-queued?")
+	}
+	startService(t, h)
+	if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if pid := queuedBy(t, h); pid != self {
+		t.Errorf("Received pid %s: not through the restarted qmail-queued", pid)
+	}
+}
+
+// TestClientReusesConnection: a process queueing one message after another keeps its
+// connection to qmail-queued. With room for one connection only, every message still
+// goes through qmail-queued, which a new connection per message would not (the next
+// would be turned away while the kept one waits).
+func TestClientReusesConnection(t *testing.T) {
+	h := sandbox.New(t, sandbox.Options{})
+	srv := &queued.Server{Queue: h.Queue(), QueueProgram: filepath.Join(h.Bin, "qmail-queue"), MaxConns: 1,
+		Alias: -1, Qmaild: -1, Qmails: -1, Log: func(s string) { t.Log(s) }}
+	l, err := queued.Listen(queued.SocketPath(h.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	self := strconv.Itoa(os.Getpid())
+	for i := range 3 {
+		if err := h.Submit(strings.NewReader(msg), "bob@example.org", []string{"alice@sandbox.example"}); err != nil {
+			t.Fatal(err)
+		}
+		if pid := queuedBy(t, h); pid != self {
+			t.Errorf("message %d: Received pid %s, not through qmail-queued", i, pid)
+		}
+	}
+	// The kept connection must not hold up Serve's return.
+	l.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve still waiting for a kept connection")
 	}
 }
