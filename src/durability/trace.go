@@ -220,6 +220,17 @@ func ParseTrace(r io.Reader) ([]Event, error) {
 			line = pidText + " " + rest // the joined call, for messages
 		}
 		ev := Event{PID: pid, Line: line, Start: startSeq}
+		if n, ok := strings.CutPrefix(rest, "+++ superseded by execve in pid "); ok {
+			// A thread other than the leader ran execve: the kernel gives it the
+			// leader's pid, under which strace then resumes the call.
+			if t, err := strconv.Atoi(strings.TrimSuffix(n, " +++")); err == nil {
+				if u, ok := pending[t]; ok {
+					delete(pending, t)
+					pending[pid] = u
+				}
+			}
+			continue
+		}
 		if strings.HasPrefix(rest, "+++ ") {
 			ev.Call = "+++"
 			ev.Exit = -1

@@ -160,3 +160,25 @@ func TestSyncMustStartAfterWrite(t *testing.T) {
 		t.Error("a syncfs begun at the lower bound passed")
 	}
 }
+
+// An execve run by a thread other than the leader resumes under the leader's pid, as
+// strace reports it ("superseded by execve"); a program that executes itself again
+// (qmail-start setting its timer slack) does that.
+func TestParseTraceExecveByThread(t *testing.T) {
+	const tr = `200 02:00:00.000001 write(1<pipe:[1]>, "a", 1) = 1
+203 02:00:00.000002 execve("/home/bin/qmail-start", ["/home/bin/qmail-start"], 0xc0 /* 3 vars */ <unfinished ...>
+200 02:00:00.000003 +++ superseded by execve in pid 203 +++
+200 02:00:00.000004 <... execve resumed>) = 0
+200 02:00:00.000005 write(1<pipe:[1]>, "b", 1) = 1
+`
+	ev, err := ParseTrace(strings.NewReader(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 3 {
+		t.Fatalf("%d events, want 3: %v", len(ev), ev)
+	}
+	if e := ev[1]; e.Call != "execve" || e.PID != 200 || e.Ret != "0" || !strings.Contains(e.Args, "qmail-start") {
+		t.Errorf("execve: %+v", e)
+	}
+}
