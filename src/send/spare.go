@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // spareMax bounds queue/spare/s: beyond it, finished files are unlinked as qmail does.
@@ -241,38 +243,51 @@ func (s *spares) create(path string) (*os.File, error) {
 // file it gives it up (removing it from path) and returns nil, and the caller creates
 // a new one instead.
 func (s *spares) adopt(src, name, path string) *os.File {
-	if _, err := os.Lstat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return nil // never replace an existing file; the caller's O_EXCL reports it
-	}
-	// syscall.Rename: os.Rename would stat path once more.
-	if err := syscall.Rename(src, path); err != nil {
+	// Never replace an existing file; the caller's O_EXCL reports it.
+	if renameNoReplace(src, path) != nil {
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	// A bare descriptor: os.OpenFile would offer a regular file to the poller.
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		os.Remove(path)
 		return nil
 	}
-	st, err := f.Stat()
-	sys, ok := st.Sys().(*syscall.Stat_t)
+	var st syscall.Stat_t
 	// A spare must be a regular file of ours with no other name: a second link (a
 	// rename whose old entry came back after a crash) would let two messages share
 	// one inode.
-	if err != nil || !ok || !st.Mode().IsRegular() || sys.Nlink != 1 ||
-		strconv.FormatUint(sys.Ino, 10) != name || int(sys.Uid) != os.Geteuid() {
-		f.Close()
+	if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 ||
+		strconv.FormatUint(st.Ino, 10) != name || int(st.Uid) != os.Geteuid() ||
+		(os.FileMode(st.Mode&0o7777) != s.mode && syscall.Fchmod(fd, uint32(s.mode)) != nil) {
+		syscall.Close(fd)
 		os.Remove(path)
 		return nil
 	}
-	now := time.Now()
-	// The mode and times are those a new file would have: info/'s mtime is the
-	// message's birth.
-	if f.Chmod(s.mode) != nil || os.Chtimes(path, now, now) != nil {
-		f.Close()
-		os.Remove(path)
-		return nil
+	// Its times need no setting: the caller writes it, which makes its modification
+	// time now, as a new file's (info/'s is the message's birth).
+	return os.NewFile(uintptr(fd), path)
+}
+
+// noRenameat2 is set once renameat2 has been found missing (an old kernel, or a file
+// system without RENAME_NOREPLACE).
+var noRenameat2 atomic.Bool
+
+// renameNoReplace renames src to dst unless dst exists: atomically with renameat2,
+// else by a check before the rename (only qmail-send makes names in its directories).
+func renameNoReplace(src, dst string) error {
+	if !noRenameat2.Load() {
+		err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+		if err != unix.ENOSYS && err != unix.EINVAL {
+			return err
+		}
+		noRenameat2.Store(true)
 	}
-	return f
+	if _, err := os.Lstat(dst); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return fs.ErrExist
+	}
+	// syscall.Rename: os.Rename would stat dst once more.
+	return syscall.Rename(src, dst)
 }
 
 // remove replaces os.Remove(path) for a finished file: the file is renamed into
