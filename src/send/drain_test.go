@@ -63,10 +63,15 @@ func TestDrainBacklog(t *testing.T) {
 	var strace *exec.Cmd
 	straceFrom := 0
 	log := mta.Log()
+	var stages *stageTimes
+	if os.Getenv("NOTQMAIL_SEND_DRAIN_STAGES") != "" {
+		stages = newStageTimes()
+	}
 	t0 := time.Now()
 	last, lastDone := t0, 0
 	done, off := 0, 0
-	var cpuUsed time.Duration
+	var cpuUsed, mtaCPU time.Duration
+	loops := 0
 	var rss string
 	deadline := t0.Add(time.Hour)
 	for done < n {
@@ -79,8 +84,16 @@ func TestDrainBacklog(t *testing.T) {
 			s = s[:i+1]
 			off += len(s)
 			done += strings.Count(s, "end msg ")
+			if stages != nil {
+				stages.lines(s, time.Now())
+			}
 		}
 		cpuUsed, rss = procUsage(sendPID)
+		if loops++; loops%25 == 0 || done >= n {
+			if c := treeCPU(ppidOf(sendPID)); c > 0 {
+				mtaCPU = c
+			}
+		}
 		if straceOut != "" && strace == nil && done >= n/5 {
 			strace = exec.Command("strace", "-f", "-c", "-o", straceOut, "-p", strconv.Itoa(sendPID))
 			if err := strace.Start(); err != nil {
@@ -105,6 +118,11 @@ func TestDrainBacklog(t *testing.T) {
 	t.Logf("drained %d in %v: %.0f msg/s; qmail-send CPU %v (%.3f ms/msg), peak RSS %s",
 		n, el.Round(time.Millisecond), float64(n)/el.Seconds(), cpuUsed.Round(time.Millisecond),
 		float64(cpuUsed.Microseconds())/1000/float64(n), rss)
+	if stages != nil {
+		stages.report(t)
+	}
+	t.Logf("all of the MTA's processes (qmail-start's tree): CPU %v (%.3f ms/msg)",
+		mtaCPU.Round(time.Millisecond), float64(mtaCPU.Microseconds())/1000/float64(n))
 	if strings.Contains(log.String(), "alert:") {
 		t.Errorf("alerts in the log:\n%s", grepLines(log.String(), "alert:"))
 	}
@@ -142,6 +160,140 @@ func procUsage(pid int) (time.Duration, string) {
 		}
 	}
 	return cpu, rss
+}
+
+// stageTimes follows messages through qmail-send's log (with NOTQMAIL_SEND_DRAIN_STAGES
+// set), timed when the harness reads the lines (every 20 ms), to show where messages
+// wait: from "info msg" (preprocessed) to "starting delivery" (qmail-clean's todo/
+// answer and the wait for a delivery slot), the delivery itself, and from its end to
+// "end msg".
+type stageTimes struct {
+	info, start, ended map[uint64]time.Time
+	delMsg             map[uint64]uint64 // delivery id -> message id
+	sum                [3]time.Duration
+	cnt                [3]int
+	inFlight, peak     int
+	flightSum, samples int
+}
+
+func newStageTimes() *stageTimes {
+	return &stageTimes{info: map[uint64]time.Time{}, start: map[uint64]time.Time{},
+		ended: map[uint64]time.Time{}, delMsg: map[uint64]uint64{}}
+}
+
+func (st *stageTimes) add(i int, d time.Duration) { st.sum[i] += d; st.cnt[i]++ }
+
+func (st *stageTimes) lines(s string, now time.Time) {
+	for _, l := range strings.Split(s, "\n") {
+		f := strings.Fields(l)
+		for i, w := range f {
+			// Log lines may carry a prefix (a timestamp); find the event word.
+			rest := f[i:]
+			switch {
+			case w == "info" && len(rest) > 2 && rest[1] == "msg":
+				id, _ := strconv.ParseUint(strings.TrimSuffix(rest[2], ":"), 10, 64)
+				st.info[id] = now
+			case w == "starting" && len(rest) > 4 && rest[1] == "delivery":
+				d, _ := strconv.ParseUint(strings.TrimSuffix(rest[2], ":"), 10, 64)
+				id, _ := strconv.ParseUint(rest[4], 10, 64)
+				st.delMsg[d] = id
+				if t, ok := st.info[id]; ok {
+					st.add(0, now.Sub(t))
+				}
+				st.start[id] = now
+				st.inFlight++
+			case w == "delivery" && len(rest) > 2 && (rest[2] == "success:" || rest[2] == "deferral:" || rest[2] == "failure:"):
+				d, _ := strconv.ParseUint(strings.TrimSuffix(rest[1], ":"), 10, 64)
+				id := st.delMsg[d]
+				delete(st.delMsg, d)
+				if t, ok := st.start[id]; ok {
+					st.add(1, now.Sub(t))
+				}
+				st.ended[id] = now
+				st.inFlight--
+			case w == "end" && len(rest) > 2 && rest[1] == "msg":
+				id, _ := strconv.ParseUint(rest[2], 10, 64)
+				if t, ok := st.ended[id]; ok {
+					st.add(2, now.Sub(t))
+				}
+				delete(st.info, id)
+				delete(st.start, id)
+				delete(st.ended, id)
+			default:
+				continue
+			}
+			break
+		}
+	}
+	st.peak = max(st.peak, st.inFlight)
+	st.flightSum += st.inFlight
+	st.samples++
+}
+
+func (st *stageTimes) report(t *testing.T) {
+	names := []string{"info msg -> starting delivery", "delivery", "delivery done -> end msg"}
+	for i, n := range names {
+		if st.cnt[i] > 0 {
+			t.Logf("stage %-30s mean %v over %d", n, (st.sum[i] / time.Duration(st.cnt[i])).Round(time.Millisecond/10), st.cnt[i])
+		}
+	}
+	if st.samples > 0 {
+		t.Logf("deliveries in flight: mean %.1f, peak %d", float64(st.flightSum)/float64(st.samples), st.peak)
+	}
+}
+
+// ppidOf returns a process's parent's pid, or 0.
+func ppidOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+// treeCPU returns the CPU time of root and its living descendants, with the time of
+// their waited-for children.
+func treeCPU(root int) time.Duration {
+	if root <= 1 {
+		return 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			parent[pid] = ppidOf(pid)
+		}
+	}
+	var total time.Duration
+	for pid := range parent {
+		for p := pid; p > 1; p = parent[p] {
+			if p == root {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+				if err != nil {
+					break
+				}
+				s := string(b)
+				f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+				var ticks int64
+				for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+					v, _ := strconv.ParseInt(f[i], 10, 64)
+					ticks += v
+				}
+				total += time.Duration(ticks) * time.Second / 100
+				break
+			}
+		}
+	}
+	return total
 }
 
 func grepLines(s, sub string) string {
