@@ -124,7 +124,7 @@ func TestSandboxBinariesBuiltOnce(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if len(f.calls) != 3 || !strings.HasPrefix(f.calls[1], "go build -o ") ||
-		!strings.HasSuffix(f.calls[1], "./src/cmd/notqmail ./src/cmd/qmail-queue") {
+		!strings.HasSuffix(f.calls[1], " ./src/cmd/"+strings.Join(sandbox.Binaries, " ./src/cmd/")) {
 		t.Fatalf("calls = %q", f.calls)
 	}
 	var binDir string
