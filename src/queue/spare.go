@@ -119,7 +119,7 @@ func (s *Spares) take(dst func(ino uint64) string, fixed bool) (*qfile, error) {
 		// Renamed before it is opened: the winner of a race between takers owns what
 		// it opens at its own name. Never over an existing name, which for mess/ could
 		// be a queued message if the spare is misnamed.
-		switch err := renameNoReplace(p, to); {
+		switch err := RenameNoReplace(p, to); {
 		case err == nil:
 		case errors.Is(err, syscall.ENOENT):
 			continue // another taker won it, or it vanished
@@ -176,10 +176,11 @@ func openSpare(p string, id uint64, uid int) *qfile {
 // within qmail-send's 36 hours.
 const spareFresh = 3600
 
-// renameNoReplace renames old to new unless new exists (EEXIST): renameat2(2) with
+// RenameNoReplace renames old to new unless new exists (EEXIST): renameat2(2) with
 // RENAME_NOREPLACE, or where that is not available an lstat and a rename, which only
-// the queue writer itself could race.
-func renameNoReplace(old, new string) error {
+// the writer of the directory itself could race (qmail-queue for mess/, qmail-send for
+// info/, local/ and remote/).
+func RenameNoReplace(old, new string) error {
 	if sysRenameat2 != 0 && !noRenameat2.Load() {
 		o, err := syscall.BytePtrFromString(old)
 		if err != nil {

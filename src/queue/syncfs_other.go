@@ -3,7 +3,7 @@
 package queue
 
 // sysSyncfs 0: syncFS falls back to sync(2) on the other architectures; sysRenameat2
-// 0: renameNoReplace checks with lstat.
+// 0: RenameNoReplace checks with lstat.
 const (
 	sysSyncfs    = 0
 	sysRenameat2 = 0

@@ -3,7 +3,6 @@ package send
 import (
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/notqmail/notqmail/src/queue"
 )
 
 // spareMax bounds queue/spare/s: beyond it, finished files are unlinked as qmail does.
@@ -244,7 +243,7 @@ func (s *spares) create(path string) (*os.File, error) {
 // a new one instead.
 func (s *spares) adopt(src, name, path string) *os.File {
 	// Never replace an existing file; the caller's O_EXCL reports it.
-	if renameNoReplace(src, path) != nil {
+	if queue.RenameNoReplace(src, path) != nil {
 		return nil
 	}
 	// A bare descriptor: os.OpenFile would offer a regular file to the poller.
@@ -267,27 +266,6 @@ func (s *spares) adopt(src, name, path string) *os.File {
 	// Its times need no setting: the caller writes it, which makes its modification
 	// time now, as a new file's (info/'s is the message's birth).
 	return os.NewFile(uintptr(fd), path)
-}
-
-// noRenameat2 is set once renameat2 has been found missing (an old kernel, or a file
-// system without RENAME_NOREPLACE).
-var noRenameat2 atomic.Bool
-
-// renameNoReplace renames src to dst unless dst exists: atomically with renameat2,
-// else by a check before the rename (only qmail-send makes names in its directories).
-func renameNoReplace(src, dst string) error {
-	if !noRenameat2.Load() {
-		err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
-		if err != unix.ENOSYS && err != unix.EINVAL {
-			return err
-		}
-		noRenameat2.Store(true)
-	}
-	if _, err := os.Lstat(dst); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return fs.ErrExist
-	}
-	// syscall.Rename: os.Rename would stat dst once more.
-	return syscall.Rename(src, dst)
 }
 
 // remove replaces os.Remove(path) for a finished file: the file is renamed into
