@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,6 +353,16 @@ type runner struct {
 	seq  int
 }
 
+// inUse reports whether something listens on 127.0.0.1:port.
+func inUse(port int) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
 // measure creates a fresh instance of who, runs f on it and records the result.
 func (b *runner) measure(ctx context.Context, who string, f func(server) Measurement, nq nqOptions, pf pfOptions) {
 	b.seq++
@@ -359,14 +370,17 @@ func (b *runner) measure(ctx context.Context, who string, f func(server) Measure
 	port := b.o.Port + b.seq%40
 	var srv server
 	var err error
-	switch who {
-	case "postfix":
-		if !b.o.Postfix {
-			return
-		}
+	switch {
+	case who == "postfix" && !b.o.Postfix:
+		return
+	case inUse(port):
+		// Another program (another run of the bench?) would answer in our place, and
+		// the figures would be its.
+		err = fmt.Errorf("127.0.0.1:%d is in use: is another bench running? (%s)", port, PortEnv)
+	case who == "postfix":
 		pf.Port = port
 		srv, err = newPostfix(b.work, tag, pf)
-	case "tcpserver":
+	case who == "tcpserver":
 		nq.TCPServer = true
 		fallthrough
 	default:

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -167,5 +168,20 @@ func TestSettleWaitsForQuiet(t *testing.T) {
 	none := func(string) (float64, error) { return 0, os.ErrNotExist }
 	if waited, state := q.settle(context.Background(), none); waited != 0 || state != "no pressure information" {
 		t.Errorf("no pressure: %v %q", waited, state)
+	}
+}
+
+func TestInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if !inUse(port) {
+		t.Errorf("port %d listened on, but not in use?", port)
+	}
+	l.Close()
+	if inUse(port) {
+		t.Errorf("port %d closed, but still in use?", port)
 	}
 }
