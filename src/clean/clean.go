@@ -80,7 +80,6 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 		close(stop)
 		<-stopped
 		// qmail-send has gone: nothing it removes can follow any more.
-		rec.Close()
 		rec.Flush()
 		rec.Flush()
 	}()

@@ -233,29 +233,18 @@ var noRenameat2 atomic.Bool
 // it (Spares.take), and unlinks a bad one.
 //
 // It keeps spare/q at most Max entries, counting them by readdir at the start and
-// every recount operations. A file beyond that is still moved aside, and then
-// unlinked by one of freers goroutines at once, off the caller's path: unlinking
-// frees its blocks, which on a file system mounted with discard waits for the
-// device, and several waits at once go far faster than one after another. It is safe
-// for concurrent use; Close ends the goroutines.
+// every recount operations, and unlinks files beyond that. It is safe for concurrent
+// use.
 type Recycler struct {
 	Q       Queue
 	Max     int // default MaxSpares
 	mu      sync.Mutex
-	count   int // entries of spare/q, those waiting to be unlinked included
+	count   int
 	ops     int
 	pending []string     // moved aside since the last Flush
 	ready   []string     // moved aside before the last Flush: spares at the next one
 	uid     atomic.Int64 // 1 + the process's effective uid, once known
-
-	freeing int         // moved aside to be unlinked, not yet unlinked
-	free    chan string // their names in spare/q, for the freers
-	freers  sync.WaitGroup
-	closed  bool
 }
-
-// freers is how many goroutines unlink the files moved aside past Max.
-const freers = 8
 
 // euid returns the process's effective uid, asked of the kernel once.
 func (r *Recycler) euid() int {
@@ -303,63 +292,22 @@ func (r *Recycler) RecycleInode(p string, ino uint64) error {
 	if limit == 0 {
 		limit = MaxSpares
 	}
-	// Past limit the file is still moved aside, and a freer unlinks it: unlinking
-	// frees its blocks, which on a file system mounted with discard waits for the
-	// device, and that must not happen here while qmail-send waits for the answer (a
-	// drain with no intake fills spare/q and then removes every message). Only when
-	// limit files wait for the freers, which then fall behind, is the name unlinked
-	// here.
-	spare := r.count-r.freeing < limit
-	if !spare && (r.closed || r.freeing >= limit) {
-		return remove(p)
-	}
-	name := "." + strconv.FormatUint(ino, 10)
-	// syscall.Rename: os.Rename would stat the new name first.
-	if err := syscall.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name)); err != nil {
-		return remove(p)
-	}
-	r.count++
-	if spare {
-		r.pending = append(r.pending, name)
-		return nil
-	}
-	if r.free == nil {
-		r.free = make(chan string, limit)
-		for range freers {
-			r.freers.Add(1)
-			go r.freer(r.free)
+	// Past limit the file is still moved aside, and Flush unlinks it: unlinking frees
+	// its blocks, which on a file system mounted with discard waits for the device,
+	// and that belongs in Flush, not here while qmail-send waits for the answer (a
+	// drain with no intake fills spare/q and then removes every message). Only past
+	// twice the limit, when Flush falls behind, is the name unlinked here.
+	if r.count < 2*limit {
+		name := "." + strconv.FormatUint(ino, 10)
+		// syscall.Rename: os.Rename would stat the new name first.
+		err := syscall.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name))
+		if err == nil {
+			r.count++
+			r.pending = append(r.pending, name)
+			return nil
 		}
 	}
-	r.freeing++
-	r.free <- name // never blocks: at most limit are in flight
-	return nil
-}
-
-// freer unlinks the files of spare/q named on free until it is closed.
-func (r *Recycler) freer(free <-chan string) {
-	defer r.freers.Done()
-	dir := filepath.Join(r.Q.Dir, SpareQ)
-	for name := range free {
-		remove(filepath.Join(dir, name))
-		r.mu.Lock()
-		r.freeing--
-		r.count--
-		r.mu.Unlock()
-	}
-}
-
-// Close waits for the files moved aside to be unlinked to go and ends the freers;
-// later removals past Max unlink the name at once. Files moved aside to become
-// spares wait for Flush, as before.
-func (r *Recycler) Close() {
-	r.mu.Lock()
-	free := r.free
-	r.free, r.closed = nil, true
-	r.mu.Unlock()
-	if free != nil {
-		close(free)
-		r.freers.Wait()
-	}
+	return remove(p)
 }
 
 // remove unlinks p as os.Remove does, with one syscall when it succeeds; a missing p
@@ -408,9 +356,7 @@ func (r *Recycler) Flush() {
 	if limit == 0 {
 		limit = MaxSpares
 	}
-	// Files beyond the limit (spare/q counted anew, or files recovered at the start)
-	// are unlinked, not kept; those already on their way to the freers do not count.
-	excess := r.count - r.freeing - limit
+	excess := r.count - limit // files moved aside past the limit: unlinked, not kept
 	excess = min(excess, len(batch))
 	r.mu.Unlock()
 	if len(batch) == 0 {
