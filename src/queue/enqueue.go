@@ -360,9 +360,12 @@ func (f *qfile) trim() error {
 	return nil
 }
 
-func (f *qfile) sync() error {
+func (f *qfile) sync() error { return fsync(f.fd) }
+
+// fsync is fsync(2), again when a signal interrupts it.
+func fsync(fd int) error {
 	for {
-		err := syscall.Fsync(f.fd)
+		err := syscall.Fsync(fd)
 		if err != syscall.EINTR {
 			return err
 		}
@@ -377,12 +380,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	for {
-		err = syscall.Fsync(fd)
-		if err != syscall.EINTR {
-			break
-		}
-	}
+	err = fsync(fd)
 	syscall.Close(fd)
 	if err != nil {
 		return &os.PathError{Op: "sync", Path: dir, Err: err}
