@@ -38,10 +38,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/notqmail/notqmail/src/control"
+	"github.com/notqmail/notqmail/src/fileid"
 )
 
 // Names of the control files, relative to the control directory.
@@ -71,14 +71,8 @@ type Store struct {
 }
 
 type entry struct {
-	id   fileID
+	id   fileid.ID
 	cert *tls.Certificate
-}
-
-type fileID struct {
-	dev, ino uint64
-	size     int64
-	mtime    time.Time
 }
 
 // Open loads control/servercert.pem and every control/tls/*.pem, returning an
@@ -227,14 +221,10 @@ func (s *Store) get(p string) (*tls.Certificate, error) {
 	return c, nil
 }
 
-func stat(p string) (fileID, error) {
-	fi, err := os.Stat(p)
+func stat(p string) (fileid.ID, error) {
+	id, err := fileid.Stat(p)
 	if err != nil {
-		return fileID{}, err
-	}
-	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(st.Dev), st.Ino
+		return fileid.ID{}, &fs.PathError{Op: "stat", Path: p, Err: err}
 	}
 	return id, nil
 }

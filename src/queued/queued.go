@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/notqmail/notqmail/src/fileid"
 	"github.com/notqmail/notqmail/src/queue"
 )
 
@@ -80,7 +81,7 @@ type Server struct {
 	Sync queue.Syncer
 
 	mu       sync.Mutex
-	progStat progID
+	progStat fileid.ID // bin/qmail-queue as last checked, so that a replacement is noticed
 	progOK   bool
 	active   sync.WaitGroup
 	n        atomic.Int64
@@ -89,13 +90,6 @@ type Server struct {
 	idleMu   sync.Mutex
 	idle     map[*net.UnixConn]bool // connections waiting for a next message
 	stopping bool
-}
-
-// progID identifies one version of bin/qmail-queue, so that a replacement is noticed.
-type progID struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime syscall.Timespec
 }
 
 // Genuine reports whether the program at p was built from notqmail's qmail-queue.
@@ -115,7 +109,7 @@ func (s *Server) Usable() bool {
 		s.logf("warning: unable to stat %s: %v; clients run it themselves", s.QueueProgram, err)
 		return false
 	}
-	id := progID{uint64(st.Dev), st.Ino, st.Size, st.Mtim, st.Ctim}
+	id := fileid.Of(&st)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if id == s.progStat {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/notqmail/notqmail/src/cdb"
+	"github.com/notqmail/notqmail/src/fileid"
 	"github.com/notqmail/notqmail/src/users"
 )
 
@@ -24,19 +25,8 @@ const maxHeldCDB = 8 << 20
 // file costs one stat and is looked up in memory.
 type usersCDB struct {
 	mu sync.Mutex
-	id fileID
+	id fileid.ID
 	r  *cdb.Reader // nil: nothing held
-}
-
-// fileID is what tells one version of a file from another.
-type fileID struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime syscall.Timespec
-}
-
-func idOf(st *syscall.Stat_t) fileID {
-	return fileID{uint64(st.Dev), uint64(st.Ino), st.Size, st.Mtim, st.Ctim}
 }
 
 // lookup is users.Lookup on the file at path.
@@ -72,7 +62,7 @@ func (u *usersCDB) reader(path string) (*cdb.Reader, error) {
 		}
 		return nil, err
 	}
-	if u.r != nil && idOf(&st) == u.id {
+	if u.r != nil && fileid.Of(&st) == u.id {
 		return u.r, nil
 	}
 	u.r = nil
@@ -103,6 +93,6 @@ func (u *usersCDB) reader(path string) (*cdb.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	u.r, u.id = r, idOf(&st)
+	u.r, u.id = r, fileid.Of(&st)
 	return r, nil
 }
