@@ -187,10 +187,15 @@ func (cfg *Config) logf(format string, args ...any) {
 	}
 }
 
+// ForThisProcess reports whether sockets were passed to this process by socket
+// activation (LISTEN_PID names it): whether Activated will have listeners to return.
+// LISTEN_FDS alone may be left over in the environment of some other process.
+func ForThisProcess() bool { return os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) }
+
 // Activated returns the sockets passed by systemd-style socket activation
 // (LISTEN_PID naming this process, LISTEN_FDS counting descriptors from 3), or nil.
 func Activated() ([]net.Listener, error) {
-	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+	if !ForThisProcess() {
 		return nil, nil
 	}
 	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))

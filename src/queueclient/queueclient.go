@@ -346,12 +346,7 @@ type keptConn struct {
 func (k *keptConns) take(key string) *net.UnixConn {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	l := k.m[key]
-	// Oldest first: those kept too long are a prefix.
-	for len(l) > 0 && time.Since(l[0].since) >= KeepFor {
-		l[0].c.Close()
-		l = l[1:]
-	}
+	l := k.dropStale(k.m[key])
 	if len(l) == 0 {
 		delete(k.m, key)
 		return nil
@@ -361,10 +356,22 @@ func (k *keptConns) take(key string) *net.UnixConn {
 	return c
 }
 
+// dropStale closes the connections of l kept too long and returns the rest; l is
+// oldest first, so those are a prefix.
+func (k *keptConns) dropStale(l []keptConn) []keptConn {
+	for len(l) > 0 && time.Since(l[0].since) >= KeepFor {
+		l[0].c.Close()
+		l = l[1:]
+	}
+	return l
+}
+
 func (k *keptConns) put(key string, c *net.UnixConn) {
 	k.mu.Lock()
-	if len(k.m[key]) < MaxKept {
-		k.m[key] = append(k.m[key], keptConn{c, time.Now()})
+	// Stale ones go here too, so that a list only ever added to does not keep
+	// connections qmail-queued has closed.
+	if l := k.dropStale(k.m[key]); len(l) < MaxKept {
+		k.m[key] = append(l, keptConn{c, time.Now()})
 		c = nil
 	}
 	k.mu.Unlock()

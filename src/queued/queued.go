@@ -1,8 +1,8 @@
 // Package queued is qmail-queued: a long-running qmail-queue. It runs as qmailq,
 // listens on the unix socket QMAILHOME/run/qmail-queue, and queues each message sent
-// on a connection (one, or several in turn) exactly as qmail-queue would (package queue's Enqueue: the same Received
-// line, envelope checks, files, durability order and exit codes), so that a program
-// queueing mail costs a connection instead of a process start. Concurrent messages
+// on a connection (one, or several in turn) exactly as qmail-queue would (package
+// queue's Enqueue: the same Received line, envelope checks, files, durability order
+// and exit codes), so that a program queueing mail costs no process start. Concurrent messages
 // share their syncs (group commit, Server.Sync): one syncfs(2) makes the mess/ and
 // intd/ files of every message then waiting durable, another their todo/ links. The caller's identity, which
 // qmail-queue takes from getuid and getpid, comes from the socket's SO_PEERCRED.

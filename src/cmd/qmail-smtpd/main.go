@@ -15,6 +15,7 @@ import (
 
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
+	"github.com/notqmail/notqmail/src/listener"
 	"github.com/notqmail/notqmail/src/smtpd"
 	"github.com/notqmail/notqmail/src/timerslack"
 )
@@ -40,7 +41,7 @@ func smtpdMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: qmail-smtpd [-l host:port] [-c n] [-i n] [-x rules] [-H name] [-T] [-S] [hostname checkpassword [args...]]")
 		return 100
 	}
-	if *listen != "" || os.Getenv("LISTEN_FDS") != "" {
+	if *listen != "" || listener.ForThisProcess() {
 		// A listener is a daemon: coarse timers (timerslack explains why).
 		if err := timerslack.Reexec(); err != nil {
 			fmt.Fprintln(os.Stderr, "qmail-smtpd: warning: running with fine timers:", err)
