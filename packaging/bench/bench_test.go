@@ -53,7 +53,7 @@ func TestMarkdownRatiosAndProfile(t *testing.T) {
 	r := &Results{
 		Machine: Machine{CPUs: 2, Commit: "abc", Loads: []string{"1 smtp notqmail 10: 1.00 2.00 3.00"}},
 		Measurements: []Measurement{
-			{Scenario: "1 smtp", MTA: "notqmail", Sessions: 10, Messages: 100, E2E: 300, CPUms: 2},
+			{Scenario: "1 smtp", MTA: "notqmail", Sessions: 10, Messages: 100, E2E: 300, CPUms: 2, DiskKiB: 61.4, Flushes: 0.5},
 			{Scenario: "1 smtp", MTA: "Postfix", Sessions: 10, Messages: 100, E2E: 200, CPUms: 4},
 			{Scenario: "2 smtp tcpserver", MTA: "notqmail (tcpserver)", Sessions: 10, Messages: 100, E2E: 100, CPUms: 8},
 			{Scenario: "5 scale", MTA: "notqmail", Messages: 20, E2E: 10, WindowSize: 10, Windows: []float64{10, 8}, DaemonRSS: []int64{1 << 20, 1 << 20}},
@@ -64,7 +64,8 @@ func TestMarkdownRatiosAndProfile(t *testing.T) {
 		}},
 	}
 	md := Markdown(r)
-	for _, want := range []string{"| 1.50× | 0.50× | 1.00 2.00 3.00 |", "| 0.50× | 2.00× |", "Last window over first: 0.80.",
+	for _, want := range []string{"| 1.50× | 0.50× | 1.00 2.00 3.00 |", "| 0.50× | 2.00× |",
+		"| 2.00 | 61 | 0.50 |", "| 4.00 | - | - |", "Last window over first: 0.80.",
 		"| qmail-smtpd | 1000 | 50.0% |", "| qmail-send | 600 | 30.0% |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)

@@ -53,6 +53,10 @@ func Markdown(r *Results) string {
 	p("  smtpd, cleanup, virtual, ...); `cpuacct.usage_user + usage_sys` over the measurement, divided by\n")
 	p("  the messages. The load generators are outside the cgroup, except in scenario 3, where the\n")
 	p("  shell loop running sendmail is inside it for both MTAs. -1 means no cgroup was available.\n")
+	p("- *Disk KiB/msg* and *flushes/msg*: the block device holding both MTAs' files, from its\n")
+	p("  counters in /sys (KiB written, cache flushes completed) over the measurement, per message:\n")
+	p("  what the fsyncs, syncfs calls and journal commits cost the disk. The whole device counts,\n")
+	p("  so anything else writing to it then counts too; - means no counters.\n")
 	p("- *Peak RSS*: /proc sampled every 100 ms, the largest sum of VmRSS over the instance's\n")
 	p("  processes; *qmgr RSS* is the queue manager's VmHWM (qmail-send, Postfix's qmgr).\n")
 	p("- Scenarios 4 and 5 first queue the messages over SMTP (smtp-source, 20 sessions) with only the\n")
@@ -64,8 +68,8 @@ func Markdown(r *Results) string {
 	p("## Scenarios 1-4\n\n")
 	p("Ratio: notqmail's end-to-end rate over Postfix's in the same scenario and concurrency (above 1: notqmail faster);\n")
 	p("CPU ratio: notqmail's CPU per message over Postfix's (below 1: notqmail cheaper).\n\n")
-	p("| scenario | MTA | sessions | messages | accept/s | end-to-end/s | CPU ms/msg | peak RSS | qmgr RSS | ratio | CPU ratio | load |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	p("| scenario | MTA | sessions | messages | accept/s | end-to-end/s | CPU ms/msg | disk KiB/msg | flushes/msg | peak RSS | qmgr RSS | ratio | CPU ratio | load |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	loads := map[string]string{}
 	for _, l := range m.Loads {
 		if k, v, ok := strings.Cut(l, ": "); ok {
@@ -95,11 +99,11 @@ func Markdown(r *Results) string {
 			}
 		}
 		if x.Error != "" {
-			p("| %s | %s | %s | %d | error: %s | | | | | | | |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages, oneLine(x.Error))
+			p("| %s | %s | %s | %d | error: %s | | | | | | | | | |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages, oneLine(x.Error))
 			continue
 		}
-		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
-			rate(x.Accept), x.E2E, cpu(x.CPUms), mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
+		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
+			rate(x.Accept), x.E2E, cpu(x.CPUms), disk(x.DiskKiB, "%.0f"), disk(x.Flushes, "%.2f"), mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
 			withSettled(loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)], x.Settled))
 	}
 	p("\n")
@@ -113,8 +117,8 @@ func Markdown(r *Results) string {
 			p("- %s, %d messages: error: %s\n\n", x.MTA, x.Messages, oneLine(x.Error))
 			continue
 		}
-		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; peak RSS %s, %s peak %s.\n\n",
-			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
+		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; %s disk KiB and %s flushes per message; peak RSS %s, %s peak %s.\n\n",
+			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), disk(x.DiskKiB, "%.0f"), disk(x.Flushes, "%.2f"), mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
 		if x.Settled != "" {
 			p("Pressure when it started: %s.\n\n", x.Settled)
 		}
@@ -204,6 +208,15 @@ func cpu(v float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// disk formats a per-message disk figure; 0 means the counters were unknown (a
+// measurement writes at least its messages).
+func disk(v float64, format string) string {
+	if v <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func oneLine(s string) string {

@@ -28,6 +28,11 @@ type Measurement struct {
 	CPUms    float64 `json:"cpu_ms_per_msg"` // -1 when unavailable
 	PeakRSS  int64   `json:"peak_rss_bytes"` // summed over the MTA's processes
 	DaemonRS int64   `json:"queue_manager_peak_rss_bytes,omitempty"`
+	// DiskKiB and Flushes are what the disk holding the MTA's files was asked to do
+	// per message over the measurement: KiB written and cache flushes (the whole
+	// device, so other writers on it count too); 0 when its counters are unknown.
+	DiskKiB float64 `json:"disk_write_kib_per_msg,omitempty"`
+	Flushes float64 `json:"disk_flushes_per_msg,omitempty"`
 	// Windows are delivery rates (messages/s) per window of WindowSize messages.
 	Windows    []float64 `json:"windows_per_s,omitempty"`
 	WindowSize int       `json:"window_size,omitempty"`
@@ -104,15 +109,19 @@ func queueDrained(s server, n int) func() (int, error) {
 }
 
 type meter struct {
-	s    server
-	cpu0 time.Duration
-	mem  *memSampler
-	t0   time.Time
+	s     server
+	cpu0  time.Duration
+	mem   *memSampler
+	t0    time.Time
+	disk  string // the stat file of the disk under s.NewDir()
+	disk0 diskCounters
+	diskk bool
 }
 
 func startMeter(s server) *meter {
-	m := &meter{s: s, mem: startSampler(s.Acct(), 100*time.Millisecond)}
+	m := &meter{s: s, mem: startSampler(s.Acct(), 100*time.Millisecond), disk: diskStatPath(s.NewDir())}
 	m.cpu0, _ = s.Acct().cpu()
+	m.disk0, m.diskk = readDisk(m.disk)
 	m.t0 = time.Now()
 	return m
 }
@@ -123,6 +132,10 @@ func (m *meter) finish(r *Measurement) {
 	r.CPUms = -1
 	if c, err := m.s.Acct().cpu(); err == nil {
 		r.CPUms = float64(c-m.cpu0) / float64(time.Millisecond) / float64(r.Messages)
+	}
+	if d, ok := readDisk(m.disk); ok && m.diskk && r.Messages > 0 {
+		r.DiskKiB = float64(d.sectors-m.disk0.sectors) / 2 / float64(r.Messages)
+		r.Flushes = float64(d.flushes-m.disk0.flushes) / float64(r.Messages)
 	}
 	var procs map[string]int64
 	r.PeakRSS, procs = m.mem.finish()
