@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -122,6 +123,51 @@ func TestErrorReachesTheGroup(t *testing.T) {
 	s.syncfs = func(int) error { return nil }
 	if err := s.Sync(); err != nil {
 		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// A syncfs that was running when a caller came, and failed, fails that caller too,
+// although the syncfs started for it succeeds: the running one may have taken the
+// writeback error of the caller's data, which the kernel reports only once.
+func TestErrorOfOverlappingSyncReachesCaller(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	entered := make(chan struct{}, 10)
+	release := make(chan error)
+	s.syncfs = func(int) error {
+		entered <- struct{}{}
+		return <-release
+	}
+	first := make(chan error)
+	go func() { first <- s.Sync() }()
+	<-entered
+	second := make(chan error)
+	go func() { second <- s.Sync() }()
+	for {
+		s.mu.Lock()
+		n := s.waiting
+		s.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release <- syscall.EIO
+	if err := <-first; !errors.Is(err, syscall.EIO) {
+		t.Fatalf("first caller: %v, want EIO", err)
+	}
+	<-entered
+	release <- nil
+	if err := <-second; !errors.Is(err, syscall.EIO) {
+		t.Fatalf("second caller: %v, want the EIO of the syncfs it overlapped", err)
+	}
+	// A caller that overlapped nothing gets its own syncfs's success.
+	go func() { <-entered; release <- nil }()
+	if err := s.Sync(); err != nil {
+		t.Fatalf("later caller: %v", err)
 	}
 }
 

@@ -36,8 +36,8 @@ func recordSyncs(t *testing.T, r *syncRecorder) {
 		return old(f)
 	}
 	oldOpen := openSyncer
-	openSyncer = func(dir string) (syncer, error) {
-		s, err := oldOpen(dir)
+	openSyncer = func(dir, sock string) (syncer, error) {
+		s, err := oldOpen(dir, sock)
 		if err != nil {
 			return nil, err
 		}
@@ -308,12 +308,16 @@ func TestPreprocessSyncFailureKeepsTodo(t *testing.T) {
 	spareLowWater = 0
 	q := makeQueue(t)
 	old := openSyncer
-	openSyncer = func(dir string) (syncer, error) {
-		s, err := old(dir)
+	// Syncs fail until the checks below are done: a second scan of todo/ (a trigger
+	// pulled twice) must not succeed behind the test's back.
+	fs := &failingSyncer{fails: 1 << 30}
+	openSyncer = func(dir, sock string) (syncer, error) {
+		s, err := old(dir, sock)
 		if err != nil {
 			return nil, err
 		}
-		return &failingSyncer{syncer: s, fails: 1}, nil
+		fs.syncer = s
+		return fs, nil
 	}
 	t.Cleanup(func() { openSyncer = old })
 	id := enqueue(t, q, "joe@remote.example", "ok1@here.example")
@@ -326,6 +330,9 @@ func TestPreprocessSyncFailureKeepsTodo(t *testing.T) {
 	if h.spawn[Local].count("ok1@here.example") != 0 {
 		t.Fatal("a delivery started from files that were never synced")
 	}
+	fs.mu.Lock()
+	fs.fails = 0
+	fs.mu.Unlock()
 	h.pull()
 	waitFor(t, h, "delivery", func() bool { return gone(q, id) })
 	if n := h.spawn[Local].count("ok1@here.example"); n != 1 {
