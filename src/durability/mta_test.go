@@ -197,12 +197,6 @@ func TestSendAndDeliveryFsyncOrder(t *testing.T) {
 	}
 	if worker := find(ev, 0, func(e Event) bool { return e.Call == "execve" && strings.Contains(e.Args, `"--worker"`) }); worker != nil {
 		t.Logf("delivered by a qmail-local worker: %s", worker.Line)
-		// The maildir shares the queue's file system, so qmail-queued's sync service
-		// made the delivery durable (the order was checked above): the worker made
-		// no syncfs through its own descriptor of new/.
-		if own := find(ev, 0, func(e Event) bool { return IsSyncAll(e) && e.FDPath() == filepath.Join(md, "new") }); own != nil {
-			t.Errorf("the worker synced by itself (%s), not through qmail-queued's sync service", own)
-		}
 	} else {
 		t.Logf("delivered by an exec'ed qmail-local")
 	}
@@ -301,27 +295,16 @@ func TestRecyclingWaitsForDurableRemoval(t *testing.T) {
 }
 
 // TestDeliveryFsyncFailureDefers runs a whole MTA under strace with every fsync of the
-// Maildir's new/ failing, and every syncfs through it (a worker's group commit), so
-// that no delivery there can be made durable, and checks that qmail-lspawn reports a
-// temporary failure (qmail-send logs a deferral, never a success), that no message is
-// left in new/ or tmp/, and that the message stays queued for a retry.
-//
-// The worker syncs by itself here: qmail-queued's sync service, which would sync the
-// sandbox's maildirs for it (they share the queue's file system), is removed once it
-// is there. A failure of the service's syncfs reaching the worker's Sync is
-// package groupsync's test (TestServiceErrorReachesClient).
+// Maildir's new/ failing, and every syncfs through it (a worker's group commit), so that no delivery there can be made durable, and checks
+// that qmail-lspawn reports a temporary failure (qmail-send logs a deferral, never a
+// success), that no message is left in new/ or tmp/, and that the message stays
+// queued for a retry.
 func TestDeliveryFsyncFailureDefers(t *testing.T) {
 	h := sandbox.New(t, sandbox.Options{})
 	md := realDir(t, h.Maildir("alice"))
 	// A qmail-local worker makes the delivery durable with syncfs calls on a
 	// descriptor of new/ (maildir.GroupSync); an exec'ed one fsyncs new/.
 	m := startTracedMTA(t, h, []string{"-P", filepath.Join(md, "new"), "-e", "inject=fsync:error=EIO", "-e", "inject=syncfs:error=EIO"})
-	waitQueued(t, h)
-	ssock := queued.SyncSocketPath(h.Dir)
-	waitFor(t, "qmail-queued's sync service "+ssock, func() bool { _, err := os.Stat(ssock); return err == nil })
-	if err := os.Remove(ssock); err != nil {
-		t.Fatal(err)
-	}
 	if err := h.Submit(strings.NewReader("Subject: doomed delivery\n\nbody\n"), "bob@far.example", []string{"alice@" + h.Domain}); err != nil {
 		t.Fatal(err)
 	}

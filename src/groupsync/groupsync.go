@@ -16,18 +16,9 @@
 // caller's own fsyncs would. Its errors are the file system's writeback errors since
 // the Syncer opened it (Linux 5.8 and later), so a failed write anywhere on the file
 // system fails the group: a temporary failure, never a false success.
-//
-// Processes share too: a Syncer can serve other processes on its file system (Serve),
-// and a Syncer opened with OpenVia asks such a service to sync for it, falling back to
-// its own syncfs when the service is away or on another file system. On ext4 without a
-// journal every syncfs writes all dirty metadata of the file system and flushes the
-// disk's cache, so several processes each running their own stream of syncfs calls
-// write the same directory and inode blocks again and again; one stream for all of them
-// writes each once per round.
 package groupsync
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -38,9 +29,7 @@ import (
 // Syncer batches syncfs calls on one file system. Its zero value is not usable; use
 // Open.
 type Syncer struct {
-	f   *os.File // any file on the file system; its descriptor names it to syncfs
-	dev uint64   // the file system's device number (st_dev)
-	via *client  // the service this Syncer asks (OpenVia), or nil
+	f *os.File // any file on the file system; its descriptor names it to syncfs
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -63,24 +52,13 @@ func Open(path string) (*Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	s := &Syncer{f: f, dev: uint64(st.Dev), syncfs: unix.Syncfs}
+	s := &Syncer{f: f, syncfs: unix.Syncfs}
 	s.cond = sync.NewCond(&s.mu)
 	return s, nil
 }
 
-// Close releases the Syncer's descriptor (and its connection to a service). Sync must
-// not be called after it.
-func (s *Syncer) Close() error {
-	if s.via != nil {
-		s.via.close()
-	}
-	return s.f.Close()
-}
+// Close releases the Syncer's descriptor. Sync must not be called after it.
+func (s *Syncer) Close() error { return s.f.Close() }
 
 // Sync returns once everything written to the file system before the call is on
 // disk, or the error of the syncfs that should have put it there. A syncfs that was
@@ -89,12 +67,6 @@ func (s *Syncer) Close() error {
 // reports a writeback error once per open file) and the next one would succeed, so
 // its failure fails the caller as well.
 func (s *Syncer) Sync() error {
-	if s.via != nil {
-		// The service's answer, or (when it is away) a syncfs of our own.
-		if err := s.via.ask(); !errors.Is(err, errUnreachable) {
-			return err
-		}
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The first syncfs to start after this moment covers our writes.

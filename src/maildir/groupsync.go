@@ -17,11 +17,6 @@ const maxFileSystems = 16
 // instead of each fsyncing its file and new/. Its zero value is ready to use; it is
 // safe for concurrent use.
 type GroupSync struct {
-	// Service, if not "", is the socket of a sync service (groupsync.OpenVia):
-	// qmail-queued's, whose syncfs calls then also cover maildirs on the queue's
-	// file system. Set it before the first delivery.
-	Service string
-
 	mu      sync.Mutex
 	syncers map[uint64]*groupsync.Syncer
 	opened  func(dev uint64) // tests: called when a syncer is opened
@@ -43,11 +38,7 @@ func (g *GroupSync) syncer(newDir string) func() error {
 	if len(g.syncers) >= maxFileSystems {
 		return nil
 	}
-	open := groupsync.Open
-	if g.Service != "" {
-		open = func(dir string) (*groupsync.Syncer, error) { return groupsync.OpenVia(dir, g.Service) }
-	}
-	s, err := open(newDir)
+	s, err := groupsync.Open(newDir)
 	if err != nil {
 		return nil
 	}

@@ -45,16 +45,6 @@ import (
 // qmailq and mode 0755, so only qmailq can put a socket there.
 const Socket = "run/qmail-queue"
 
-// SyncSocket is the path, relative to QMAILHOME, of qmail-queued's sync service
-// (groupsync.Syncer.Serve): the syncfs calls it makes for the messages it queues also
-// serve qmail-send and qmail-local, when their files are on the queue's file system.
-// Like Socket it lies in run/, where only qmailq can bind: its clients trust its
-// replies.
-const SyncSocket = "run/qmail-sync"
-
-// SyncSocketPath is the sync service's socket under QMAILHOME home.
-func SyncSocketPath(home string) string { return filepath.Join(home, SyncSocket) }
-
 // Ready is the server's greeting.
 const Ready = 'Q'
 

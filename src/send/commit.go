@@ -14,15 +14,9 @@ type syncer interface {
 	io.Closer
 }
 
-// openSyncer opens the syncer for the file system holding dir, asking the sync
-// service at sock (if not "") to sync it; tests replace it to see when the queue is
-// synced.
-var openSyncer = func(dir, sock string) (syncer, error) {
-	if sock == "" {
-		return groupsync.Open(dir)
-	}
-	return groupsync.OpenVia(dir, sock)
-}
+// openSyncer opens the syncer for the file system holding dir; tests replace it to
+// see when the queue is synced.
+var openSyncer = func(dir string) (syncer, error) { return groupsync.Open(dir) }
 
 // commits is qmail-send's group commit: preprocessing goroutines write their
 // messages' files, then call sync, and one syncfs makes the files, their inodes and

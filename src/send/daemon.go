@@ -62,10 +62,6 @@ type Daemon struct {
 	Inject  Injector
 	Trigger <-chan struct{}  // pulled by qmail-queue; may be nil
 	Signals <-chan os.Signal // SIGTERM, SIGALRM, SIGHUP; may be nil
-	// SyncService is the socket of qmail-queued's sync service (groupsync), which
-	// then makes the preprocessed files durable with the syncfs calls it makes for
-	// the messages it queues; "" or a service away: qmail-send calls syncfs itself.
-	SyncService string
 
 	concurrency [nchan]int
 	used        [nchan]int
@@ -225,7 +221,7 @@ func (d *Daemon) Run() error {
 		}()
 	}
 
-	sy, err := openSyncer(d.Queue.Dir, d.SyncService)
+	sy, err := openSyncer(d.Queue.Dir)
 	if err != nil {
 		d.Log.Alert("cannot start: unable to open the queue for syncing: " + err.Error())
 		return err

@@ -36,8 +36,8 @@ func recordSyncs(t *testing.T, r *syncRecorder) {
 		return old(f)
 	}
 	oldOpen := openSyncer
-	openSyncer = func(dir, sock string) (syncer, error) {
-		s, err := oldOpen(dir, sock)
+	openSyncer = func(dir string) (syncer, error) {
+		s, err := oldOpen(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -311,8 +311,8 @@ func TestPreprocessSyncFailureKeepsTodo(t *testing.T) {
 	// Syncs fail until the checks below are done: a second scan of todo/ (a trigger
 	// pulled twice) must not succeed behind the test's back.
 	fs := &failingSyncer{fails: 1 << 30}
-	openSyncer = func(dir, sock string) (syncer, error) {
-		s, err := old(dir, sock)
+	openSyncer = func(dir string) (syncer, error) {
+		s, err := old(dir)
 		if err != nil {
 			return nil, err
 		}

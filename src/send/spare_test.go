@@ -318,7 +318,7 @@ func processesIn(dir string) bool {
 // testCommits returns commits on t's temporary directory's file system.
 func testCommits(t *testing.T) *commits {
 	t.Helper()
-	sy, err := openSyncer(t.TempDir(), "")
+	sy, err := openSyncer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -219,7 +219,7 @@ func TestPreparedInfoMatchesInfoFile(t *testing.T) {
 	rw := &Rewriter{EnvNoAtHost: "here.example", Locals: map[string]bool{"here.example": true},
 		PercentHack: map[string]bool{}, VirtualDoms: map[string]string{}}
 	d := &Daemon{Queue: q, Config: &Config{Rewriter: rw}}
-	sy, err := openSyncer(q.Dir, "")
+	sy, err := openSyncer(q.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/local"
 	"github.com/notqmail/notqmail/src/maildir"
 	"github.com/notqmail/notqmail/src/queueclient"
-	"github.com/notqmail/notqmail/src/queued"
 	"github.com/notqmail/notqmail/src/spawn"
 )
 
@@ -77,9 +75,8 @@ func localWorker() int {
 		fmt.Fprintln(os.Stderr, "qmail-local: worker: descriptor 3 is not a unix socket")
 		return local.Temporary
 	}
-	// One syncfs per file system serves all the Maildir deliveries waiting for it;
-	// on the queue's file system, qmail-queued's syncfs calls serve them.
-	gs := &maildir.GroupSync{Service: queued.SyncSocketPath(home.Dir())}
+	// One syncfs per file system serves all the Maildir deliveries waiting for it.
+	gs := new(maildir.GroupSync)
 	defer gs.Close()
 	err = spawn.ServeWorker(conn, func(args []string, msg, out *os.File) int {
 		p := local.Params{User: args[0], Home: args[1], Local: args[2], Dash: args[3],

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -65,10 +64,8 @@ func queuedMain(args []string) int {
 	srv.Spares = queue.NewSpares(srv.Queue)
 	// Opened before anything is queued, so that syncfs reports every writeback error
 	// of the messages this service queues.
-	gs, err := groupsync.Open(".")
-	if err != nil {
+	if gs, err := groupsync.Open("."); err != nil {
 		say("warning: unable to open the queue directory for group commit: %v; each message syncs its own files", err)
-		gs = nil
 	} else {
 		defer gs.Close()
 		srv.Sync = gs
@@ -86,30 +83,16 @@ func queuedMain(args []string) int {
 		io.Copy(io.Discard, os.Stdin)
 		return 111
 	}
+	// Remove the socket at the end only while it is still ours: a qmail-queued started
+	// meanwhile by a new qmail-start may have replaced it.
 	l.SetUnlinkOnClose(false)
-	unlink := unlinkIfMine(sock)
-	// The sync service: qmail-send, and qmail-local for maildirs on the queue's file
-	// system, have their files synced by this process's syncfs calls, shared with the
-	// messages being queued, instead of running syncfs calls of their own.
-	var syncL *net.UnixListener
-	syncDone := make(chan struct{})
-	if gs != nil {
-		ssock := queued.SyncSocketPath(home.Dir())
-		if syncL, err = queued.Listen(ssock); err != nil {
-			say("warning: unable to listen on %s: %v; the other daemons sync by themselves", ssock, err)
-			syncL = nil
-		} else {
-			syncL.SetUnlinkOnClose(false)
-			unlinkSync := unlinkIfMine(ssock)
-			defer unlinkSync()
-			go func() {
-				defer close(syncDone)
-				gs.Serve(syncL, maxSyncConns)
-			}()
+	var mine syscall.Stat_t
+	syscall.Stat(sock, &mine)
+	unlink := func() {
+		var now syscall.Stat_t
+		if syscall.Stat(sock, &now) == nil && now.Dev == mine.Dev && now.Ino == mine.Ino {
+			os.Remove(sock)
 		}
-	}
-	if syncL == nil {
-		close(syncDone)
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM)
@@ -123,35 +106,9 @@ func queuedMain(args []string) int {
 		unlink() // new clients run bin/qmail-queue while the last messages finish
 		l.Close()
 	}()
-	err = srv.Serve(l)
-	// Syncs asked for until the last message was queued have been answered; the
-	// clients sync by themselves from now on.
-	if syncL != nil {
-		syncL.Close()
-	}
-	<-syncDone
-	if err != nil {
+	if err := srv.Serve(l); err != nil {
 		say("alert: %v", err)
 		return 111
 	}
 	return 0
-}
-
-// maxSyncConns bounds the sync service's connections: qmail-send's and one per
-// qmail-local worker (at most concurrencylocal of them). Clients beyond it sync by
-// themselves.
-const maxSyncConns = 512
-
-// unlinkIfMine returns a function that removes the socket at path only while it is
-// still the one made now: a qmail-queued started meanwhile by a new qmail-start may
-// have replaced it.
-func unlinkIfMine(path string) func() {
-	var mine syscall.Stat_t
-	syscall.Stat(path, &mine)
-	return func() {
-		var now syscall.Stat_t
-		if syscall.Stat(path, &now) == nil && now.Dev == mine.Dev && now.Ino == mine.Ino {
-			os.Remove(path)
-		}
-	}
 }

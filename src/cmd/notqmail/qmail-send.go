@@ -9,7 +9,6 @@ import (
 	"github.com/notqmail/notqmail/src/control"
 	"github.com/notqmail/notqmail/src/home"
 	"github.com/notqmail/notqmail/src/queue"
-	"github.com/notqmail/notqmail/src/queued"
 	"github.com/notqmail/notqmail/src/send"
 )
 
@@ -58,8 +57,6 @@ func sendMain(args []string) int {
 		Inject:  send.QueueInjector{},
 		Trigger: trigger,
 		Signals: sigs,
-		// Started by the same qmail-start, sharing its syncfs calls.
-		SyncService: queued.SyncSocketPath(home.Dir()),
 	}
 	if err := d.Run(); err != nil {
 		return 111
