@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,7 +27,7 @@ func diskStatPath(dir string) string {
 		if err := syscall.Stat(dir, &st); err == nil {
 			break
 		}
-		parent := dir[:max(strings.LastIndexByte(dir, '/'), 1)]
+		parent := filepath.Dir(dir)
 		if parent == dir {
 			return ""
 		}
