@@ -109,19 +109,19 @@ func queueDrained(s server, n int) func() (int, error) {
 }
 
 type meter struct {
-	s     server
-	cpu0  time.Duration
-	mem   *memSampler
-	t0    time.Time
-	disk  string // the stat file of the disk under s.NewDir()
-	disk0 diskCounters
-	diskk bool
+	s      server
+	cpu0   time.Duration
+	mem    *memSampler
+	t0     time.Time
+	disk   string // the stat file of the disk under s.NewDir()
+	disk0  diskCounters
+	diskOK bool
 }
 
 func startMeter(s server) *meter {
 	m := &meter{s: s, mem: startSampler(s.Acct(), 100*time.Millisecond), disk: diskStatPath(s.NewDir())}
 	m.cpu0, _ = s.Acct().cpu()
-	m.disk0, m.diskk = readDisk(m.disk)
+	m.disk0, m.diskOK = readDisk(m.disk)
 	m.t0 = time.Now()
 	return m
 }
@@ -133,7 +133,7 @@ func (m *meter) finish(r *Measurement) {
 	if c, err := m.s.Acct().cpu(); err == nil {
 		r.CPUms = float64(c-m.cpu0) / float64(time.Millisecond) / float64(r.Messages)
 	}
-	if d, ok := readDisk(m.disk); ok && m.diskk && r.Messages > 0 {
+	if d, ok := readDisk(m.disk); ok && m.diskOK && r.Messages > 0 {
 		r.DiskKiB = float64(d.sectors-m.disk0.sectors) / 2 / float64(r.Messages)
 		r.Flushes = float64(d.flushes-m.disk0.flushes) / float64(r.Messages)
 	}
