@@ -413,7 +413,8 @@ func summary(m Measurement) string {
 	if m.Error != "" {
 		return "ERROR " + m.Error
 	}
-	return fmt.Sprintf("%d msgs, accept %.1f/s, end-to-end %.1f/s, %.2f CPU ms/msg, disk %s KiB and %s flushes/msg, peak RSS %s", m.Messages, m.Accept, m.E2E, m.CPUms, disk(m.DiskKiB, "%.0f"), disk(m.Flushes, "%.2f"), mib(m.PeakRSS))
+	kib, flushes := diskFigures(m)
+	return fmt.Sprintf("%d msgs, accept %.1f/s, end-to-end %.1f/s, %.2f CPU ms/msg, disk %s KiB and %s flushes/msg, peak RSS %s", m.Messages, m.Accept, m.E2E, m.CPUms, kib, flushes, mib(m.PeakRSS))
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

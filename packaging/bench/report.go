@@ -91,6 +91,7 @@ func Markdown(r *Results) string {
 		if x.Windows != nil || x.Scenario == "5 scale" {
 			continue
 		}
+		kib, flushes := diskFigures(x)
 		ratio, cpuRatio := "", ""
 		if pf := postfixFor(r, x); pf != nil && x.MTA != "Postfix" && x.Error == "" && pf.Error == "" {
 			ratio = fmt.Sprintf("%.2f×", x.E2E/pf.E2E)
@@ -103,7 +104,7 @@ func Markdown(r *Results) string {
 			continue
 		}
 		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
-			rate(x.Accept), x.E2E, cpu(x.CPUms), disk(x.DiskKiB, "%.0f"), disk(x.Flushes, "%.2f"), mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
+			rate(x.Accept), x.E2E, cpu(x.CPUms), kib, flushes, mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
 			withSettled(loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)], x.Settled))
 	}
 	p("\n")
@@ -117,8 +118,9 @@ func Markdown(r *Results) string {
 			p("- %s, %d messages: error: %s\n\n", x.MTA, x.Messages, oneLine(x.Error))
 			continue
 		}
+		kib, flushes := diskFigures(x)
 		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; %s disk KiB and %s flushes per message; peak RSS %s, %s peak %s.\n\n",
-			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), disk(x.DiskKiB, "%.0f"), disk(x.Flushes, "%.2f"), mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
+			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), kib, flushes, mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
 		if x.Settled != "" {
 			p("Pressure when it started: %s.\n\n", x.Settled)
 		}
@@ -210,13 +212,14 @@ func cpu(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
-// disk formats a per-message disk figure; 0 means the counters were unknown (a
-// measurement writes at least its messages).
-func disk(v float64, format string) string {
-	if v <= 0 {
-		return "-"
+// diskFigures formats m's disk KiB and flushes per message, or "-" for both when the
+// disk's counters were unknown (DiskKiB 0: a measurement always writes its messages).
+// Zero flushes is a figure of its own: a delivery that syncs nothing.
+func diskFigures(m Measurement) (kib, flushes string) {
+	if m.DiskKiB <= 0 {
+		return "-", "-"
 	}
-	return fmt.Sprintf(format, v)
+	return fmt.Sprintf("%.0f", m.DiskKiB), fmt.Sprintf("%.2f", m.Flushes)
 }
 
 func oneLine(s string) string {

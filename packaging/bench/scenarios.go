@@ -30,7 +30,7 @@ type Measurement struct {
 	DaemonRS int64   `json:"queue_manager_peak_rss_bytes,omitempty"`
 	// DiskKiB and Flushes are what the disk holding the MTA's files was asked to do
 	// per message over the measurement: KiB written and cache flushes (the whole
-	// device, so other writers on it count too); 0 when its counters are unknown.
+	// device, so other writers on it count too); DiskKiB 0 when its counters are unknown.
 	DiskKiB float64 `json:"disk_write_kib_per_msg,omitempty"`
 	Flushes float64 `json:"disk_flushes_per_msg,omitempty"`
 	// Windows are delivery rates (messages/s) per window of WindowSize messages.
