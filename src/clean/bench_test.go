@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notqmail/notqmail/src/groupsync"
 	"github.com/notqmail/notqmail/src/queue"
 )
 
@@ -72,4 +73,5 @@ func cpuTime() int64 {
 // benchmark counts the queue's own work.
 type syncer struct{}
 
-func (syncer) Sync() error { return nil }
+func (syncer) Mark() groupsync.Mark           { return 0 }
+func (syncer) SyncSince(groupsync.Mark) error { return nil }

@@ -211,3 +211,64 @@ func BenchmarkSyncParallel(b *testing.B) {
 		}
 	})
 }
+
+// A syncfs that another caller ran, and that failed, between a caller's mark and its
+// SyncSince fails the caller, although the syncfs run for it succeeds: the failed
+// one may have taken the writeback error of the caller's data. Without the mark the
+// caller could not know.
+func TestErrorBetweenMarkAndSyncReachesCaller(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := s.Mark()
+	// The caller writes; meanwhile another caller's syncfs fails.
+	s.syncfs = func(int) error { return syscall.EIO }
+	if err := s.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("other caller: %v, want EIO", err)
+	}
+	s.syncfs = func(int) error { return nil }
+	if err := s.SyncSince(m); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("SyncSince(mark before the failure) = %v, want EIO", err)
+	}
+	if err := s.FailedSince(m); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("FailedSince(mark before the failure) = %v, want EIO", err)
+	}
+	// A mark taken after the failure is not concerned by it.
+	later := s.Mark()
+	if err := s.SyncSince(later); err != nil {
+		t.Fatalf("SyncSince(mark after the failure) = %v", err)
+	}
+	if err := s.FailedSince(later); err != nil {
+		t.Fatalf("FailedSince(mark after the failure) = %v", err)
+	}
+}
+
+// A mark taken while a syncfs runs counts that syncfs: it may still write back what
+// is written after the mark.
+func TestMarkDuringSyncCountsIt(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	entered := make(chan struct{}, 10)
+	release := make(chan error)
+	s.syncfs = func(int) error {
+		entered <- struct{}{}
+		return <-release
+	}
+	first := make(chan error)
+	go func() { first <- s.Sync() }()
+	<-entered
+	m := s.Mark()
+	release <- syscall.EIO
+	if err := <-first; !errors.Is(err, syscall.EIO) {
+		t.Fatalf("first caller: %v, want EIO", err)
+	}
+	go func() { <-entered; release <- nil }()
+	if err := s.SyncSince(m); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("SyncSince(mark taken during the failed syncfs) = %v, want EIO", err)
+	}
+}

@@ -72,7 +72,9 @@ func DeliverSync(dir string, head []byte, msg io.Reader, gs *GroupSync) (string,
 		}
 	}
 
-	var sync func() error // one syncfs of new/'s file system; nil: fsyncs
+	// One syncfs of new/'s file system; nil: fsyncs. Made before the tmp/ file,
+	// since it takes its mark then (GroupSync.syncer).
+	var sync func() error
 	if gs != nil {
 		sync = gs.syncer(newDir)
 	}

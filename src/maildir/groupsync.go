@@ -22,8 +22,11 @@ type GroupSync struct {
 	opened  func(dev uint64) // tests: called when a syncer is opened
 }
 
-// syncer returns the Sync of newDir's file system, or nil if newDir cannot be
-// examined or too many file systems are in use already: then the delivery fsyncs.
+// syncer returns a sync of newDir's file system that fails if any syncfs from now on
+// fails (its mark is taken now, before the delivery writes: another delivery's
+// syncfs may write back, and fail to write, this one's data), or nil if newDir
+// cannot be examined or too many file systems are in use already: then the
+// delivery fsyncs.
 func (g *GroupSync) syncer(newDir string) func() error {
 	var st syscall.Stat_t
 	if err := syscall.Stat(newDir, &st); err != nil {
@@ -33,7 +36,7 @@ func (g *GroupSync) syncer(newDir string) func() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if s, ok := g.syncers[dev]; ok {
-		return s.Sync
+		return since(s)
 	}
 	if len(g.syncers) >= maxFileSystems {
 		return nil
@@ -56,7 +59,13 @@ func (g *GroupSync) syncer(newDir string) func() error {
 	if g.opened != nil {
 		g.opened(dev)
 	}
-	return s.Sync
+	return since(s)
+}
+
+// since returns s's sync from a mark taken now.
+func since(s *groupsync.Syncer) func() error {
+	m := s.Mark()
+	return func() error { return s.SyncSince(m) }
 }
 
 // Close releases the syncers. The GroupSync must not be used after it.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/notqmail/notqmail/src/groupsync"
 )
 
 // qmail-queue's exit codes (qmail-queue(8)); every code not listed is temporary.
@@ -141,9 +143,12 @@ type Options struct {
 }
 
 // Syncer makes durable everything written to the queue's file system before the
-// call, as syncfs(2) does (groupsync.Syncer).
+// call, as syncfs(2) does (groupsync.Syncer). EnqueueWith takes a Mark before it
+// writes anything and passes it to each SyncSince, which fails if a sync that may
+// have written back the message's data failed, even one run for another caller.
 type Syncer interface {
-	Sync() error
+	Mark() groupsync.Mark
+	SyncSince(groupsync.Mark) error
 }
 
 // EnqueueWith is Enqueue with options; the files, their contents and the order in
@@ -160,6 +165,9 @@ func EnqueueWith(q Queue, msg, env io.Reader, c Caller, o Options) error {
 		return fail(ExitBug, "queue split %d", q.Split)
 	}
 	e := &enqueue{q: q, o: o}
+	if o.Sync != nil {
+		e.mark = o.Sync.Mark()
+	}
 	err := e.run(msg, env, c)
 	if err != nil {
 		e.cleanup()
@@ -174,8 +182,9 @@ type enqueue struct {
 	pidfn          string
 	messfn, intdfn string // names made so far, removed on failure
 	mess, intd     *qfile
-	intdPath       string // intd/<id>, once the id is known
-	openErr        error  // why a file could not be made at its first write
+	intdPath       string         // intd/<id>, once the id is known
+	openErr        error          // why a file could not be made at its first write
+	mark           groupsync.Mark // o.Sync's, taken before the first write
 }
 
 func (e *enqueue) run(msg, env io.Reader, c Caller) error {
@@ -241,7 +250,7 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 		if err := intd.sync(); err != nil {
 			return fail(ExitWrite, "syncing %s: %v", intdfn, err)
 		}
-	} else if err := e.o.Sync.Sync(); err != nil {
+	} else if err := e.o.Sync.SyncSince(e.mark); err != nil {
 		// One sync for mess/ and intd/, their data and their directory entries:
 		// nothing points at them until the todo/ link, so their order does not matter.
 		return fail(ExitWrite, "syncing %s and %s: %v", messfn, intdfn, err)
@@ -263,7 +272,7 @@ func (e *enqueue) run(msg, env io.Reader, c Caller) error {
 	if e.o.Sync == nil {
 		serr = syncDir(filepath.Dir(todofn))
 	} else {
-		serr = e.o.Sync.Sync()
+		serr = e.o.Sync.SyncSince(e.mark)
 	}
 	PullTrigger(e.q)
 	if serr != nil {

@@ -15,16 +15,26 @@ import (
 // observingSync is a group syncer that records, at each call, what the queue holds,
 // and fails the calls its script says to.
 type observingSync struct {
-	t    *testing.T
-	q    Queue
-	fail []bool
-	seen [][]string // files under the queue at each call
-	size []map[string]int64
-	todo []int // entries of todo/ at each call
+	t      *testing.T
+	q      Queue
+	fail   []bool
+	seen   [][]string // files under the queue at each call
+	size   []map[string]int64
+	todo   []int            // entries of todo/ at each call
+	marked [][]string       // files under the queue at each Mark
+	since  []groupsync.Mark // the mark given to each SyncSince
 }
 
-func (s *observingSync) Sync() error {
+// Mark records what the queue holds when the mark is taken: nothing of the message
+// may have been written yet.
+func (s *observingSync) Mark() groupsync.Mark {
+	s.marked = append(s.marked, files(s.t, s.q))
+	return groupsync.Mark(len(s.marked))
+}
+
+func (s *observingSync) SyncSince(m groupsync.Mark) error {
 	n := len(s.seen)
+	s.since = append(s.since, m)
 	s.seen = append(s.seen, files(s.t, s.q))
 	sizes := map[string]int64{}
 	for _, f := range s.seen[n] {
@@ -46,7 +56,7 @@ func (s *observingSync) Sync() error {
 
 // With Options.Sync, EnqueueWith makes a message durable with two group syncs: the
 // first once mess/ and intd/ are complete and before the todo/ link, the second after
-// the link and before it returns.
+// the link and before it returns. Both check from a mark taken before the first write.
 func TestEnqueueGroupSyncOrder(t *testing.T) {
 	q := newQueue(t, 23)
 	s := &observingSync{t: t, q: q}
@@ -56,6 +66,13 @@ func TestEnqueueGroupSyncOrder(t *testing.T) {
 	}
 	if len(s.seen) != 2 {
 		t.Fatalf("%d group syncs, want 2", len(s.seen))
+	}
+	// One mark, taken before the message's first file was made, serves both syncs.
+	if len(s.marked) != 1 || len(s.marked[0]) != 0 {
+		t.Errorf("marks taken with these files in the queue: %q, want one, with none", s.marked)
+	}
+	if s.since[0] != 1 || s.since[1] != 1 {
+		t.Errorf("syncs since marks %v, want both since the one mark (1)", s.since)
 	}
 	if s.todo[0] != 0 || s.todo[1] != 1 {
 		t.Errorf("todo/ entries at the syncs: %v, want [0 1]", s.todo)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notqmail/notqmail/src/groupsync"
 	"github.com/notqmail/notqmail/src/queue"
 	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/queued"
@@ -913,7 +914,9 @@ type scriptedSync struct {
 	calls int
 }
 
-func (s *scriptedSync) Sync() error {
+func (s *scriptedSync) Mark() groupsync.Mark { return 0 }
+
+func (s *scriptedSync) SyncSince(groupsync.Mark) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.calls

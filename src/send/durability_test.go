@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/notqmail/notqmail/src/groupsync"
 	"github.com/notqmail/notqmail/src/sandbox"
 )
 
@@ -56,16 +57,16 @@ func (r *syncRecorder) record(name string) {
 	}
 }
 
-// recordingSyncer records each Sync call in a syncRecorder before it starts: what the
+// recordingSyncer records each SyncSince call in a syncRecorder before it starts: what the
 // check sees then is covered by the sync.
 type recordingSyncer struct {
 	syncer
 	r *syncRecorder
 }
 
-func (s recordingSyncer) Sync() error {
+func (s recordingSyncer) SyncSince(m groupsync.Mark) error {
 	s.r.record(syncfsName)
-	return s.syncer.Sync()
+	return s.syncer.SyncSince(m)
 }
 
 func (r *syncRecorder) synced(name string) bool {
@@ -279,7 +280,7 @@ func TestConcurrentPreprocessSyncOrder(t *testing.T) {
 	}
 }
 
-// failingSyncer fails its first fails Syncs, as a syncfs reporting a writeback error
+// failingSyncer fails its first fails syncs, as a syncfs reporting a writeback error
 // would.
 type failingSyncer struct {
 	syncer
@@ -287,7 +288,7 @@ type failingSyncer struct {
 	fails int
 }
 
-func (s *failingSyncer) Sync() error {
+func (s *failingSyncer) SyncSince(m groupsync.Mark) error {
 	s.mu.Lock()
 	fail := s.fails > 0
 	s.fails--
@@ -295,7 +296,7 @@ func (s *failingSyncer) Sync() error {
 	if fail {
 		return syscall.EIO
 	}
-	return s.syncer.Sync()
+	return s.syncer.SyncSince(m)
 }
 
 // A failed sync in preprocessing is a temporary failure: todo/ stays, nothing is

@@ -66,6 +66,8 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 		return
 	}
 	res.size = st.Size()
+	// The mark of the sync below, taken before this message's first change.
+	since := d.commits.begin()
 	// Files left by an interrupted run go, as in qmail. They are rare, so they are
 	// unlinked rather than kept as spares: one system call for the usual absent file.
 	for _, sub := range []string{"local", "remote", "info"} {
@@ -173,7 +175,7 @@ func (d *Daemon) prepare(id uint64) (res prepResult) {
 	// One sync of the file system, shared with the other workers, puts the files and
 	// (beyond qmail, which relies on synchronous directory updates) their new
 	// entries on disk before todo/<id> goes: a power cut must not leave neither.
-	if err := d.commits.sync(); err != nil {
+	if err := d.commits.sync(since); err != nil {
 		res.warning = "trouble syncing " + d.rel("info", id) + ": " + err.Error()
 		return
 	}

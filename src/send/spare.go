@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/notqmail/notqmail/src/groupsync"
 	"github.com/notqmail/notqmail/src/queue"
 )
 
@@ -51,6 +52,9 @@ type spares struct {
 type spare struct {
 	name string // its inode number
 	gen  uint64 // the generation of its rename into spare/s (commits.mark); 0 if found at start-up
+	// since is the commits.begin taken before that rename: a sync failure since
+	// then may have been the rename's.
+	since groupsync.Mark
 }
 
 // openSpares lists up to spareMax entries of dir. Entries beyond that, or not named
@@ -105,7 +109,7 @@ func (s *spares) startTopUp(low int) (stop func()) {
 		close(quit)
 		<-done
 		if s.unsynced() {
-			s.syncs.sync() // a failure leaves the risk the next run would take anyway
+			s.syncs.sync(s.syncs.begin()) // a failure leaves the risk the next run would take anyway
 		}
 	}
 }
@@ -115,7 +119,7 @@ func (s *spares) unsynced() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sp := range s.queue {
-		if sp.gen != 0 && !s.syncs.covered(sp.gen) {
+		if sp.gen != 0 && !s.syncs.covered(sp.gen, sp.since) {
 			return true
 		}
 	}
@@ -171,6 +175,7 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 				name = strconv.FormatUint(st.Ino, 10)
 			}
 		}
+		since := s.syncs.begin()
 		// syscall.Rename: os.Rename would stat the target first.
 		if name == "" || syscall.Rename(tmp, filepath.Join(s.dir, name)) != nil {
 			os.Remove(tmp)
@@ -178,7 +183,7 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 		}
 		gen := s.syncs.mark() // taken after the rename: a sync call from then on covers it
 		s.mu.Lock()
-		s.queue = append(s.queue, spare{name: name, gen: gen})
+		s.queue = append(s.queue, spare{name: name, gen: gen, since: since})
 		s.mu.Unlock()
 		n++
 	}
@@ -205,7 +210,7 @@ func (s *spares) pop() (sp spare, must, ok bool) {
 		return spare{}, false, false
 	}
 	sp = s.queue[0]
-	if sp.gen != 0 && !s.syncs.covered(sp.gen) {
+	if sp.gen != 0 && !s.syncs.covered(sp.gen, sp.since) {
 		if len(s.queue) < spareWait {
 			return spare{}, false, false
 		}
@@ -226,7 +231,7 @@ func (s *spares) create(path string) (*os.File, error) {
 		if !ok {
 			break
 		}
-		if must && s.syncs.syncedSince(sp.gen) != nil {
+		if must && s.syncs.syncedSince(sp.gen, sp.since) != nil {
 			// Its old name may still be on disk: not a spare to use yet, or ever.
 			os.Remove(filepath.Join(s.dir, sp.name))
 			continue
@@ -285,12 +290,13 @@ func (s *spares) remove(path string) error {
 	if full {
 		return os.Remove(path)
 	}
+	since := s.syncs.begin()
 	name, err := s.stash(path)
 	gen := s.syncs.mark() // taken after the rename: a sync call from then on covers it
 	s.mu.Lock()
 	s.reserved--
 	if err == nil {
-		s.queue = append(s.queue, spare{name: name, gen: gen})
+		s.queue = append(s.queue, spare{name: name, gen: gen, since: since})
 	}
 	s.mu.Unlock()
 	if err != nil {

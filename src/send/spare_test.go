@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/notqmail/notqmail/src/groupsync"
 	"github.com/notqmail/notqmail/src/queue"
 	"github.com/notqmail/notqmail/src/sandbox"
 )
@@ -375,7 +376,7 @@ func TestSpareReusedOnlyAfterRemovalSynced(t *testing.T) {
 		t.Fatal("a spare was reused on a sync that started before its removal")
 	}
 	// Once the queue has been synced since (for another message), it is used.
-	if err := syncs.sync(); err != nil {
+	if err := syncs.sync(syncs.begin()); err != nil {
 		t.Fatal(err)
 	}
 	f, err = s.create(filepath.Join(dir, "new2"))
@@ -472,7 +473,7 @@ func TestSpareTopUp(t *testing.T) {
 	if made[inode(t, filepath.Join(dir, "first"))] || s.count() != 5 {
 		t.Fatal("a new spare was used before a sync covered its name")
 	}
-	if err := syncs.sync(); err != nil {
+	if err := syncs.sync(syncs.begin()); err != nil {
 		t.Fatal(err)
 	}
 	f, err = s.create(filepath.Join(dir, "second"))
@@ -617,5 +618,88 @@ func TestSpareTopUpWaitsWhileUsed(t *testing.T) {
 	topUpIdle = 0
 	if n := s.topUp(10, nil); n != 10 {
 		t.Errorf("made %d once idle, want 10", n)
+	}
+}
+
+// scriptSyncer numbers its syncs as groupsync does and fails the next one when told:
+// a writeback error reported to whichever sync came first.
+type scriptSyncer struct {
+	started  uint64
+	lastFail uint64
+	failNext bool
+}
+
+func (s *scriptSyncer) Mark() groupsync.Mark { return groupsync.Mark(s.started + 1) }
+func (s *scriptSyncer) SyncSince(m groupsync.Mark) error {
+	s.started++
+	if s.failNext {
+		s.failNext, s.lastFail = false, s.started
+	}
+	return s.FailedSince(m)
+}
+func (s *scriptSyncer) FailedSince(m groupsync.Mark) error {
+	if s.lastFail != 0 && s.lastFail >= uint64(m) {
+		return syscall.EIO
+	}
+	return nil
+}
+func (s *scriptSyncer) Close() error { return nil }
+
+// A spare is not reused on a successful sync after its removal when a sync that ran
+// since the removal began failed: that sync may have taken the writeback error of
+// the removal, which the kernel reports only once, and the old name may still be on
+// disk.
+func TestSpareNotReusedAfterFailedSync(t *testing.T) {
+	dir := t.TempDir()
+	sdir, from := filepath.Join(dir, "s"), filepath.Join(dir, "local")
+	os.Mkdir(sdir, 0700)
+	os.Mkdir(from, 0700)
+	sy := &scriptSyncer{}
+	syncs := newCommits(sy)
+	s := openSpares(sdir, 0600, syncs)
+	old := filepath.Join(from, "5")
+	os.WriteFile(old, []byte("Told@example.org\x00"), 0600)
+	oldIno := inode(t, old)
+	if err := s.remove(old); err != nil {
+		t.Fatal(err)
+	}
+	// Another message's sync fails, then one succeeds: the removal's generation is
+	// covered by number, but not by success.
+	sy.failNext = true
+	if err := syncs.sync(syncs.begin()); err == nil {
+		t.Fatal("the scripted failure did not fail the sync")
+	}
+	if err := syncs.sync(syncs.begin()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.create(filepath.Join(dir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if inode(t, filepath.Join(dir, "new")) == oldIno || s.count() != 1 {
+		t.Fatal("a spare was reused although a sync since its removal failed")
+	}
+	// Without the failure the same sequence reuses it.
+	sy2 := &scriptSyncer{}
+	syncs2 := newCommits(sy2)
+	s2 := openSpares(sdir, 0600, syncs2)
+	old2 := filepath.Join(from, "6")
+	os.WriteFile(old2, []byte("Told@example.org\x00"), 0600)
+	old2Ino := inode(t, old2)
+	s2.queue = nil // only the new one
+	if err := s2.remove(old2); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncs2.sync(syncs2.begin()); err != nil {
+		t.Fatal(err)
+	}
+	f, err = s2.create(filepath.Join(dir, "new2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if inode(t, filepath.Join(dir, "new2")) != old2Ino {
+		t.Fatal("a spare covered by a successful sync was not reused")
 	}
 }
