@@ -126,21 +126,29 @@ func TestErrorReachesTheGroup(t *testing.T) {
 	}
 }
 
-// A syncfs that was running when a caller came, and failed, fails that caller too,
-// although the syncfs started for it succeeds: the running one may have taken the
-// writeback error of the caller's data, which the kernel reports only once.
-func TestErrorOfOverlappingSyncReachesCaller(t *testing.T) {
+// gatedSyncer returns a Syncer whose syncfs calls each signal entered, then wait for
+// their result on release.
+func gatedSyncer(t *testing.T) (s *Syncer, entered chan struct{}, release chan error) {
+	t.Helper()
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	entered := make(chan struct{}, 10)
-	release := make(chan error)
+	t.Cleanup(func() { s.Close() })
+	entered = make(chan struct{}, 10)
+	release = make(chan error)
 	s.syncfs = func(int) error {
 		entered <- struct{}{}
 		return <-release
 	}
+	return s, entered, release
+}
+
+// A syncfs that was running when a caller came, and failed, fails that caller too,
+// although the syncfs started for it succeeds: the running one may have taken the
+// writeback error of the caller's data, which the kernel reports only once.
+func TestErrorOfOverlappingSyncReachesCaller(t *testing.T) {
+	s, entered, release := gatedSyncer(t)
 	first := make(chan error)
 	go func() { first <- s.Sync() }()
 	<-entered
@@ -248,17 +256,7 @@ func TestErrorBetweenMarkAndSyncReachesCaller(t *testing.T) {
 // A mark taken while a syncfs runs counts that syncfs: it may still write back what
 // is written after the mark.
 func TestMarkDuringSyncCountsIt(t *testing.T) {
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	entered := make(chan struct{}, 10)
-	release := make(chan error)
-	s.syncfs = func(int) error {
-		entered <- struct{}{}
-		return <-release
-	}
+	s, entered, release := gatedSyncer(t)
 	first := make(chan error)
 	go func() { first <- s.Sync() }()
 	<-entered
