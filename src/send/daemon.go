@@ -503,7 +503,7 @@ func exists(path string) (bool, error) {
 
 // getInfo returns a message's envelope sender and its birth (info/<id>'s mtime).
 func (d *Daemon) getInfo(id uint64) (sender string, birth int64, ok bool) {
-	f, err := openRawFile(d.fn("info", id), false)
+	f, err := openRawFile(d.fn("info", id), false, true)
 	if err != nil {
 		return "", 0, false
 	}
@@ -1039,7 +1039,7 @@ func (d *Daemon) passDoChan(c int) bool {
 		}
 		fn := d.fn(chanDir[c], pe.id)
 		// Read-write: the job may keep it for markDone.
-		f, err := openRawFile(fn, true)
+		f, err := openRawFile(fn, true, true)
 		if err != nil {
 			d.passTrouble(c, pe, fn)
 			return false

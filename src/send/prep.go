@@ -54,7 +54,8 @@ func (d *Daemon) prepWorker(work <-chan uint64) {
 // A crash anywhere in between leaves todo/ in place, and the next run starts over.
 func (d *Daemon) prepare(id uint64) (res prepResult) {
 	res.id = id
-	todo, err := openRawFile(d.fn("todo", id), false)
+	// Not noatime: todo/ files are qmailq's, and would refuse it.
+	todo, err := openRawFile(d.fn("todo", id), false, false)
 	if err != nil {
 		res.warning = "unable to open " + d.rel("todo", id)
 		return

@@ -39,11 +39,26 @@ type rawFile struct {
 	path string
 }
 
-// openRawFile opens path for reading, or also for writing with rw.
-func openRawFile(path string, rw bool) (*rawFile, error) {
+// openRawFile opens path for reading, or also for writing with rw. With noatime,
+// for a file of qmail-send's own (info/, local/, remote/), its reads leave its access
+// time alone: the first read after a write would otherwise change it (relatime) and
+// dirty the inode again, and on a file system without a journal the next sync of the
+// queue writes that inode table block once more, for nothing (qmail-send's cleanup
+// looks at the access time of mess/ files only). A file of another owner refuses
+// O_NOATIME with EPERM and is opened without it.
+func openRawFile(path string, rw, noatime bool) (*rawFile, error) {
 	flags := syscall.O_RDONLY
 	if rw {
 		flags = syscall.O_RDWR
+	}
+	if noatime {
+		fd, err := openRaw(path, flags|syscall.O_NOATIME)
+		if err == nil {
+			return &rawFile{fd: fd, path: path}, nil
+		}
+		if !errors.Is(err, syscall.EPERM) {
+			return nil, err
+		}
 	}
 	fd, err := openRaw(path, flags)
 	if err != nil {

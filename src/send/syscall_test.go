@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/notqmail/notqmail/src/queue"
 )
@@ -117,7 +118,7 @@ func TestRawFile(t *testing.T) {
 	if err := os.WriteFile(p, want, 0600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := openRawFile(p, false)
+	f, err := openRawFile(p, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +142,40 @@ func TestRawFile(t *testing.T) {
 	if _, err := f.Read(make([]byte, 1)); err == nil {
 		t.Error("read after Close succeeded")
 	}
-	if _, err := openRawFile(p+"-missing", false); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := openRawFile(p+"-missing", false, true); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("opening a missing file: %v", err)
+	}
+}
+
+// A file of qmail-send's own opened with noatime is read without a change of its
+// access time, which would dirty its inode for the next sync to write again.
+func TestRawFileNoatime(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("Fjoe@example.org\x00"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	// An access time older than the modification time: any read would change it
+	// under relatime (and strictatime).
+	old := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, old, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, rw := range []bool{false, true} {
+		f, err := openRawFile(p, rw, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		if at := time.Unix(st.Atim.Sec, st.Atim.Nsec); !at.Equal(old) {
+			t.Errorf("rw=%v: access time %v after the read, want %v unchanged", rw, at, old)
+		}
 	}
 }
 

@@ -123,6 +123,31 @@ func TestServerOwnerCheck(t *testing.T) {
 	}
 }
 
+// The delivery reads the message without changing its access time: a change would
+// dirty the inode of a file just synced, for the next sync to write again.
+func TestServerOpensMessageNoatime(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "1"), 0700)
+	p := filepath.Join(dir, "1", "24")
+	os.WriteFile(p, []byte("MSG"), 0600)
+	old := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, old, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{MessDir: dir, OwnerUID: -1, Runner: &echoRunner{}}
+	_, reps := runServer(t, s, cmd(0, "1/24", "a@b", "c@d"))
+	if len(reps) != 1 || !strings.HasPrefix(reps[0].text, "KMSG") {
+		t.Fatalf("%+v: the runner did not read the message", reps)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if at := time.Unix(st.Atim.Sec, st.Atim.Nsec); !at.Equal(old) {
+		t.Errorf("access time %v after the delivery, want %v unchanged", at, old)
+	}
+}
+
 func TestLocalReport(t *testing.T) {
 	cases := []struct {
 		code    int
