@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,8 @@ type Server struct {
 	MessDir  string // queue/mess: message names are relative to it
 	OwnerUID int    // the uid every message file must have (qmailq); -1 skips the check (sandbox)
 	Runner   Runner
+
+	noatimeRefused atomic.Bool // O_NOATIME gave EPERM once: not ours, and not root
 }
 
 // Serve announces Limit, then runs commands from in until it ends, writing reports to
@@ -131,10 +134,15 @@ func (s *Server) open(messid, recip string) (*os.File, string) {
 	// O_NOATIME: the delivery's reads would otherwise change the access time of a
 	// file just synced, dirtying its inode for the next sync to write again (the
 	// access time of a mess/ file matters only while it has no info/ file). Only root
-	// or the owner may ask for it; anyone else opens without.
+	// or the owner may ask for it; anyone else (qmail-rspawn, as qmailr) opens
+	// without, and stops asking.
 	path := filepath.Join(s.MessDir, messid)
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOATIME, 0)
+	fd, err := -1, error(syscall.EPERM)
+	if !s.noatimeRefused.Load() {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOATIME, 0)
+	}
 	if err == syscall.EPERM {
+		s.noatimeRefused.Store(true)
 		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	}
 	if err != nil {
