@@ -149,6 +149,19 @@ func (rn *Runner) Run(ctx context.Context, row Row) (res Result) {
 		return res
 	}
 	res.RootCached = !built
+	if row.Arch != chroot.HostArch() {
+		// qmail-queue is setuid: give it its privileges under qemu for this row,
+		// and the host its handler back afterwards.
+		if restore, err := chroot.EmulateSetuid(row.Arch); err != nil {
+			rn.logf("matrix: %s: %v", row.Name, err)
+		} else {
+			defer func() {
+				if err := restore(); err != nil {
+					rn.logf("matrix: %s: restoring qemu's handler: %v", row.Name, err)
+				}
+			}()
+		}
+	}
 	if row.Arch != chroot.HostArch() && !chroot.SetuidEmulated(row.Arch) {
 		rn.caveat = "under qemu-user without the binfmt credentials flag, so setuid qmail-queue runs with its caller's ids and cannot write the queue: "
 		rn.logf("matrix: %s: %s", row.Name, strings.TrimSuffix(rn.caveat, ": "))
