@@ -136,12 +136,16 @@ func modTime(dir string, e os.DirEntry) int64 {
 }
 
 // recalled returns the newest kept build older than version (as dpkg orders them)
-// that has packages for at least one of arches; rows of an architecture it lacks say
-// so in their upgrade cells.
+// that has packages for every one of arches, else the newest that has them for at
+// least one; rows of an architecture it lacks say so in their upgrade cells. (A
+// run of one foreign row keeps a build of that architecture alone, which must not
+// hide an older, complete one from the next full run.)
 func recalled(work, version string, arches []string) (map[string]string, string) {
 	hist := filepath.Join(work, "history")
 	ents, _ := os.ReadDir(hist)
 	sort.Slice(ents, func(i, j int) bool { return modTime(hist, ents[i]) > modTime(hist, ents[j]) })
+	var partial map[string]string
+	var partialVersion string
 	for _, e := range ents {
 		dir := filepath.Join(hist, e.Name())
 		b, err := os.ReadFile(filepath.Join(dir, "VERSION"))
@@ -156,13 +160,20 @@ func recalled(work, version string, arches []string) (map[string]string, string)
 		if err != nil {
 			continue
 		}
+		have := 0
 		for _, a := range arches {
 			if pk[pkgKey(a, "deb")] != "" {
-				return pk, v
+				have++
 			}
 		}
+		if have == len(arches) && have > 0 {
+			return pk, v
+		}
+		if have > 0 && partial == nil {
+			partial, partialVersion = pk, v
+		}
 	}
-	return nil, ""
+	return partial, partialVersion
 }
 
 // buildRevision builds the packages of one git revision with that revision's own
