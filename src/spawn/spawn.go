@@ -131,6 +131,7 @@ func (s *Server) open(messid, recip string) (*os.File, string) {
 	// Not os.Open: it would try to register the regular file with the poller, and
 	// take it off again, at four system calls per delivery. A blocking descriptor
 	// is what the delivery hands on anyway.
+	//
 	// O_NOATIME: the delivery's reads would otherwise change the access time of a
 	// file just synced, dirtying its inode for the next sync to write again (the
 	// access time of a mess/ file matters only while it has no info/ file). Only root
