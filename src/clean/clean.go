@@ -19,9 +19,7 @@ package clean
 
 import (
 	"bufio"
-	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -148,12 +146,6 @@ func handle(q queue.Queue, rec *queue.Recycler, req string) byte {
 	if err != nil {
 		return 'x'
 	}
-	remove := func(p string) error {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
 	intd, other := q.Path("intd", id), ""
 	if prefix == "foop" {
 		other = q.Path("mess", id)
@@ -162,14 +154,14 @@ func handle(q queue.Queue, rec *queue.Recycler, req string) byte {
 	}
 	switch {
 	case rec == nil:
-		if remove(intd) != nil || remove(other) != nil {
+		if queue.Remove(intd) != nil || queue.Remove(other) != nil {
 			return '!'
 		}
 	case prefix == "todo":
 		// intd/ and todo/ are one file: todo/ goes first, so that intd/ is its last
 		// name and can be recycled. intd/ without todo/ is harmless: it goes with the
 		// message.
-		if remove(other) != nil || rec.Recycle(intd) != nil {
+		if queue.Remove(other) != nil || rec.Recycle(intd) != nil {
 			return '!'
 		}
 	default:

@@ -270,10 +270,10 @@ func (r *Recycler) Recycle(p string) error {
 		if err == syscall.ENOENT {
 			return nil
 		}
-		return remove(p)
+		return Remove(p)
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 || int(st.Uid) != r.euid() {
-		return remove(p)
+		return Remove(p)
 	}
 	return r.RecycleInode(p, st.Ino)
 }
@@ -307,12 +307,12 @@ func (r *Recycler) RecycleInode(p string, ino uint64) error {
 			return nil
 		}
 	}
-	return remove(p)
+	return Remove(p)
 }
 
-// remove unlinks p as os.Remove does, with one syscall when it succeeds; a missing p
+// Remove unlinks p as os.Remove does, with one syscall when it succeeds; a missing p
 // is not an error.
-func remove(p string) error {
+func Remove(p string) error {
 	if err := syscall.Unlink(p); err == nil || err == syscall.ENOENT {
 		return nil
 	}
@@ -377,13 +377,13 @@ func (r *Recycler) Flush() {
 	for i, name := range batch {
 		p := filepath.Join(dir, name)
 		if i < excess {
-			remove(p) // its name is gone from the queue already; only the inode goes
+			Remove(p) // its name is gone from the queue already; only the inode goes
 			continue
 		}
 		ino, err := strconv.ParseUint(name[1:], 10, 64)
 		if err != nil || strconv.FormatUint(ino, 10) != name[1:] ||
 			syscall.Rename(p, filepath.Join(dir, name[1:])) != nil {
-			remove(p) // not one of ours (".new.*" of an interrupted TopUp)
+			Remove(p) // not one of ours (".new.*" of an interrupted TopUp)
 		}
 	}
 	if excess > 0 {
