@@ -111,6 +111,28 @@ func (s *Server) Serve(in io.Reader, out io.Writer) error {
 	return w.err
 }
 
+// openMessage opens a message file for reading on a bare descriptor. Not os.Open: it
+// would try to register the regular file with the poller, and take it off again, at
+// four system calls per delivery; a blocking descriptor is what the delivery hands on
+// anyway.
+//
+// With O_NOATIME: the delivery's reads would otherwise change the access time of a
+// file just synced, dirtying its inode for the next sync to write again (the access
+// time of a mess/ file matters only while it has no info/ file). Only root or the
+// owner may ask for it; anyone else (qmail-rspawn, as qmailr) opens without, and
+// stops asking.
+func (s *Server) openMessage(path string) (int, error) {
+	const flags = syscall.O_RDONLY | syscall.O_CLOEXEC
+	if !s.noatimeRefused.Load() {
+		fd, err := syscall.Open(path, flags|syscall.O_NOATIME, 0)
+		if err != syscall.EPERM {
+			return fd, err
+		}
+		s.noatimeRefused.Store(true)
+	}
+	return syscall.Open(path, flags, 0)
+}
+
 // open checks a command as qmail's spawn does and opens the message; on failure it
 // returns the report.
 func (s *Server) open(messid, recip string) (*os.File, string) {
@@ -128,24 +150,7 @@ func (s *Server) open(messid, recip string) (*os.File, string) {
 	if strings.IndexByte(recip, '@') < 0 {
 		return nil, "DSorry, address must include host name. (#5.1.3)\n"
 	}
-	// Not os.Open: it would try to register the regular file with the poller, and
-	// take it off again, at four system calls per delivery. A blocking descriptor
-	// is what the delivery hands on anyway.
-	//
-	// O_NOATIME: the delivery's reads would otherwise change the access time of a
-	// file just synced, dirtying its inode for the next sync to write again (the
-	// access time of a mess/ file matters only while it has no info/ file). Only root
-	// or the owner may ask for it; anyone else (qmail-rspawn, as qmailr) opens
-	// without, and stops asking.
-	path := filepath.Join(s.MessDir, messid)
-	fd, err := -1, error(syscall.EPERM)
-	if !s.noatimeRefused.Load() {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOATIME, 0)
-	}
-	if err == syscall.EPERM {
-		s.noatimeRefused.Store(true)
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	}
+	fd, err := s.openMessage(filepath.Join(s.MessDir, messid))
 	if err != nil {
 		return nil, "Zqmail-spawn unable to open message. (#4.3.0)\n"
 	}
