@@ -201,19 +201,22 @@ type Results struct {
 
 // Machine describes where and when the run happened.
 type Machine struct {
-	CPUs      int      `json:"nproc"`
-	Model     string   `json:"cpu_model"`
-	MemoryMiB int64    `json:"memory_mib"`
-	Kernel    string   `json:"kernel"`
-	Commit    string   `json:"commit"`
-	Dirty     bool     `json:"dirty"`
-	Start     string   `json:"start"`
-	End       string   `json:"end"`
-	LoadStart string   `json:"loadavg_start"`
-	LoadEnd   string   `json:"loadavg_end"`
-	Postfix   string   `json:"postfix_version"`
-	Go        string   `json:"go"`
-	Loads     []string `json:"loadavg_per_scenario,omitempty"`
+	CPUs      int    `json:"nproc"`
+	Model     string `json:"cpu_model"`
+	MemoryMiB int64  `json:"memory_mib"`
+	Kernel    string `json:"kernel"`
+	Commit    string `json:"commit"`
+	Dirty     bool   `json:"dirty"`
+	Start     string `json:"start"`
+	End       string `json:"end"`
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end"`
+	Postfix   string `json:"postfix_version"`
+	Go        string `json:"go"`
+	// FS is the file system of the run's scratch directory, where both MTAs keep
+	// their queues and maildirs.
+	FS    *FileSystem `json:"file_system,omitempty"`
+	Loads []string    `json:"loadavg_per_scenario,omitempty"`
 }
 
 // Run builds the binaries, runs every scenario and writes the report.
@@ -247,6 +250,11 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Machine: machine(o.Root), Quick: o.Quick}
+	if fs, err := fileSystemOf(work, "/proc"); err == nil {
+		res.Machine.FS = &fs
+	} else {
+		fmt.Fprintf(o.Out, "==> file system of %s unknown: %v\n", work, err)
+	}
 	if o.Quick {
 		res.Notes = append(res.Notes, "quick mode: small counts, not a benchmark")
 	}
