@@ -250,7 +250,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Machine: machine(o.Root), Quick: o.Quick}
-	if fs, err := fileSystemOf(work, "/proc"); err == nil {
+	if fs, err := fileSystemOf(work, "/proc", "/sys"); err == nil {
 		res.Machine.FS = &fs
 	} else {
 		fmt.Fprintf(o.Out, "==> file system of %s unknown: %v\n", work, err)

@@ -36,8 +36,9 @@ func (f FileSystem) String() string {
 	return s + " (mount " + f.Options + "; file system " + f.Super + ")"
 }
 
-// fileSystemOf describes the file system holding dir, reading proc (normally "/proc").
-func fileSystemOf(dir, proc string) (FileSystem, error) {
+// fileSystemOf describes the file system holding dir, reading proc and sys (normally
+// "/proc" and "/sys").
+func fileSystemOf(dir, proc, sys string) (FileSystem, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
 		return FileSystem{}, err
@@ -51,13 +52,29 @@ func fileSystemOf(dir, proc string) (FileSystem, error) {
 		return FileSystem{}, fmt.Errorf("no mount of device %d:%d in mountinfo", unix.Major(st.Dev), unix.Minor(st.Dev))
 	}
 	if fs.Type == "ext3" || fs.Type == "ext4" {
-		fs.Journal = "no"
-		// jbd2 lists each journal it runs as <device>-<journal inode>.
-		if m, _ := filepath.Glob(filepath.Join(proc, "fs", "jbd2", filepath.Base(fs.Source)+"-*")); len(m) > 0 {
-			fs.Journal = "yes"
-		}
+		fs.Journal = journal(proc, sys, unix.Major(st.Dev), unix.Minor(st.Dev))
 	}
 	return fs, nil
+}
+
+// journal says whether the ext3/ext4 file system on device major:minor has a journal
+// running: "yes", "no", or "" when that cannot be told. jbd2 lists each journal it
+// runs in proc/fs/jbd2 as <kernel device name>-<journal inode>; the kernel's name
+// (dm-0, not the /dev/mapper name that mountinfo shows) is the one sys/dev/block
+// links to.
+func journal(proc, sys string, major, minor uint32) string {
+	dev, err := os.Readlink(filepath.Join(sys, "dev", "block", fmt.Sprintf("%d:%d", major, minor)))
+	if err != nil {
+		return ""
+	}
+	jbd2 := filepath.Join(proc, "fs", "jbd2")
+	if _, err := os.Stat(jbd2); err != nil {
+		return "" // no jbd2 loaded, or no /proc: nothing to go by
+	}
+	if m, _ := filepath.Glob(filepath.Join(jbd2, filepath.Base(dev)+"-*")); len(m) > 0 {
+		return "yes"
+	}
+	return "no"
 }
 
 // findMount finds the mount of device major:minor in a mountinfo text

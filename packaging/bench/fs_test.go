@@ -41,8 +41,9 @@ func TestFindMount(t *testing.T) {
 	}
 }
 
-// TestFileSystemOf reads a fake /proc: the mount of a real directory's device, and
-// the journal from jbd2's directory of journals.
+// TestFileSystemOf reads a fake /proc and /sys: the mount of a real directory's
+// device, and the journal from jbd2's list, under the kernel's name for the device
+// (dm-3), not the name mountinfo shows (/dev/mapper/vg-mail).
 func TestFileSystemOf(t *testing.T) {
 	dir := t.TempDir()
 	var st syscall.Stat_t
@@ -50,39 +51,50 @@ func TestFileSystemOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := strconv.Itoa(int(unix.Major(st.Dev))) + ":" + strconv.Itoa(int(unix.Minor(st.Dev)))
-	proc := t.TempDir()
+	proc, sys := t.TempDir(), t.TempDir()
 	os.MkdirAll(filepath.Join(proc, "self"), 0o755)
-	os.MkdirAll(filepath.Join(proc, "fs", "jbd2"), 0o755)
-	line := "27 1 " + dev + " / / rw,relatime - ext4 /dev/vdz rw,discard\n"
+	os.MkdirAll(filepath.Join(sys, "dev", "block"), 0o755)
+	line := "27 1 " + dev + " / / rw,relatime - ext4 /dev/mapper/vg-mail rw,discard\n"
 	if err := os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fs, err := fileSystemOf(dir, proc)
-	if err != nil {
+	check := func(what, want string) {
+		t.Helper()
+		fs, err := fileSystemOf(dir, proc, sys)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if fs.Journal != want {
+			t.Errorf("%s: journal %q, want %q", what, fs.Journal, want)
+		}
+	}
+	check("no sys entry for the device", "")
+	if err := os.Symlink("../../devices/virtual/block/dm-3", filepath.Join(sys, "dev", "block", dev)); err != nil {
 		t.Fatal(err)
 	}
-	if fs.Journal != "no" {
-		t.Errorf("no jbd2 entry: journal %q, want no", fs.Journal)
-	}
-	if want := "ext4 on /dev/vdz, without a journal (mount rw,relatime; file system rw,discard)"; fs.String() != want {
+	check("no proc/fs/jbd2", "")
+	os.MkdirAll(filepath.Join(proc, "fs", "jbd2", "vda-8"), 0o755)
+	os.MkdirAll(filepath.Join(proc, "fs", "jbd2", "vg-mail-8"), 0o755) // the wrong name
+	check("another device's journal", "no")
+	fs, _ := fileSystemOf(dir, proc, sys)
+	if want := "ext4 on /dev/mapper/vg-mail, without a journal (mount rw,relatime; file system rw,discard)"; fs.String() != want {
 		t.Errorf("String() = %q, want %q", fs.String(), want)
 	}
-	os.Mkdir(filepath.Join(proc, "fs", "jbd2", "vdz-8"), 0o755)
-	if fs, _ = fileSystemOf(dir, proc); fs.Journal != "yes" {
-		t.Errorf("with jbd2/vdz-8: journal %q, want yes", fs.Journal)
-	}
-	if _, err := fileSystemOf(filepath.Join(dir, "missing"), proc); err == nil {
+	os.Mkdir(filepath.Join(proc, "fs", "jbd2", "dm-3-8"), 0o755)
+	check("jbd2/dm-3-8", "yes")
+
+	if _, err := fileSystemOf(filepath.Join(dir, "missing"), proc, sys); err == nil {
 		t.Error("fileSystemOf of a missing directory: no error")
 	}
 	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte("1 1 1:1 / / rw - ext4 /dev/x rw\n"), 0o644)
-	if _, err := fileSystemOf(dir, proc); err == nil {
+	if _, err := fileSystemOf(dir, proc, sys); err == nil {
 		t.Error("device not in mountinfo: no error")
 	}
 }
 
 // TestFileSystemOfHere finds the real mount of a temporary directory.
 func TestFileSystemOfHere(t *testing.T) {
-	fs, err := fileSystemOf(t.TempDir(), "/proc")
+	fs, err := fileSystemOf(t.TempDir(), "/proc", "/sys")
 	if err != nil {
 		t.Fatal(err)
 	}
