@@ -51,11 +51,14 @@ func TestMessageSize(t *testing.T) {
 
 func TestMarkdownRatiosAndProfile(t *testing.T) {
 	r := &Results{
-		Machine: Machine{CPUs: 2, Commit: "abc", Loads: []string{"1 smtp notqmail 10: 1.00 2.00 3.00"}},
+		Machine: Machine{CPUs: 2, Commit: "abc", Loads: []string{"1 smtp notqmail 10: 1.00 2.00 3.00"},
+			FS: &FileSystem{Type: "ext4", Source: "/dev/vda", Options: "rw", Super: "rw,discard", Journal: "no"}},
 		Measurements: []Measurement{
 			{Scenario: "1 smtp", MTA: "notqmail", Sessions: 10, Messages: 100, E2E: 300, CPUms: 2, DiskKiB: 61.4, Flushes: 0.5},
 			{Scenario: "1 smtp", MTA: "Postfix", Sessions: 10, Messages: 100, E2E: 200, CPUms: 4},
 			{Scenario: "2 smtp tcpserver", MTA: "notqmail (tcpserver)", Sessions: 10, Messages: 100, E2E: 100, CPUms: 8},
+			{Scenario: "3 sendmail", MTA: "notqmail", Sessions: 1, Messages: 100, E2E: 150, CPUms: 5},
+			{Scenario: "3 sendmail", MTA: "Postfix", Sessions: 1, Messages: 100, E2E: 100, CPUms: 9},
 			{Scenario: "5 scale", MTA: "notqmail", Messages: 20, E2E: 10, WindowSize: 10, Windows: []float64{10, 8}, DaemonRSS: []int64{1 << 20, 1 << 20}},
 		},
 		Profile: &Profile{Run: Measurement{Messages: 10}, Reports: map[string]string{
@@ -66,7 +69,9 @@ func TestMarkdownRatiosAndProfile(t *testing.T) {
 	md := Markdown(r)
 	for _, want := range []string{"| 1.50× | 0.50× | 1.00 2.00 3.00 |", "| 0.50× | 2.00× |",
 		"| 2.00 | 61 | 0.50 |", "| 4.00 | - | - |", "Last window over first: 0.80.",
-		"| qmail-smtpd | 1000 | 50.0% |", "| qmail-send | 600 | 30.0% |"} {
+		"| qmail-smtpd | 1000 | 50.0% |", "| qmail-send | 600 | 30.0% |",
+		"| queues and maildirs on | ext4 on /dev/vda, without a journal (mount rw; file system rw,discard) |",
+		"Scenario 3 sendmail, notqmail at 1 session: 1.50× Postfix's end-to-end rate (target at least 1×): met."} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

@@ -333,7 +333,7 @@ func acceptance(r *Results) string {
 		}
 		label := x.MTA
 		if x.Sessions > 0 {
-			label += fmt.Sprintf(" at %d sessions", x.Sessions)
+			label += " at " + sessionCount(x.Sessions)
 		}
 		fmt.Fprintf(&b, "- Scenario %s, %s: %.2f× Postfix's end-to-end rate (target at least 1×): %s.\n",
 			x.Scenario, label, ratio, verdict(ratio >= 1))
@@ -378,4 +378,12 @@ func withSettled(load, settled string) string {
 		return load
 	}
 	return load + "; at start " + settled
+}
+
+// sessionCount is "1 session", "10 sessions".
+func sessionCount(n int) string {
+	if n == 1 {
+		return "1 session"
+	}
+	return strconv.Itoa(n) + " sessions"
 }
