@@ -33,11 +33,16 @@ func diskStatPath(dir string) string {
 		}
 		dir = parent
 	}
-	p := fmt.Sprintf("/sys/dev/block/%d:%d/stat", unix.Major(st.Dev), unix.Minor(st.Dev))
+	p := filepath.Join("/sys/dev/block", majorMinor(st.Dev), "stat")
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}
 	return p
+}
+
+// majorMinor names device dev as /sys/dev/block and /proc/self/mountinfo do: "254:0".
+func majorMinor(dev uint64) string {
+	return fmt.Sprintf("%d:%d", unix.Major(dev), unix.Minor(dev))
 }
 
 // readDisk reads the counters from a stat file; ok is false when there are none.

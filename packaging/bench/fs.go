@@ -49,21 +49,21 @@ func fileSystemOf(dir, proc, sys string) (FileSystem, error) {
 	}
 	fs, ok := findMount(string(mi), unix.Major(st.Dev), unix.Minor(st.Dev))
 	if !ok {
-		return FileSystem{}, fmt.Errorf("no mount of device %d:%d in mountinfo", unix.Major(st.Dev), unix.Minor(st.Dev))
+		return FileSystem{}, fmt.Errorf("no mount of device %s in mountinfo", majorMinor(st.Dev))
 	}
 	if fs.Type == "ext3" || fs.Type == "ext4" {
-		fs.Journal = journal(proc, sys, unix.Major(st.Dev), unix.Minor(st.Dev))
+		fs.Journal = journal(proc, sys, st.Dev)
 	}
 	return fs, nil
 }
 
-// journal says whether the ext3/ext4 file system on device major:minor has a journal
+// journal says whether the ext3/ext4 file system on device dev has a journal
 // running: "yes", "no", or "" when that cannot be told. jbd2 lists each journal it
 // runs in proc/fs/jbd2 as <kernel device name>-<journal inode>; the kernel's name
 // (dm-0, not the /dev/mapper name that mountinfo shows) is the one sys/dev/block
 // links to.
-func journal(proc, sys string, major, minor uint32) string {
-	dev, err := os.Readlink(filepath.Join(sys, "dev", "block", fmt.Sprintf("%d:%d", major, minor)))
+func journal(proc, sys string, dev uint64) string {
+	link, err := os.Readlink(filepath.Join(sys, "dev", "block", majorMinor(dev)))
 	if err != nil {
 		return ""
 	}
@@ -71,7 +71,7 @@ func journal(proc, sys string, major, minor uint32) string {
 	if _, err := os.Stat(jbd2); err != nil {
 		return "" // no jbd2 loaded, or no /proc: nothing to go by
 	}
-	if m, _ := filepath.Glob(filepath.Join(jbd2, filepath.Base(dev)+"-*")); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(jbd2, filepath.Base(link)+"-*")); len(m) > 0 {
 		return "yes"
 	}
 	return "no"
@@ -81,7 +81,7 @@ func journal(proc, sys string, major, minor uint32) string {
 // (proc_pid_mountinfo(5)): "36 35 98:0 / /mnt rw,noatime master:1 - ext3 /dev/root rw".
 // When a device is mounted more than once, the first line with its root "/" wins.
 func findMount(mountinfo string, major, minor uint32) (FileSystem, bool) {
-	want := fmt.Sprintf("%d:%d", major, minor)
+	want := majorMinor(unix.Mkdev(major, minor))
 	var found FileSystem
 	ok := false
 	for _, line := range strings.Split(mountinfo, "\n") {
