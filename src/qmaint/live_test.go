@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/notqmail/notqmail/src/qmaint"
+	"github.com/notqmail/notqmail/src/queueclient"
 	"github.com/notqmail/notqmail/src/sandbox"
 )
 
@@ -72,6 +73,21 @@ func supervise(t *testing.T, h *sandbox.Home) *supervisor {
 		<-s.done
 	})
 	return s
+}
+
+// submitRetrying queues msg, trying again after a temporary failure as an SMTP client
+// does after a 451. The test restarts qmail-start while mail arrives, and a message
+// sent on a kept qmail-queued connection as that qmail-queued stops is refused
+// (qmail-queued(8)): not queued, so sending it again is no duplicate.
+func submitRetrying(h *sandbox.Home, msg, from, to string) error {
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = h.Submit(strings.NewReader(msg), from, []string{to}); err == nil || queueclient.IsPermanent(err) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
 }
 
 func writeOwned(t *testing.T, h *sandbox.Home, p, s string) {
@@ -175,7 +191,7 @@ func TestLiveQueue(t *testing.T) {
 				to = bob
 			}
 			msg := fmt.Sprintf("From: %s\nTo: %s\nSubject: live-%d\n\nbody %d\n", alice, to, i, i)
-			if err := h.Submit(strings.NewReader(msg), alice, []string{to}); err != nil {
+			if err := submitRetrying(h, msg, alice, to); err != nil {
 				t.Errorf("submit %d: %v", i, err)
 				return
 			}
