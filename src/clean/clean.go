@@ -10,9 +10,11 @@
 // Beyond qmail, Serve does not free the inodes it removes: a file whose last name goes
 // is moved aside into spare/q and, once the removals are known to be on disk (every
 // FlushInterval), renamed to spare/q/<inode number> (queue.Recycler), for qmail-queued
-// to reuse; spare/q is kept to at most queue.MaxSpares files, and topped up with
-// empty spares after a FlushInterval without requests. A spare keeps its old
-// contents until qmail-queued overwrites it: spare/q is qmailq's alone, like mess/.
+// to reuse. While requests come, spare/q may grow to queue.BurstSpares files if the
+// file system has room (a drain then frees no blocks); after a FlushInterval without
+// requests it is trimmed back to queue.MaxSpares, or topped up with empty spares to
+// spareLowWater. A spare keeps its old contents until qmail-queued overwrites it:
+// spare/q is qmailq's alone, like mess/.
 // Serve's paths are relative to q.Dir: with q.Dir "." (qmail-clean runs in the queue
 // directory) each file operation walks two or three components, not the whole path.
 package clean
@@ -40,6 +42,14 @@ var spareLowWater = queue.SpareLowWater
 // spareTopUpPerTick bounds the empty spares Serve creates per FlushInterval when idle.
 var spareTopUpPerTick = 256
 
+// spareRoom, when not nil, replaces the Recycler's look at the file system's room
+// (tests).
+var spareRoom func() bool
+
+// spareTrimPerTick bounds the spares past queue.MaxSpares that Serve unlinks per
+// FlushInterval when idle (queue.TrimPerTick; tests change it).
+var spareTrimPerTick = queue.TrimPerTick
+
 // FlushInterval is how often Serve makes spares of the files it has moved aside.
 const FlushInterval = time.Second
 
@@ -50,7 +60,7 @@ const maxRequest = 100
 // error only when an answer cannot be written.
 func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 	br := bufio.NewReaderSize(r, 256)
-	rec := &queue.Recycler{Q: q}
+	rec := &queue.Recycler{Q: q, Room: spareRoom}
 	rec.Recover()
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	var lastReq atomic.Int64 // when the last request came (UnixNano)
@@ -66,8 +76,11 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 				// Creates cost the file system as much as the ones they save, so they
 				// wait for a quiet spell: at the start of a drain of a backlog they
 				// would only compete with the removals, which fill spare/q anyway.
+				// So do the unlinks that give a pool grown by a drain back.
 				if time.Since(time.Unix(0, lastReq.Load())) >= FlushInterval {
-					rec.TopUp(spareLowWater, spareTopUpPerTick)
+					if rec.Trim(spareTrimPerTick) == 0 {
+						rec.TopUp(spareLowWater, spareTopUpPerTick)
+					}
 				}
 			case <-stop:
 				return

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -190,7 +191,10 @@ func TestServeRecycles(t *testing.T) {
 		t.Fatalf("second message: %q %v", out.String(), err)
 	}
 
-	// The bound: spare/q full, the next file is unlinked.
+	// The bound on a file system short of room: spare/q full, the next file is
+	// unlinked.
+	spareRoom = func() bool { return false }
+	defer func() { spareRoom = nil }()
 	for i := 0; i < queue.MaxSpares-2; i++ {
 		if err := os.WriteFile(filepath.Join(spare, "f"+strconv.Itoa(i)), nil, 0600); err != nil {
 			t.Fatal(err)
@@ -243,5 +247,65 @@ func TestServeTopsUpSpares(t *testing.T) {
 	}
 	if n := count(); n != 50 || out.String() != "+" {
 		t.Fatalf("spare/q holds %d files after a quiet spell, want 50; answers %q", n, out.String())
+	}
+}
+
+// A pool that a drain grew past queue.MaxSpares keeps its spares while requests come
+// and gives the excess back, spareTrimPerTick a time, once they stop; never below
+// MaxSpares.
+func TestServeTrimsSpares(t *testing.T) {
+	q := testQueue(t)
+	defer func(n int) { spareTrimPerTick = n }(spareTrimPerTick)
+	spareTrimPerTick = 30
+	spareRoom = func() bool { return true }
+	defer func() { spareRoom = nil }()
+	dir := filepath.Join(q.Dir, queue.SpareQ)
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < queue.MaxSpares+40; i++ {
+		if err := os.WriteFile(filepath.Join(dir, "f"+strconv.Itoa(i)), nil, 0600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	// A finished message while the pool is over MaxSpares: kept, not unlinked.
+	os.WriteFile(q.Path("mess", 3), []byte("x"), 0644)
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() { done <- Serve(q, r, &out) }()
+	if _, err := w.Write([]byte("foop/3\x00")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	var seen []int
+	for n := count(); n > queue.MaxSpares && time.Now().Before(deadline); n = count() {
+		if len(seen) == 0 || seen[len(seen)-1] != n {
+			seen = append(seen, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // another quiet tick: nothing more goes
+	w.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != queue.MaxSpares || out.String() != "+" {
+		t.Fatalf("spare/q holds %d files after a quiet spell, want %d; answers %q", n, queue.MaxSpares, out.String())
+	}
+	if !slices.Contains(seen, queue.MaxSpares+41) {
+		t.Errorf("spare/q went %v: want MaxSpares+41 on the way (the recycled mess/3 kept)", seen)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i-1]-seen[i] > spareTrimPerTick {
+			t.Errorf("spare/q went from %d to %d: more than %d at once", seen[i-1], seen[i], spareTrimPerTick)
+		}
 	}
 }

@@ -14,10 +14,62 @@ import (
 	"unsafe"
 )
 
-// MaxSpares bounds spare/q: beyond it, qmail-clean unlinks the files it has moved
-// aside (at Flush, off the request path) instead of making spares of them. Files
-// waiting there for a Flush are bounded by twice as many.
+// MaxSpares is how many spares a pool (spare/q, spare/s) keeps while mail is quiet:
+// past it, spares are unlinked in quiet spells, TrimPerTick a second.
 const MaxSpares = 2000
+
+// BurstSpares bounds a pool while mail flows, as long as the file system has room
+// (SpareRoom). A drain of a backlog finishes far more files in a row than MaxSpares,
+// and freeing each one costs the device: on a file system mounted with discard,
+// every unlink that frees blocks waits for a discard request. Kept as spares, the
+// files cost nothing until a quiet spell, and the next burst of mail reuses them.
+// The pool then holds at most the space the queue itself held at its peak. Past
+// BurstSpares, or when the file system is short of room, files are unlinked as
+// qmail does.
+const BurstSpares = 1 << 18
+
+// TrimPerTick is how many spares past MaxSpares a pool unlinks per second of quiet.
+const TrimPerTick = 256
+
+// SpareRoom tells whether the file system holding Dir has room for spares past
+// MaxSpares: a tenth of its blocks and of its inodes free for unprivileged use.
+// It asks statfs(2) at most once a second. It is safe for concurrent use.
+type SpareRoom struct {
+	Dir string
+
+	mu     sync.Mutex
+	at     time.Time // of the last statfs; zero: never
+	ok     bool
+	statfs func(string, *syscall.Statfs_t) error // syscall.Statfs; tests replace it
+}
+
+// OK reports whether there is room, as of the last statfs (at most a second ago).
+func (r *SpareRoom) OK() bool {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() && now.Sub(r.at) < time.Second && now.After(r.at) {
+		return r.ok
+	}
+	statfs := r.statfs
+	if statfs == nil {
+		statfs = syscall.Statfs
+	}
+	var st syscall.Statfs_t
+	r.ok = statfs(r.Dir, &st) == nil && roomy(&st)
+	r.at = now
+	return r.ok
+}
+
+// roomy reports whether st shows a tenth of the blocks and of the inodes free for
+// unprivileged use. A file system that reports no inode count (btrfs) has no inode
+// limit.
+func roomy(st *syscall.Statfs_t) bool {
+	if st.Blocks == 0 || uint64(st.Bavail) < uint64(st.Blocks)/10 {
+		return false
+	}
+	return st.Files == 0 || uint64(st.Ffree) >= uint64(st.Files)/10
+}
 
 // Spares hands out the files of spare/q to a long-running queue writer (qmail-queued).
 // Every spare is a regular file owned by the writer's uid, with one name, named by its
@@ -232,12 +284,17 @@ var noRenameat2 atomic.Bool
 // The Recycler does not check what it moves: a writer checks a spare before it uses
 // it (Spares.take), and unlinks a bad one.
 //
-// It keeps spare/q at most Max entries, counting them by readdir at the start and
-// every recount operations, and unlinks files beyond that. It is safe for concurrent
+// It keeps spare/q at most Burst entries while the file system has room, else Max,
+// counting them by readdir at the start and every recount operations, and unlinks
+// files beyond that; Trim brings a quiet pool back to Max. It is safe for concurrent
 // use.
 type Recycler struct {
-	Q       Queue
-	Max     int // default MaxSpares
+	Q     Queue
+	Max   int         // default MaxSpares
+	Burst int         // default BurstSpares
+	Room  func() bool // whether to keep spares past Max; nil: a SpareRoom on Q.Dir
+
+	room    *SpareRoom
 	mu      sync.Mutex
 	count   int
 	ops     int
@@ -288,16 +345,13 @@ func (r *Recycler) RecycleInode(p string, ino uint64) error {
 		r.count = countSpares(r.Q)
 	}
 	r.ops++
-	limit := r.Max
-	if limit == 0 {
-		limit = MaxSpares
-	}
-	// Past limit the file is still moved aside, and Flush unlinks it: unlinking frees
-	// its blocks, which on a file system mounted with discard waits for the device,
-	// and that belongs in Flush, not here while qmail-send waits for the answer (a
-	// drain with no intake fills spare/q and then removes every message). Only past
-	// twice the limit, when Flush falls behind, is the name unlinked here.
-	if r.count < 2*limit {
+	// Past the pool's capacity the file is still moved aside, and Flush unlinks it:
+	// unlinking frees its blocks, which on a file system mounted with discard waits
+	// for the device, and that belongs in Flush, not here while qmail-send waits for
+	// the answer. Only past the capacity and Max more, when Flush falls behind, is
+	// the name unlinked here.
+	rest, _ := r.limits()
+	if r.count < r.capacity()+rest {
 		name := "." + strconv.FormatUint(ino, 10)
 		// syscall.Rename: os.Rename would stat the new name first.
 		err := syscall.Rename(p, filepath.Join(r.Q.Dir, SpareQ, name))
@@ -352,11 +406,7 @@ func (r *Recycler) Flush() {
 	r.mu.Lock()
 	batch := r.ready
 	r.ready, r.pending = r.pending, nil
-	limit := r.Max
-	if limit == 0 {
-		limit = MaxSpares
-	}
-	excess := r.count - limit // files moved aside past the limit: unlinked, not kept
+	excess := r.count - r.capacity() // files moved aside past it: unlinked, not kept
 	excess = min(excess, len(batch))
 	r.mu.Unlock()
 	if len(batch) == 0 {
@@ -391,6 +441,96 @@ func (r *Recycler) Flush() {
 		r.count -= excess
 		r.mu.Unlock()
 	}
+}
+
+// limits returns Max and Burst, or their defaults; Burst is at least Max.
+func (r *Recycler) limits() (rest, burst int) {
+	rest, burst = r.Max, r.Burst
+	if rest == 0 {
+		rest = MaxSpares
+	}
+	if burst == 0 {
+		burst = BurstSpares
+	}
+	return rest, max(rest, burst)
+}
+
+// capacity is how many entries spare/q may hold now: Burst while the file system has
+// room, else Max. r.mu must be held.
+func (r *Recycler) capacity() int {
+	rest, burst := r.limits()
+	if r.count < rest {
+		return rest // no need to ask the file system
+	}
+	if r.Room != nil {
+		if r.Room() {
+			return burst
+		}
+		return rest
+	}
+	if r.room == nil {
+		r.room = &SpareRoom{Dir: r.Q.Dir}
+	}
+	if r.room.OK() {
+		return burst
+	}
+	return rest
+}
+
+// Trim unlinks spares past Max, at most n of them, and returns how many it removed.
+// qmail-clean calls it when no request has come for a while: a pool that a drain
+// grew past Max gives back its space then, not in a burst of discards while mail
+// flows. It does nothing while files moved aside wait for a Flush. A spare a writer
+// takes meanwhile is its own: the writer renames it first, and the unlink finds it
+// gone.
+func (r *Recycler) Trim(n int) int {
+	rest, _ := r.limits()
+	r.mu.Lock()
+	busy := len(r.pending) > 0 || len(r.ready) > 0
+	over := r.count > rest // takers only shrink spare/q behind the count's back
+	ops := r.ops
+	r.mu.Unlock()
+	if busy || !over || n <= 0 {
+		return 0
+	}
+	have := countSpares(r.Q)
+	r.mu.Lock()
+	if r.ops == ops {
+		r.count = have
+	}
+	want := min(r.count-rest, n)
+	r.mu.Unlock()
+	if want <= 0 {
+		return 0
+	}
+	dir := filepath.Join(r.Q.Dir, SpareQ)
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	removed := 0
+	for removed < want {
+		names, err := f.Readdirnames(512)
+		for _, name := range names {
+			if removed == want {
+				break
+			}
+			if strings.HasPrefix(name, ".") {
+				continue // moved aside, or a TopUp's: not a spare yet
+			}
+			if syscall.Unlink(filepath.Join(dir, name)) == nil {
+				removed++
+			}
+		}
+		if err != nil || len(names) == 0 {
+			break
+		}
+	}
+	r.mu.Lock()
+	r.count = max(r.count-removed, 0)
+	r.mu.Unlock()
+	return removed
 }
 
 func countSpares(q Queue) int {

@@ -198,9 +198,12 @@ func TestEnqueueWithSparesFailureLeavesNothing(t *testing.T) {
 	}
 }
 
+// noRoom stands for a file system short of room: a pool keeps only Max spares.
+func noRoom() bool { return false }
+
 func TestRecycler(t *testing.T) {
 	q := newQueue(t, 23)
-	r := &Recycler{Q: q, Max: 3}
+	r := &Recycler{Q: q, Max: 3, Room: noRoom}
 	var made []uint64
 	for i := 0; i < 5; i++ {
 		p := filepath.Join(q.Dir, "mess", "0", "m"+strconv.Itoa(i))
@@ -431,7 +434,7 @@ func TestTopUp(t *testing.T) {
 // behind, Recycle unlinks the name itself. Either way the name leaves the queue.
 func TestRecyclerBoundsFilesAside(t *testing.T) {
 	q := newQueue(t, 23)
-	r := &Recycler{Q: q, Max: 3}
+	r := &Recycler{Q: q, Max: 3, Room: noRoom}
 	for i := 0; i < 8; i++ {
 		p := filepath.Join(q.Dir, "mess", "0", "m"+strconv.Itoa(i))
 		if err := os.WriteFile(p, []byte("mail"), 0644); err != nil {
@@ -457,5 +460,94 @@ func TestRecyclerBoundsFilesAside(t *testing.T) {
 		if n[0] == '.' {
 			t.Errorf("%s still aside", n)
 		}
+	}
+}
+
+// While the file system has room, spare/q grows past Max up to Burst, so that a drain
+// frees no blocks; Trim gives the excess back later, a batch at a time, and leaves
+// what is still moved aside alone.
+func TestRecyclerBurstAndTrim(t *testing.T) {
+	q := newQueue(t, 23)
+	room := true
+	r := &Recycler{Q: q, Max: 3, Burst: 7, Room: func() bool { return room }}
+	recycle := func(i int) {
+		t.Helper()
+		p := filepath.Join(q.Dir, "mess", "0", "m"+strconv.Itoa(i))
+		if err := os.WriteFile(p, []byte("mail"), 0644); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Recycle(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 9; i++ {
+		recycle(i)
+	}
+	if n := r.Trim(100); n != 0 {
+		t.Errorf("Trim removed %d spares while files wait for a Flush", n)
+	}
+	r.Flush()
+	r.Flush()
+	names := spareNames(t, q)
+	if len(names) != 7 {
+		t.Fatalf("spare/q after two Flushes = %v, want Burst = 7", names)
+	}
+	for _, n := range names {
+		if n[0] == '.' {
+			t.Errorf("%s still aside", n)
+		}
+	}
+	if n := r.Trim(2); n != 2 || len(spareNames(t, q)) != 5 {
+		t.Errorf("Trim(2) removed %d, spare/q now %v", n, spareNames(t, q))
+	}
+	if n := r.Trim(100); n != 2 || len(spareNames(t, q)) != 3 {
+		t.Errorf("Trim(100) removed %d, spare/q now %v, want Max = 3 left", n, spareNames(t, q))
+	}
+	if n := r.Trim(100); n != 0 {
+		t.Errorf("Trim at Max removed %d", n)
+	}
+	// Short of room, the pool takes no more than Max: the files past it go at Flush.
+	room = false
+	for i := 10; i < 14; i++ {
+		recycle(i)
+	}
+	r.Flush()
+	r.Flush()
+	if names := spareNames(t, q); len(names) != 3 {
+		t.Errorf("spare/q without room = %v, want Max = 3", names)
+	}
+}
+
+func TestSpareRoom(t *testing.T) {
+	for _, c := range []struct {
+		st   syscall.Statfs_t
+		want bool
+	}{
+		{syscall.Statfs_t{Blocks: 1000, Bavail: 100, Files: 1000, Ffree: 100}, true},
+		{syscall.Statfs_t{Blocks: 1000, Bavail: 99, Files: 1000, Ffree: 900}, false},
+		{syscall.Statfs_t{Blocks: 1000, Bavail: 900, Files: 1000, Ffree: 99}, false},
+		{syscall.Statfs_t{Blocks: 1000, Bavail: 900}, true}, // no inode count: btrfs
+		{syscall.Statfs_t{}, false},
+	} {
+		calls := 0
+		st := c.st
+		r := &SpareRoom{Dir: "/x", statfs: func(dir string, out *syscall.Statfs_t) error {
+			calls++
+			*out = st
+			return nil
+		}}
+		if got := r.OK(); got != c.want {
+			t.Errorf("%+v: OK = %v, want %v", c.st, got, c.want)
+		}
+		if r.OK(); calls != 1 {
+			t.Errorf("%d statfs calls within a second, want 1", calls)
+		}
+	}
+	r := &SpareRoom{Dir: "/x", statfs: func(string, *syscall.Statfs_t) error { return syscall.EIO }}
+	if r.OK() {
+		t.Error("room when statfs fails")
+	}
+	if !(&SpareRoom{Dir: t.TempDir()}).OK() {
+		t.Log("the test machine's temporary directory is short of room") // not the code's fault
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,19 @@ import (
 	"github.com/notqmail/notqmail/src/queue"
 )
 
-// spareMax bounds queue/spare/s: beyond it, finished files are unlinked as qmail does.
-const spareMax = 2000
+// spareMax is how many spares queue/spare/s keeps in quiet spells; while mail flows
+// it may hold up to spareBurst while the file system has room (queue.SpareRoom), and
+// beyond that, finished files are unlinked as qmail does.
+const spareMax = queue.MaxSpares
+
+// spareBurst bounds queue/spare/s while mail flows (queue.BurstSpares; tests change
+// it): a drain of a backlog then frees no blocks, which on a file system mounted with
+// discard would each wait for the device, in qmail-send's main loop.
+var spareBurst = queue.BurstSpares
+
+// spareTrimPerTick is how many spares past spareMax the pool unlinks per topUpIdle
+// of quiet (tests change it).
+var spareTrimPerTick = queue.TrimPerTick
 
 // spares reuses qmails's queue inodes through queue/spare/s (see queue.SpareS): a
 // finished info/, local/ or remote/ file is renamed there, named by its inode number,
@@ -41,9 +53,10 @@ type spares struct {
 	dir   string // queue/spare/s; "" when the queue has none (an old, unfixed queue)
 	mode  os.FileMode
 	syncs *commits
+	room  func() bool // whether to keep spares past spareMax
 
 	mu       sync.Mutex
-	queue    []spare // spare/s entries known to be there, oldest first, at most spareMax
+	queue    []spare // spare/s entries known to be there, oldest first, at most spareBurst
 	reserved int     // releases in progress, counted against spareMax
 
 	lastUse atomic.Int64 // when create or remove last ran (UnixNano); 0: never
@@ -57,20 +70,20 @@ type spare struct {
 	since groupsync.Mark
 }
 
-// openSpares lists up to spareMax entries of dir. Entries beyond that, or not named
+// openSpares lists up to spareBurst entries of dir. Entries beyond that, or not named
 // like an inode number, are left alone: they cost nothing but their space.
 func openSpares(dir string, mode os.FileMode, syncs *commits) *spares {
-	s := &spares{mode: mode, syncs: syncs}
+	s := &spares{mode: mode, syncs: syncs, room: (&queue.SpareRoom{Dir: dir}).OK}
 	f, err := os.Open(dir)
 	if err != nil {
 		return s
 	}
 	defer f.Close()
 	s.dir = dir
-	for len(s.queue) < spareMax {
+	for len(s.queue) < spareBurst {
 		names, err := f.Readdirnames(256)
 		for _, n := range names {
-			if _, ok := parseID(n); ok && len(s.queue) < spareMax {
+			if _, ok := parseID(n); ok && len(s.queue) < spareBurst {
 				s.queue = append(s.queue, spare{name: n})
 			}
 		}
@@ -91,8 +104,10 @@ var spareLowWater = 1024
 // not while mail is flowing (a variable for tests).
 var topUpIdle = time.Second
 
-// startTopUp makes new empty spares in the background until the pool holds low, and
-// returns the function that ends qmail-send's use of the pool: it stops the top-up,
+// startTopUp makes new empty spares in the background until the pool holds low, then
+// trims it back to spareMax in quiet spells whenever a drain has grown it past that
+// (trimLoop), and returns the function that ends qmail-send's use of the pool: it
+// stops both,
 // waits for it and then, if the name of a spare may not be on disk yet, syncs, since
 // the next run takes the spares it finds as synced. The top-up runs beside the
 // daemon's work, in its quiet spells, rather than before it: a thousand creates take
@@ -104,6 +119,7 @@ func (s *spares) startTopUp(low int) (stop func()) {
 	go func() {
 		defer close(done)
 		s.topUp(low, quit)
+		s.trimLoop(quit)
 	}()
 	return func() {
 		close(quit)
@@ -140,22 +156,8 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 	os.Remove(tmp) // left by a run that stopped here; spare/s is ours alone
 	n := 0
 	for {
-		if last := s.lastUse.Load(); last != 0 {
-			if wait := time.Until(time.Unix(0, last).Add(topUpIdle)); wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-quit:
-					t.Stop()
-					return n
-				case <-t.C:
-				}
-				continue
-			}
-		}
-		select {
-		case <-quit:
+		if !s.waitQuiet(quit) {
 			return n
-		default:
 		}
 		s.mu.Lock()
 		full := len(s.queue) >= low || len(s.queue)+s.reserved >= spareMax
@@ -187,6 +189,79 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 		s.mu.Unlock()
 		n++
 	}
+}
+
+// waitQuiet waits until the pool has gone unused for topUpIdle, and reports false if
+// quit closed first.
+func (s *spares) waitQuiet(quit <-chan struct{}) bool {
+	for {
+		if last := s.lastUse.Load(); last != 0 {
+			if wait := time.Until(time.Unix(0, last).Add(topUpIdle)); wait > 0 {
+				if !sleep(wait, quit) {
+					return false
+				}
+				continue
+			}
+		}
+		select {
+		case <-quit:
+			return false
+		default:
+			return true
+		}
+	}
+}
+
+// sleep waits for d, and reports false if quit closed first.
+func sleep(d time.Duration, quit <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-quit:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// trimLoop unlinks spares past spareMax, spareTrimPerTick of them per topUpIdle of
+// quiet, until quit closes: a pool that a drain grew gives its space back when mail
+// is quiet, not in a burst of discards while it flows.
+func (s *spares) trimLoop(quit <-chan struct{}) {
+	if s.dir == "" {
+		return
+	}
+	for s.waitQuiet(quit) {
+		s.trim(spareTrimPerTick)
+		if !sleep(topUpIdle, quit) {
+			return
+		}
+	}
+}
+
+// trim unlinks up to n spares past spareMax, oldest first, and returns how many it
+// removed. A spare whose rename into spare/s no sync has covered yet stays: its
+// inode must not be freed while its old name may come back after a crash.
+func (s *spares) trim(n int) int {
+	s.mu.Lock()
+	var names []string
+	for len(names) < n && len(s.queue) > spareMax {
+		sp := s.queue[0]
+		if sp.gen != 0 && !s.syncs.covered(sp.gen, sp.since) {
+			break
+		}
+		names = append(names, sp.name)
+		s.queue[0] = spare{}
+		s.queue = s.queue[1:]
+	}
+	if len(s.queue) <= spareMax && cap(s.queue) > 2*spareMax {
+		s.queue = slices.Clip(s.queue) // the next append gives the drain's array back
+	}
+	s.mu.Unlock()
+	for _, name := range names {
+		os.Remove(filepath.Join(s.dir, name))
+	}
+	return len(names)
 }
 
 func (s *spares) count() int {
@@ -281,8 +356,10 @@ func (s *spares) remove(path string) error {
 	if s.dir == "" {
 		return os.Remove(path)
 	}
+	roomy := s.room != nil && s.room() // a statfs at most once a second
 	s.mu.Lock()
-	full := len(s.queue)+s.reserved >= spareMax
+	n := len(s.queue) + s.reserved
+	full := n >= spareBurst || (n >= spareMax && !roomy)
 	if !full {
 		s.reserved++
 	}

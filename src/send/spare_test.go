@@ -104,12 +104,14 @@ func TestSparesReused(t *testing.T) {
 	}
 }
 
-// spare/s never grows beyond its bound: past it, files are unlinked.
+// On a file system short of room, spare/s never grows beyond spareMax: past it,
+// files are unlinked.
 func TestSparesBounded(t *testing.T) {
 	dir := t.TempDir()
 	sdir := filepath.Join(dir, "s")
 	os.Mkdir(sdir, 0700)
 	s := openSpares(sdir, 0600, testCommits(t))
+	s.room = func() bool { return false }
 	for i := 0; i < spareMax+5; i++ {
 		p := filepath.Join(dir, fmt.Sprint("f", i))
 		if err := os.WriteFile(p, []byte("data"), 0600); err != nil {
@@ -680,5 +682,76 @@ func TestSpareNotReusedAfterFailedSync(t *testing.T) {
 	f.Close()
 	if inode(t, filepath.Join(dir, "new")) == oldIno || s.count() != 1 {
 		t.Fatal("a spare was reused although a sync since its removal failed")
+	}
+}
+
+// While the file system has room, spare/s grows past spareMax up to spareBurst, so
+// that a drain frees no blocks; in quiet spells it is trimmed back to spareMax,
+// oldest first, spareTrimPerTick at a time, never taking a spare whose rename into
+// spare/s no sync has covered yet.
+func TestSparesBurstAndTrim(t *testing.T) {
+	defer func(b, n int, d time.Duration) { spareBurst, spareTrimPerTick, topUpIdle = b, n, d }(
+		spareBurst, spareTrimPerTick, topUpIdle)
+	spareBurst, spareTrimPerTick = spareMax+10, 4
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "s")
+	os.Mkdir(sdir, 0700)
+	syncs := testCommits(t)
+	s := openSpares(sdir, 0600, syncs)
+	s.room = func() bool { return true }
+	remove := func(i int) {
+		t.Helper()
+		p := filepath.Join(dir, fmt.Sprint("f", i))
+		if err := os.WriteFile(p, []byte("data"), 0600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < spareMax+12; i++ {
+		remove(i)
+	}
+	onDisk := func() int {
+		names, err := os.ReadDir(sdir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(names)
+	}
+	if n := onDisk(); n != spareMax+10 || s.count() != spareMax+10 {
+		t.Fatalf("%d spares on disk, %d known; want spareBurst = %d", n, s.count(), spareMax+10)
+	}
+	// None of the renames is synced yet: none may go.
+	if n := s.trim(100); n != 0 {
+		t.Errorf("trimmed %d spares whose renames are not on disk", n)
+	}
+	if err := syncs.sync(syncs.begin()); err != nil {
+		t.Fatal(err)
+	}
+	oldest := s.queue[0].name
+	if n := s.trim(3); n != 3 || onDisk() != spareMax+7 {
+		t.Errorf("trim(3) removed %d, %d left on disk", n, onDisk())
+	}
+	if _, err := os.Stat(filepath.Join(sdir, oldest)); !os.IsNotExist(err) {
+		t.Errorf("oldest spare %s not the first to go: %v", oldest, err)
+	}
+	// The loop does the rest in quiet spells, and stops at spareMax.
+	topUpIdle = 10 * time.Millisecond
+	stop := s.startTopUp(0)
+	deadline := time.Now().Add(time.Minute)
+	for s.count() > spareMax && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	if n := onDisk(); n != spareMax || s.count() != spareMax {
+		t.Errorf("%d spares on disk, %d known after quiet spells; want spareMax = %d", n, s.count(), spareMax)
+	}
+	// Short of room, no more past spareMax.
+	s.room = func() bool { return false }
+	remove(99999)
+	if n := onDisk(); n != spareMax {
+		t.Errorf("%d spares on disk without room, want %d", n, spareMax)
 	}
 }
