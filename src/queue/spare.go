@@ -296,8 +296,9 @@ type Recycler struct {
 
 	room    *SpareRoom
 	mu      sync.Mutex
-	count   int
+	count   int // spare/q's entries, as last counted and tracked since: takers only shrink it
 	ops     int
+	counted int          // ops at the last count
 	pending []string     // moved aside since the last Flush
 	ready   []string     // moved aside before the last Flush: spares at the next one
 	uid     atomic.Int64 // 1 + the process's effective uid, once known
@@ -313,8 +314,10 @@ func (r *Recycler) euid() int {
 	return int(u - 1)
 }
 
-// recount is how many Recycle calls pass between two counts of spare/q, which its
-// takers shrink behind the Recycler's back.
+// recount is how many Recycle calls pass at least between two counts of spare/q,
+// which its takers shrink behind the Recycler's back; with a large pool, a quarter of
+// its count pass, so that the readdir costs a few entries per call however large
+// spare/q has grown.
 const recount = 256
 
 // Recycle removes the name p from the queue: when p is the only name of a regular
@@ -341,8 +344,9 @@ func (r *Recycler) Recycle(p string) error {
 func (r *Recycler) RecycleInode(p string, ino uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ops%recount == 0 {
+	if r.ops == 0 || r.ops-r.counted >= max(recount, r.count/4) {
 		r.count = countSpares(r.Q)
+		r.counted = r.ops
 	}
 	r.ops++
 	// Past the pool's capacity the file is still moved aside, and Flush unlinks it:
@@ -493,38 +497,33 @@ func (r *Recycler) Trim(n int) int {
 	if busy || !over || n <= 0 {
 		return 0
 	}
-	have := countSpares(r.Q)
-	r.mu.Lock()
-	if r.ops == ops {
-		r.count = have
-	}
-	want := min(r.count-rest, n)
-	r.mu.Unlock()
-	if want <= 0 {
-		return 0
-	}
+	// One readdir both counts spare/q and finds the spares to unlink.
 	dir := filepath.Join(r.Q.Dir, SpareQ)
 	f, err := os.Open(dir)
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	all, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return 0
+	}
+	r.mu.Lock()
+	if r.ops == ops {
+		r.count, r.counted = len(all), r.ops
+	}
+	want := min(r.count-rest, n)
+	r.mu.Unlock()
 	removed := 0
-	for removed < want {
-		names, err := f.Readdirnames(512)
-		for _, name := range names {
-			if removed == want {
-				break
-			}
-			if strings.HasPrefix(name, ".") {
-				continue // moved aside, or a TopUp's: not a spare yet
-			}
-			if syscall.Unlink(filepath.Join(dir, name)) == nil {
-				removed++
-			}
-		}
-		if err != nil || len(names) == 0 {
+	for _, name := range all {
+		if removed >= want {
 			break
+		}
+		if strings.HasPrefix(name, ".") {
+			continue // moved aside, or a TopUp's: not a spare yet
+		}
+		if syscall.Unlink(filepath.Join(dir, name)) == nil {
+			removed++
 		}
 	}
 	r.mu.Lock()
