@@ -77,8 +77,9 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 				// wait for a quiet spell: at the start of a drain of a backlog they
 				// would only compete with the removals, which fill spare/q anyway.
 				// So do the unlinks that give a pool grown by a drain back.
-				if time.Since(time.Unix(0, lastReq.Load())) >= FlushInterval {
-					if rec.Trim(spareTrimPerTick) == 0 {
+				quiet := func() bool { return time.Since(time.Unix(0, lastReq.Load())) >= FlushInterval }
+				if quiet() {
+					if rec.Trim(spareTrimPerTick, quiet) == 0 {
 						rec.TopUp(spareLowWater, spareTopUpPerTick)
 					}
 				}

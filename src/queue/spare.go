@@ -484,10 +484,10 @@ func (r *Recycler) capacity() int {
 // Trim unlinks spares past Max, at most n of them, and returns how many it removed.
 // qmail-clean calls it when no request has come for a while: a pool that a drain
 // grew past Max gives back its space then, not in a burst of discards while mail
-// flows. It does nothing while files moved aside wait for a Flush. A spare a writer
-// takes meanwhile is its own: the writer renames it first, and the unlink finds it
-// gone.
-func (r *Recycler) Trim(n int) int {
+// flows. It stops early once quiet, when not nil, reports false (mail again). It
+// does nothing while files moved aside wait for a Flush. A spare a writer takes
+// meanwhile is its own: the writer renames it first, and the unlink finds it gone.
+func (r *Recycler) Trim(n int, quiet func() bool) int {
 	rest, _ := r.limits()
 	r.mu.Lock()
 	busy := len(r.pending) > 0 || len(r.ready) > 0
@@ -521,6 +521,9 @@ func (r *Recycler) Trim(n int) int {
 		}
 		if strings.HasPrefix(name, ".") {
 			continue // moved aside, or a TopUp's: not a spare yet
+		}
+		if quiet != nil && !quiet() {
+			break
 		}
 		if syscall.Unlink(filepath.Join(dir, name)) == nil {
 			removed++

@@ -483,7 +483,7 @@ func TestRecyclerBurstAndTrim(t *testing.T) {
 	for i := 0; i < 9; i++ {
 		recycle(i)
 	}
-	if n := r.Trim(100); n != 0 {
+	if n := r.Trim(100, nil); n != 0 {
 		t.Errorf("Trim removed %d spares while files wait for a Flush", n)
 	}
 	r.Flush()
@@ -497,13 +497,18 @@ func TestRecyclerBurstAndTrim(t *testing.T) {
 			t.Errorf("%s still aside", n)
 		}
 	}
-	if n := r.Trim(2); n != 2 || len(spareNames(t, q)) != 5 {
+	if n := r.Trim(2, nil); n != 2 || len(spareNames(t, q)) != 5 {
 		t.Errorf("Trim(2) removed %d, spare/q now %v", n, spareNames(t, q))
 	}
-	if n := r.Trim(100); n != 2 || len(spareNames(t, q)) != 3 {
+	// Mail again after one unlink: Trim stops there.
+	calls := 0
+	if n := r.Trim(100, func() bool { calls++; return calls == 1 }); n != 1 || len(spareNames(t, q)) != 4 {
+		t.Errorf("Trim with mail coming back removed %d, spare/q now %v", n, spareNames(t, q))
+	}
+	if n := r.Trim(100, nil); n != 1 || len(spareNames(t, q)) != 3 {
 		t.Errorf("Trim(100) removed %d, spare/q now %v, want Max = 3 left", n, spareNames(t, q))
 	}
-	if n := r.Trim(100); n != 0 {
+	if n := r.Trim(100, nil); n != 0 {
 		t.Errorf("Trim at Max removed %d", n)
 	}
 	// Short of room, the pool takes no more than Max: the files past it go at Flush.

@@ -232,11 +232,29 @@ func (s *spares) trimLoop(quit <-chan struct{}) {
 		return
 	}
 	for s.waitQuiet(quit) {
-		s.trim(spareTrimPerTick)
+		// In small steps, so that mail coming back stops the unlinks, each of which
+		// may wait for a discard.
+		for n := 0; n < spareTrimPerTick && s.quiet(); {
+			k := s.trim(min(trimStep, spareTrimPerTick-n))
+			if k == 0 {
+				break
+			}
+			n += k
+		}
 		if !sleep(topUpIdle, quit) {
 			return
 		}
 	}
+}
+
+// trimStep is how many spares trimLoop unlinks between two looks at whether the pool
+// is in use again.
+const trimStep = 16
+
+// quiet reports whether the pool has gone unused for topUpIdle.
+func (s *spares) quiet() bool {
+	last := s.lastUse.Load()
+	return last == 0 || time.Since(time.Unix(0, last)) >= topUpIdle
 }
 
 // trim unlinks up to n spares past spareMax, oldest first, and returns how many it

@@ -755,3 +755,40 @@ func TestSparesBurstAndTrim(t *testing.T) {
 		t.Errorf("%d spares on disk without room, want %d", n, spareMax)
 	}
 }
+
+// While the pool is in use, the trim loop leaves it alone, however far past spareMax
+// it has grown.
+func TestSparesNotTrimmedWhileUsed(t *testing.T) {
+	defer func(b int, d time.Duration) { spareBurst, topUpIdle = b, d }(spareBurst, topUpIdle)
+	spareBurst, topUpIdle = spareMax+5, time.Hour
+	dir := t.TempDir()
+	sdir := filepath.Join(dir, "s")
+	os.Mkdir(sdir, 0700)
+	syncs := testCommits(t)
+	s := openSpares(sdir, 0600, syncs)
+	s.room = func() bool { return true }
+	for i := 0; i < spareMax+5; i++ {
+		p := filepath.Join(dir, fmt.Sprint("f", i))
+		if err := os.WriteFile(p, nil, 0600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.remove(p); err != nil { // marks the pool used now
+			t.Fatal(err)
+		}
+	}
+	if err := syncs.sync(syncs.begin()); err != nil {
+		t.Fatal(err)
+	}
+	if s.quiet() {
+		t.Error("pool quiet right after use")
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() { s.trimLoop(quit); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	close(quit)
+	<-done
+	if s.count() != spareMax+5 {
+		t.Errorf("%d spares left, want all %d: trimmed while in use", s.count(), spareMax+5)
+	}
+}
