@@ -218,17 +218,7 @@ func TestServeTopsUpSpares(t *testing.T) {
 	q := testQueue(t)
 	defer func(n, m int) { spareLowWater, spareTopUpPerTick = n, m }(spareLowWater, spareTopUpPerTick)
 	spareLowWater, spareTopUpPerTick = 50, 20
-	dir := filepath.Join(q.Dir, queue.SpareQ)
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		t.Fatal(err)
-	}
-	count := func() int {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(ents)
-	}
+	_, count := spareDir(t, q)
 	r, w := io.Pipe()
 	done := make(chan error, 1)
 	var out bytes.Buffer
@@ -259,21 +249,11 @@ func TestServeTrimsSpares(t *testing.T) {
 	spareTrimPerTick = 30
 	spareRoom = func() bool { return true }
 	defer func() { spareRoom = nil }()
-	dir := filepath.Join(q.Dir, queue.SpareQ)
-	if err := os.MkdirAll(dir, 0700); err != nil {
-		t.Fatal(err)
-	}
+	dir, count := spareDir(t, q)
 	for i := 0; i < queue.MaxSpares+40; i++ {
 		if err := os.WriteFile(filepath.Join(dir, "f"+strconv.Itoa(i)), nil, 0600); err != nil {
 			t.Fatal(err)
 		}
-	}
-	count := func() int {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(ents)
 	}
 	// A finished message while the pool is over MaxSpares: kept, not unlinked.
 	os.WriteFile(q.Path("mess", 3), []byte("x"), 0644)
@@ -307,5 +287,21 @@ func TestServeTrimsSpares(t *testing.T) {
 		if seen[i-1]-seen[i] > spareTrimPerTick {
 			t.Errorf("spare/q went from %d to %d: more than %d at once", seen[i-1], seen[i], spareTrimPerTick)
 		}
+	}
+}
+
+// spareDir makes q's spare/q and returns it with a function that counts its entries.
+func spareDir(t *testing.T, q queue.Queue) (string, func() int) {
+	t.Helper()
+	dir := filepath.Join(q.Dir, queue.SpareQ)
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, func() int {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
 	}
 }

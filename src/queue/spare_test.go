@@ -450,11 +450,18 @@ func TestRecyclerBoundsFilesAside(t *testing.T) {
 	if names := spareNames(t, q); len(names) != 6 {
 		t.Fatalf("spare/q = %v, want 6 files moved aside (twice Max)", names)
 	}
+	flushTwice(t, r, q, 3)
+}
+
+// flushTwice runs two Flushes, after which spare/q must hold want spares and nothing
+// moved aside.
+func flushTwice(t *testing.T, r *Recycler, q Queue, want int) {
+	t.Helper()
 	r.Flush()
 	r.Flush()
 	names := spareNames(t, q)
-	if len(names) != 3 {
-		t.Fatalf("spare/q after two Flushes = %v, want Max = 3", names)
+	if len(names) != want {
+		t.Fatalf("spare/q after two Flushes = %v, want %d", names, want)
 	}
 	for _, n := range names {
 		if n[0] == '.' {
@@ -486,17 +493,7 @@ func TestRecyclerBurstAndTrim(t *testing.T) {
 	if n := r.Trim(100, nil); n != 0 {
 		t.Errorf("Trim removed %d spares while files wait for a Flush", n)
 	}
-	r.Flush()
-	r.Flush()
-	names := spareNames(t, q)
-	if len(names) != 7 {
-		t.Fatalf("spare/q after two Flushes = %v, want Burst = 7", names)
-	}
-	for _, n := range names {
-		if n[0] == '.' {
-			t.Errorf("%s still aside", n)
-		}
-	}
+	flushTwice(t, r, q, 7) // Burst
 	if n := r.Trim(2, nil); n != 2 || len(spareNames(t, q)) != 5 {
 		t.Errorf("Trim(2) removed %d, spare/q now %v", n, spareNames(t, q))
 	}

@@ -693,12 +693,7 @@ func TestSparesBurstAndTrim(t *testing.T) {
 	defer func(b, n int, d time.Duration) { spareBurst, spareTrimPerTick, topUpIdle = b, n, d }(
 		spareBurst, spareTrimPerTick, topUpIdle)
 	spareBurst, spareTrimPerTick = spareMax+10, 4
-	dir := t.TempDir()
-	sdir := filepath.Join(dir, "s")
-	os.Mkdir(sdir, 0700)
-	syncs := testCommits(t)
-	s := openSpares(sdir, 0600, syncs)
-	s.room = func() bool { return true }
+	dir, sdir, syncs, s := roomyPool(t)
 	remove := func(i int) {
 		t.Helper()
 		p := filepath.Join(dir, fmt.Sprint("f", i))
@@ -761,12 +756,7 @@ func TestSparesBurstAndTrim(t *testing.T) {
 func TestSparesNotTrimmedWhileUsed(t *testing.T) {
 	defer func(b int, d time.Duration) { spareBurst, topUpIdle = b, d }(spareBurst, topUpIdle)
 	spareBurst, topUpIdle = spareMax+5, time.Hour
-	dir := t.TempDir()
-	sdir := filepath.Join(dir, "s")
-	os.Mkdir(sdir, 0700)
-	syncs := testCommits(t)
-	s := openSpares(sdir, 0600, syncs)
-	s.room = func() bool { return true }
+	dir, _, syncs, s := roomyPool(t)
 	for i := 0; i < spareMax+5; i++ {
 		p := filepath.Join(dir, fmt.Sprint("f", i))
 		if err := os.WriteFile(p, nil, 0600); err != nil {
@@ -791,4 +781,19 @@ func TestSparesNotTrimmedWhileUsed(t *testing.T) {
 	if s.count() != spareMax+5 {
 		t.Errorf("%d spares left, want all %d: trimmed while in use", s.count(), spareMax+5)
 	}
+}
+
+// roomyPool opens an empty pool in a temporary directory (dir/s) on a file system
+// taken to have room.
+func roomyPool(t *testing.T) (dir, sdir string, syncs *commits, s *spares) {
+	t.Helper()
+	dir = t.TempDir()
+	sdir = filepath.Join(dir, "s")
+	if err := os.Mkdir(sdir, 0700); err != nil {
+		t.Fatal(err)
+	}
+	syncs = testCommits(t)
+	s = openSpares(sdir, 0600, syncs)
+	s.room = func() bool { return true }
+	return dir, sdir, syncs, s
 }
