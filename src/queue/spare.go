@@ -285,8 +285,8 @@ var noRenameat2 atomic.Bool
 // it (Spares.take), and unlinks a bad one.
 //
 // It keeps spare/q at most Burst entries while the file system has room, else Max,
-// counting them by readdir at the start and every recount operations, and unlinks
-// files beyond that; Trim brings a quiet pool back to Max. It is safe for concurrent
+// counting them by readdir at the start and then now and again (see recount), and
+// unlinks files beyond that; Trim brings a quiet pool back to Max. It is safe for concurrent
 // use.
 type Recycler struct {
 	Q     Queue

@@ -105,11 +105,10 @@ var spareLowWater = 1024
 var topUpIdle = time.Second
 
 // startTopUp makes new empty spares in the background until the pool holds low, then
-// trims it back to spareMax in quiet spells whenever a drain has grown it past that
+// trims it back to spareMax in quiet spells whenever it has grown past that
 // (trimLoop), and returns the function that ends qmail-send's use of the pool: it
-// stops both,
-// waits for it and then, if the name of a spare may not be on disk yet, syncs, since
-// the next run takes the spares it finds as synced. The top-up runs beside the
+// stops both, waits for them and then, if the name of a spare may not be on disk
+// yet, syncs, since the next run takes the spares it finds as synced. The top-up runs beside the
 // daemon's work, in its quiet spells, rather than before it: a thousand creates take
 // seconds on the file systems spares are for, and mail that arrives meanwhile must
 // not wait, nor queue up into a burst of deliveries when qmail-send finally starts.
