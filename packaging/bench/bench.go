@@ -421,8 +421,8 @@ func summary(m Measurement) string {
 	if m.Error != "" {
 		return "ERROR " + m.Error
 	}
-	kib, flushes := diskFigures(m)
-	return fmt.Sprintf("%d msgs, accept %.1f/s, end-to-end %.1f/s, %.2f CPU ms/msg, disk %s KiB and %s flushes/msg, peak RSS %s", m.Messages, m.Accept, m.E2E, m.CPUms, kib, flushes, mib(m.PeakRSS))
+	kib, writes, flushes := diskFigures(m)
+	return fmt.Sprintf("%d msgs, accept %.1f/s, end-to-end %.1f/s, %.2f CPU ms/msg, disk %s KiB in %s writes and %s flushes/msg, peak RSS %s", m.Messages, m.Accept, m.E2E, m.CPUms, kib, writes, flushes, mib(m.PeakRSS))
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -54,7 +54,7 @@ func TestMarkdownRatiosAndProfile(t *testing.T) {
 		Machine: Machine{CPUs: 2, Commit: "abc", Loads: []string{"1 smtp notqmail 10: 1.00 2.00 3.00"},
 			FS: &FileSystem{Type: "ext4", Source: "/dev/vda", Options: "rw", Super: "rw,discard", Journal: "no"}},
 		Measurements: []Measurement{
-			{Scenario: "1 smtp", MTA: "notqmail", Sessions: 10, Messages: 100, E2E: 300, CPUms: 2, DiskKiB: 61.4, Flushes: 0.5},
+			{Scenario: "1 smtp", MTA: "notqmail", Sessions: 10, Messages: 100, E2E: 300, CPUms: 2, DiskKiB: 61.4, Writes: 14.25, Flushes: 0.5},
 			{Scenario: "1 smtp", MTA: "Postfix", Sessions: 10, Messages: 100, E2E: 200, CPUms: 4},
 			{Scenario: "2 smtp tcpserver", MTA: "notqmail (tcpserver)", Sessions: 10, Messages: 100, E2E: 100, CPUms: 8},
 			{Scenario: "3 sendmail", MTA: "notqmail", Sessions: 1, Messages: 100, E2E: 150, CPUms: 5},
@@ -68,7 +68,7 @@ func TestMarkdownRatiosAndProfile(t *testing.T) {
 	}
 	md := Markdown(r)
 	for _, want := range []string{"| 1.50× | 0.50× | 1.00 2.00 3.00 |", "| 0.50× | 2.00× |",
-		"| 2.00 | 61 | 0.50 |", "| 4.00 | - | - |", "Last window over first: 0.80.",
+		"| 2.00 | 61 | 14.2 | 0.50 |", "| 4.00 | - | - | - |", "Last window over first: 0.80.",
 		"| qmail-smtpd | 1000 | 50.0% |", "| qmail-send | 600 | 30.0% |",
 		"| queues and maildirs on | ext4 on /dev/vda, without a journal (mount rw; file system rw,discard) |",
 		"Scenario 3 sendmail, notqmail at 1 session: 1.50× Postfix's end-to-end rate (target at least 1×): met."} {

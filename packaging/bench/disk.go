@@ -15,6 +15,7 @@ import (
 // (Linux's Documentation/block/stat.rst): what the MTAs' fsyncs and journal commits
 // cost the disk, which CPU time does not show.
 type diskCounters struct {
+	writes  uint64 // write requests completed, after the kernel merged adjacent blocks
 	sectors uint64 // 512-byte sectors written
 	flushes uint64 // cache flushes completed (Linux 5.5 and later)
 }
@@ -58,8 +59,8 @@ func readDisk(path string) (c diskCounters, ok bool) {
 	return c, err == nil
 }
 
-// parseDiskStat parses a block device's stat line: field 7 (from 1) is sectors
-// written, field 16 flushes completed.
+// parseDiskStat parses a block device's stat line: field 5 (from 1) is write
+// requests completed, field 7 sectors written, field 16 flushes completed.
 func parseDiskStat(s string) (diskCounters, error) {
 	f := strings.Fields(s)
 	if len(f) < 16 {
@@ -67,6 +68,9 @@ func parseDiskStat(s string) (diskCounters, error) {
 	}
 	var c diskCounters
 	var err error
+	if c.writes, err = strconv.ParseUint(f[4], 10, 64); err != nil {
+		return c, fmt.Errorf("disk stat: writes completed: %v", err)
+	}
 	if c.sectors, err = strconv.ParseUint(f[6], 10, 64); err != nil {
 		return c, fmt.Errorf("disk stat: sectors written: %v", err)
 	}

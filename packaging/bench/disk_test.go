@@ -11,8 +11,8 @@ func TestParseDiskStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.sectors != 1234011504 || c.flushes != 12524459 {
-		t.Errorf("got %+v, want sectors 1234011504 flushes 12524459", c)
+	if c.writes != 119819507 || c.sectors != 1234011504 || c.flushes != 12524459 {
+		t.Errorf("got %+v, want writes 119819507 sectors 1234011504 flushes 12524459", c)
 	}
 	// Before Linux 5.5 there are no flush counters: no figures rather than wrong ones.
 	if _, err := parseDiskStat("1 2 3 4 5 6 7 8 9 10 11\n"); err == nil {

@@ -57,10 +57,13 @@ func Markdown(r *Results) string {
 	p("  smtpd, cleanup, virtual, ...); `cpuacct.usage_user + usage_sys` over the measurement, divided by\n")
 	p("  the messages. The load generators are outside the cgroup, except in scenario 3, where the\n")
 	p("  shell loop running sendmail is inside it for both MTAs. -1 means no cgroup was available.\n")
-	p("- *Disk KiB/msg* and *flushes/msg*: the block device holding both MTAs' files, from its\n")
-	p("  counters in /sys (KiB written, cache flushes completed) over the measurement, per message:\n")
-	p("  what the fsyncs, syncfs calls and journal commits cost the disk. The whole device counts,\n")
-	p("  so anything else writing to it then counts too; - means no counters.\n")
+	p("- *Disk KiB/msg*, *writes/msg* and *flushes/msg*: the block device holding both MTAs' files,\n")
+	p("  from its counters in /sys (KiB written, write requests completed after the kernel merged\n")
+	p("  adjacent blocks, cache flushes completed) over the measurement, per message: what the\n")
+	p("  fsyncs, syncfs calls and journal commits cost the disk. A device has a ceiling of write\n")
+	p("  requests a second as well as of bytes, and small metadata writes meet the first long\n")
+	p("  before the second. The whole device counts, so anything else writing to it then counts\n")
+	p("  too; - means no counters.\n")
 	p("- Both MTAs keep their queues and maildirs in the run's scratch directory, on the file\n")
 	p("  system named above; set TMPDIR to run on another. The figures depend on it: on ext4\n")
 	p("  without a journal an fsync writes only the file's own blocks, while a syncfs writes\n")
@@ -77,8 +80,8 @@ func Markdown(r *Results) string {
 	p("## Scenarios 1-4\n\n")
 	p("Ratio: notqmail's end-to-end rate over Postfix's in the same scenario and concurrency (above 1: notqmail faster);\n")
 	p("CPU ratio: notqmail's CPU per message over Postfix's (below 1: notqmail cheaper).\n\n")
-	p("| scenario | MTA | sessions | messages | accept/s | end-to-end/s | CPU ms/msg | disk KiB/msg | flushes/msg | peak RSS | qmgr RSS | ratio | CPU ratio | load |\n")
-	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	p("| scenario | MTA | sessions | messages | accept/s | end-to-end/s | CPU ms/msg | disk KiB/msg | writes/msg | flushes/msg | peak RSS | qmgr RSS | ratio | CPU ratio | load |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	loads := map[string]string{}
 	for _, l := range m.Loads {
 		if k, v, ok := strings.Cut(l, ": "); ok {
@@ -100,7 +103,7 @@ func Markdown(r *Results) string {
 		if x.Windows != nil || x.Scenario == "5 scale" {
 			continue
 		}
-		kib, flushes := diskFigures(x)
+		kib, writes, flushes := diskFigures(x)
 		ratio, cpuRatio := "", ""
 		if pf := postfixFor(r, x); pf != nil && x.MTA != "Postfix" && x.Error == "" && pf.Error == "" {
 			ratio = fmt.Sprintf("%.2f×", x.E2E/pf.E2E)
@@ -109,11 +112,11 @@ func Markdown(r *Results) string {
 			}
 		}
 		if x.Error != "" {
-			p("| %s | %s | %s | %d | error: %s | | | | | | | | | |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages, oneLine(x.Error))
+			p("| %s | %s | %s | %d | error: %s | | | | | | | | | | |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages, oneLine(x.Error))
 			continue
 		}
-		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
-			rate(x.Accept), x.E2E, cpu(x.CPUms), kib, flushes, mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
+		p("| %s | %s | %s | %d | %s | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.MTA, sessions(x.Sessions), x.Messages,
+			rate(x.Accept), x.E2E, cpu(x.CPUms), kib, writes, flushes, mib(x.PeakRSS), mib(x.DaemonRS), ratio, cpuRatio,
 			withSettled(loads[fmt.Sprintf("%s %s %d", x.Scenario, x.MTA, x.Sessions)], x.Settled))
 	}
 	p("\n")
@@ -127,9 +130,9 @@ func Markdown(r *Results) string {
 			p("- %s, %d messages: error: %s\n\n", x.MTA, x.Messages, oneLine(x.Error))
 			continue
 		}
-		kib, flushes := diskFigures(x)
-		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; %s disk KiB and %s flushes per message; peak RSS %s, %s peak %s.\n\n",
-			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), kib, flushes, mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
+		kib, writes, flushes := diskFigures(x)
+		p("%s: %d messages queued while stopped, then delivered at %.1f/s overall; %s CPU ms/msg; %s disk KiB in %s write requests, and %s flushes per message; peak RSS %s, %s peak %s.\n\n",
+			x.MTA, x.Messages, x.E2E, cpu(x.CPUms), kib, writes, flushes, mib(x.PeakRSS), daemonName(x.MTA), mib(x.DaemonRS))
 		if x.Settled != "" {
 			p("Pressure when it started: %s.\n\n", x.Settled)
 		}
@@ -221,14 +224,19 @@ func cpu(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
-// diskFigures formats m's disk KiB and flushes per message, or "-" for both when the
-// disk's counters were unknown (DiskKiB 0: a measurement always writes its messages).
-// Zero flushes is a figure of its own: a delivery that syncs nothing.
-func diskFigures(m Measurement) (kib, flushes string) {
+// diskFigures formats m's disk KiB, write requests and flushes per message, or "-"
+// when the disk's counters were unknown (DiskKiB 0: a measurement always writes its
+// messages), and "-" for the write requests of results from before they were
+// measured. Zero flushes is a figure of its own: a delivery that syncs nothing.
+func diskFigures(m Measurement) (kib, writes, flushes string) {
 	if m.DiskKiB <= 0 {
-		return "-", "-"
+		return "-", "-", "-"
 	}
-	return fmt.Sprintf("%.0f", m.DiskKiB), fmt.Sprintf("%.2f", m.Flushes)
+	writes = "-"
+	if m.Writes > 0 {
+		writes = fmt.Sprintf("%.1f", m.Writes)
+	}
+	return fmt.Sprintf("%.0f", m.DiskKiB), writes, fmt.Sprintf("%.2f", m.Flushes)
 }
 
 func oneLine(s string) string {

@@ -28,10 +28,12 @@ type Measurement struct {
 	CPUms    float64 `json:"cpu_ms_per_msg"` // -1 when unavailable
 	PeakRSS  int64   `json:"peak_rss_bytes"` // summed over the MTA's processes
 	DaemonRS int64   `json:"queue_manager_peak_rss_bytes,omitempty"`
-	// DiskKiB and Flushes are what the disk holding the MTA's files was asked to do
-	// per message over the measurement: KiB written and cache flushes (the whole
-	// device, so other writers on it count too); DiskKiB 0 when its counters are unknown.
+	// DiskKiB, Writes and Flushes are what the disk holding the MTA's files was asked
+	// to do per message over the measurement: KiB written, write requests and cache
+	// flushes (the whole device, so other writers on it count too); DiskKiB 0 when its
+	// counters are unknown, Writes 0 in results written before it was measured.
 	DiskKiB float64 `json:"disk_write_kib_per_msg,omitempty"`
+	Writes  float64 `json:"disk_writes_per_msg,omitempty"`
 	Flushes float64 `json:"disk_flushes_per_msg,omitempty"`
 	// Windows are delivery rates (messages/s) per window of WindowSize messages.
 	Windows    []float64 `json:"windows_per_s,omitempty"`
@@ -135,6 +137,7 @@ func (m *meter) finish(r *Measurement) {
 	}
 	if d, ok := readDisk(m.disk); ok && m.diskOK && r.Messages > 0 {
 		r.DiskKiB = float64(d.sectors-m.disk0.sectors) / 2 / float64(r.Messages)
+		r.Writes = float64(d.writes-m.disk0.writes) / float64(r.Messages)
 		r.Flushes = float64(d.flushes-m.disk0.flushes) / float64(r.Messages)
 	}
 	var procs map[string]int64
