@@ -65,6 +65,7 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	var lastReq atomic.Int64 // when the last request came (UnixNano)
 	lastReq.Store(time.Now().UnixNano())
+	quiet := func() bool { return time.Since(time.Unix(0, lastReq.Load())) >= FlushInterval }
 	go func() {
 		defer close(stopped)
 		t := time.NewTicker(FlushInterval)
@@ -77,7 +78,6 @@ func Serve(q queue.Queue, r io.Reader, w io.Writer) error {
 				// wait for a quiet spell: at the start of a drain of a backlog they
 				// would only compete with the removals, which fill spare/q anyway.
 				// So do the unlinks that give a pool grown by a drain back.
-				quiet := func() bool { return time.Since(time.Unix(0, lastReq.Load())) >= FlushInterval }
 				if quiet() {
 					if rec.Trim(spareTrimPerTick, quiet) == 0 {
 						rec.TopUp(spareLowWater, spareTopUpPerTick)

@@ -466,16 +466,14 @@ func (r *Recycler) capacity() int {
 	if r.count < rest {
 		return rest // no need to ask the file system
 	}
-	if r.Room != nil {
-		if r.Room() {
-			return burst
+	hasRoom := r.Room
+	if hasRoom == nil {
+		if r.room == nil {
+			r.room = &SpareRoom{Dir: r.Q.Dir}
 		}
-		return rest
+		hasRoom = r.room.OK
 	}
-	if r.room == nil {
-		r.room = &SpareRoom{Dir: r.Q.Dir}
-	}
-	if r.room.OK() {
+	if hasRoom() {
 		return burst
 	}
 	return rest

@@ -194,13 +194,11 @@ func (s *spares) topUp(low int, quit <-chan struct{}) int {
 // quit closed first.
 func (s *spares) waitQuiet(quit <-chan struct{}) bool {
 	for {
-		if last := s.lastUse.Load(); last != 0 {
-			if wait := time.Until(time.Unix(0, last).Add(topUpIdle)); wait > 0 {
-				if !sleep(wait, quit) {
-					return false
-				}
-				continue
+		if wait := s.untilQuiet(); wait > 0 {
+			if !sleep(wait, quit) {
+				return false
 			}
+			continue
 		}
 		select {
 		case <-quit:
@@ -251,9 +249,16 @@ func (s *spares) trimLoop(quit <-chan struct{}) {
 const trimStep = 16
 
 // quiet reports whether the pool has gone unused for topUpIdle.
-func (s *spares) quiet() bool {
+func (s *spares) quiet() bool { return s.untilQuiet() <= 0 }
+
+// untilQuiet is how long until the pool will have gone unused for topUpIdle; 0 or
+// less when it has (or was never used).
+func (s *spares) untilQuiet() time.Duration {
 	last := s.lastUse.Load()
-	return last == 0 || time.Since(time.Unix(0, last)) >= topUpIdle
+	if last == 0 {
+		return 0
+	}
+	return time.Until(time.Unix(0, last).Add(topUpIdle))
 }
 
 // trim unlinks up to n spares past spareMax, oldest first, and returns how many it
@@ -373,15 +378,15 @@ func (s *spares) remove(path string) error {
 	if s.dir == "" {
 		return os.Remove(path)
 	}
-	roomy := s.room != nil && s.room() // a statfs at most once a second
 	s.mu.Lock()
 	n := len(s.queue) + s.reserved
-	full := n >= spareBurst || (n >= spareMax && !roomy)
-	if !full {
-		s.reserved++
-	}
+	s.reserved++ // given back below if the file is unlinked after all
 	s.mu.Unlock()
-	if full {
+	// The file system is asked (a statfs at most once a second) only past spareMax.
+	if n >= spareBurst || (n >= spareMax && (s.room == nil || !s.room())) {
+		s.mu.Lock()
+		s.reserved--
+		s.mu.Unlock()
 		return os.Remove(path)
 	}
 	since := s.syncs.begin()
