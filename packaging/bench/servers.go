@@ -25,6 +25,13 @@ const (
 	Sender      = "bench@client.example"
 )
 
+// LocalConcurrency is how many local deliveries each MTA runs at once, as scenario 4
+// sets both MTAs' remote concurrency to 20: Postfix's
+// virtual_destination_concurrency_limit (by default default_destination_concurrency_limit,
+// 20) and notqmail's control/concurrencylocal. qmail's default concurrencylocal is 10;
+// left at that, notqmail would deliver with half of Postfix's concurrency.
+const LocalConcurrency = 20
+
 // server is one MTA instance under test, fresh for each measurement.
 type server interface {
 	Name() string
@@ -222,7 +229,7 @@ func newNotqmail(base, binDir, tag string, o nqOptions) (*notqmail, error) {
 		os.RemoveAll(parent)
 		return nil, err
 	}
-	ctl := map[string]string{}
+	ctl := map[string]string{"concurrencylocal": strconv.Itoa(LocalConcurrency)}
 	if o.ConcurrencyRemote > 0 {
 		ctl["concurrencyremote"] = strconv.Itoa(o.ConcurrencyRemote)
 	}
@@ -394,8 +401,8 @@ virtual_gid_maps = static:65534
 virtual_minimum_uid = 100
 relayhost = [127.0.0.1]:%[3]d
 smtp_destination_concurrency_limit = %[4]d
-default_destination_concurrency_limit = %[4]d
-`, dir, LocalDomain, o.SinkPort, o.ConcurrencyRemote)
+virtual_destination_concurrency_limit = %[5]d
+`, dir, LocalDomain, o.SinkPort, o.ConcurrencyRemote, LocalConcurrency)
 }
 
 func newPostfix(base, tag string, o pfOptions) (*postfix, error) {
