@@ -282,7 +282,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				name = "2 smtp tcpserver"
 			}
 			b.measure(ctx, who, func(srv server) Measurement {
-				return smtpScenario(ctx, srv, name, o.Messages, s, nil)
+				return smtpScenario(ctx, srv, name, o.Messages, s, nil, b.warmUp())
 			}, nqOptions{TCPServer: who == "tcpserver"}, pfOptions{})
 		}
 	}
@@ -291,7 +291,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		if !o.runs(3) {
 			break
 		}
-		b.measure(ctx, who, func(srv server) Measurement { return sendmailScenario(ctx, srv, o.Messages, work) }, nqOptions{}, pfOptions{})
+		b.measure(ctx, who, func(srv server) Measurement { return sendmailScenario(ctx, srv, o.Messages, work, b.warmUp()) }, nqOptions{}, pfOptions{})
 	}
 	// Scenario 4: remote delivery to smtp-sink at concurrency 20.
 	for _, who := range []string{"postfix", "notqmail"} {
@@ -372,6 +372,14 @@ func inUse(port int) bool {
 }
 
 // measure creates a fresh instance of who, runs f on it and records the result.
+// warmUp is WarmUp, or nothing in quick mode (a smoke test).
+func (b *runner) warmUp() time.Duration {
+	if b.o.Quick {
+		return 0
+	}
+	return WarmUp
+}
+
 func (b *runner) measure(ctx context.Context, who string, f func(server) Measurement, nq nqOptions, pf pfOptions) {
 	b.seq++
 	tag := fmt.Sprintf("%s-%d", b.tag, b.seq)

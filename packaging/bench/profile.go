@@ -93,7 +93,7 @@ func profile(ctx context.Context, b *runner, n int) (*Profile, error) {
 	}
 	prefix := []string{"perf", "record", "-F", "999", "-g", "-q", "-o", filepath.Join(dir, "{name}.data"), "--"}
 	p := &Profile{Reports: map[string]string{}}
-	p.Run = smtpScenario(ctx, srv, "profile (perf attached)", n, 10, prefix)
+	p.Run = smtpScenario(ctx, srv, "profile (perf attached)", n, 10, prefix, b.warmUp())
 	srv.Stop()
 	if p.Execs, err = execCosts(ctx, srv, b.work, 200); err != nil {
 		p.Run.Error += " exec costs: " + err.Error()

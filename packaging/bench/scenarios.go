@@ -147,13 +147,14 @@ func (m *meter) finish(r *Measurement) {
 
 // smtpScenario: smtp-source sends n messages of 4 KiB over sessions concurrent
 // connections, one message per connection, to alice's Maildir.
-func smtpScenario(ctx context.Context, s server, name string, n, sessions int, prefix []string) Measurement {
+func smtpScenario(ctx context.Context, s server, name string, n, sessions int, prefix []string, warm time.Duration) Measurement {
 	r := Measurement{Scenario: name, MTA: s.Name(), Sessions: sessions, Messages: n}
 	if err := s.Start(ctx, true, true, prefix); err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	defer s.Stop()
+	sleepCtx(ctx, warm)
 	m := startMeter(s)
 	cmd := exec.CommandContext(ctx, "smtp-source", "-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n), "-l", "4096",
 		"-f", Sender, "-t", LocalRcpt, "-M", "client.example", s.Addr())
@@ -170,6 +171,25 @@ func smtpScenario(ctx context.Context, s server, name string, n, sessions int, p
 	}
 	m.finish(&r)
 	return r
+}
+
+// WarmUp is how long scenarios 1-3 let a started instance run before the clock starts,
+// so that they measure a running server taking a burst of mail, not its first seconds:
+// notqmail's qmail-clean and qmail-send fill their pools of spare queue files then
+// (qmail-clean(8)); Postfix's master starts its services when they are first needed.
+const WarmUp = 5 * time.Second
+
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func tail(b []byte) string {
@@ -200,7 +220,7 @@ func injectCmd(ctx context.Context, s server, a *acct, pidfile, msgFile, rcpt st
 
 // sendmailScenario: n messages through the MTA's sendmail, one after another, with
 // the MTA running.
-func sendmailScenario(ctx context.Context, s server, n int, work string) Measurement {
+func sendmailScenario(ctx context.Context, s server, n int, work string, warm time.Duration) Measurement {
 	r := Measurement{Scenario: "3 sendmail", MTA: s.Name(), Messages: n, Sessions: 1}
 	msgFile := filepath.Join(work, "msg")
 	if err := os.WriteFile(msgFile, message(4096), 0o644); err != nil {
@@ -212,6 +232,7 @@ func sendmailScenario(ctx context.Context, s server, n int, work string) Measure
 		return r
 	}
 	defer s.Stop()
+	sleepCtx(ctx, warm)
 	m := startMeter(s)
 	cmd := injectCmd(ctx, s, s.Acct(), filepath.Join(work, "pid.inject"), msgFile, LocalRcpt, n)
 	out, err := cmd.CombinedOutput()
