@@ -39,8 +39,9 @@ const ossified = 129600 * time.Second
 // (queue.SpareLowWater; tests change it).
 var spareLowWater = queue.SpareLowWater
 
-// spareTopUpPerTick bounds the empty spares Serve creates per FlushInterval when idle.
-var spareTopUpPerTick = 256
+// spareTopUpPerTick bounds the empty spares Serve creates per FlushInterval when idle:
+// an empty pool is full in four quiet seconds.
+var spareTopUpPerTick = 512
 
 // spareRoom, when not nil, replaces the Recycler's look at the file system's room
 // (tests).
