@@ -177,7 +177,7 @@ func smtpScenario(ctx context.Context, s server, name string, n, sessions int, p
 // so that they measure a running server taking a burst of mail, not its first seconds:
 // notqmail's qmail-clean and qmail-send fill their pools of spare queue files then
 // (qmail-clean(8)); Postfix's master starts its services when they are first needed.
-const WarmUp = 5 * time.Second
+const WarmUp = 10 * time.Second
 
 // sleepCtx waits for d, or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -41,7 +41,7 @@ var spareLowWater = queue.SpareLowWater
 
 // spareTopUpPerTick bounds the empty spares Serve creates per FlushInterval when idle:
 // an empty pool is full in four quiet seconds.
-var spareTopUpPerTick = 512
+var spareTopUpPerTick = queue.SpareLowWater / 4
 
 // spareRoom, when not nil, replaces the Recycler's look at the file system's room
 // (tests).

@@ -15,8 +15,10 @@ import (
 )
 
 // MaxSpares is how many spares a pool (spare/q, spare/s) keeps while mail is quiet:
-// past it, spares are unlinked in quiet spells, TrimPerTick a second.
-const MaxSpares = 2000
+// past it, spares are unlinked in quiet spells, TrimPerTick a second. A spare that a
+// removal made keeps its old blocks, so in a quiet spell spare/q holds about the space
+// of the last 2048 messages (mess/ and intd/ each).
+const MaxSpares = 4096
 
 // BurstSpares bounds a pool while mail flows, as long as the file system has room
 // (SpareRoom). A drain of a backlog finishes far more files in a row than MaxSpares,
@@ -553,8 +555,8 @@ func countSpares(q Queue) int {
 // nothing else to do, so that a burst of mail after a start or a quiet spell reuses
 // inodes instead of allocating them while a client waits. It is the quiet bound
 // itself: a burst takes two spares a message (mess/ and intd/), and removals refill the
-// pool only a second or two later, so a smaller pool runs dry within the first thousand
-// messages of a burst. Past it, each new file costs an inode allocation, which on ext4
+// pool only a second or two later (delivery, then qmail-clean's once-a-second Flush), so
+// a pool of 2000 ran dry within the first second of a burst at 850 messages a second. Past it, each new file costs an inode allocation, which on ext4
 // without a journal scans past every inode freed in the last minute or more (by any
 // program, in that block group). Empty spares hold an inode each and no blocks.
 const SpareLowWater = MaxSpares
