@@ -371,7 +371,6 @@ func inUse(port int) bool {
 	return true
 }
 
-// measure creates a fresh instance of who, runs f on it and records the result.
 // warmUp is WarmUp, or nothing in quick mode (a smoke test).
 func (b *runner) warmUp() time.Duration {
 	if b.o.Quick {
@@ -380,6 +379,7 @@ func (b *runner) warmUp() time.Duration {
 	return WarmUp
 }
 
+// measure creates a fresh instance of who, runs f on it and records the result.
 func (b *runner) measure(ctx context.Context, who string, f func(server) Measurement, nq nqOptions, pf pfOptions) {
 	b.seq++
 	tag := fmt.Sprintf("%s-%d", b.tag, b.seq)
