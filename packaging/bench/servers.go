@@ -25,11 +25,11 @@ const (
 	Sender      = "bench@client.example"
 )
 
-// LocalConcurrency is how many local deliveries each MTA runs at once, as scenario 4
-// sets both MTAs' remote concurrency to 20: Postfix's
-// virtual_destination_concurrency_limit (by default default_destination_concurrency_limit,
-// 20) and notqmail's control/concurrencylocal. qmail's default concurrencylocal is 10;
-// left at that, notqmail would deliver with half of Postfix's concurrency.
+// LocalConcurrency is how many local deliveries each MTA runs at once: notqmail's
+// control/concurrencylocal and Postfix's virtual_destination_concurrency_limit, whose
+// default (default_destination_concurrency_limit) is 20. Scenario 4 likewise gives
+// both MTAs a remote concurrency of 20. qmail's default concurrencylocal is 10; left
+// at that, notqmail would deliver with half of Postfix's concurrency.
 const LocalConcurrency = 20
 
 // server is one MTA instance under test, fresh for each measurement.

@@ -554,11 +554,12 @@ func countSpares(q Queue) int {
 // SpareLowWater is how many spares qmail-clean keeps ready in spare/q when it has
 // nothing else to do, so that a burst of mail after a start or a quiet spell reuses
 // inodes instead of allocating them while a client waits. It is the quiet bound
-// itself: a burst takes two spares a message (mess/ and intd/), and removals refill the
-// pool only a second or two later (delivery, then qmail-clean's once-a-second Flush), so
-// a pool of 2000 ran dry within the first second of a burst at 850 messages a second. Past it, each new file costs an inode allocation, which on ext4
-// without a journal scans past every inode freed in the last minute or more (by any
-// program, in that block group). Empty spares hold an inode each and no blocks.
+// itself: a burst takes two spares a message (mess/ and intd/), and removals refill
+// the pool only a second or two later (delivery, then qmail-clean's once-a-second
+// Flush), so a pool of 2000 ran dry within the first second of a burst at 850
+// messages a second. Past that, each new file costs an inode allocation, which on
+// ext4 without a journal scans past every inode freed in the last minute or more (by
+// any program, in that block group). An empty spare holds an inode and no blocks.
 const SpareLowWater = MaxSpares
 
 // TopUp creates empty spares in spare/q until it holds low files, at most max of
